@@ -1,0 +1,35 @@
+"""Engine configuration: which models exist and the limits the pool keeps.
+
+Plain data; `app.py` fills it from the ExtensionApp's traitlets, scripts and
+tests build it directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass
+class ModelSpec:
+    """A model the user named: a local folder or a Hugging Face repo id, with
+    its LoRA adapters (adapter name -> folder holding adapters.safetensors)."""
+
+    name: str
+    path: str
+    adapters: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class EngineConfig:
+    models: dict[str, ModelSpec] = field(default_factory=dict)
+    default_model: Optional[str] = None
+    memory_budget: Optional[int] = None  # bytes of MLX memory for loaded entries; None: no limit
+    max_loaded: int = 4  # loaded (model, adapter) entries, LRU beyond
+    idle_timeout: Optional[float] = None  # seconds before an unpinned, unused entry is unloaded
+    queue_limit: int = 64  # requests waiting to join the batch; beyond that QueueFull
+    max_tokens_cap: int = 4096  # upper bound on any request's max_tokens
+    preload: list[str] = field(default_factory=list)  # model ids ("name" or "name:adapter") loaded at start
+    completion_batch_size: int = 32
+    prefill_step_size: int = 2048
+    prompt_cache_size: int = 16  # cached prompt prefixes kept for reuse

@@ -1,0 +1,65 @@
+"""Errors the engine reports to a request. The API maps each to an HTTP status."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+class EngineError(Exception):
+    """Base of every error a request can fail with. `param` names the request
+    field at fault, when there is one."""
+
+    def __init__(self, message: str, param: Optional[str] = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class InvalidRequest(EngineError):
+    """The request cannot be served as asked (bad token id in logit_bias, ...)."""
+
+
+class ContextLengthExceeded(InvalidRequest):
+    def __init__(self, prompt_tokens: int, limit: int):
+        super().__init__(
+            f"This model's maximum context length is {limit} tokens, but the prompt "
+            f"has {prompt_tokens} tokens.",
+            param="messages",
+        )
+        self.prompt_tokens = prompt_tokens
+        self.limit = limit
+
+
+class ModelNotFound(EngineError):
+    def __init__(self, name: str, known: list[str]):
+        listing = ", ".join(known) if known else "none"
+        super().__init__(f"The model '{name}' does not exist. Known models: {listing}.", param="model")
+        self.name = name
+        self.known = known
+
+
+class QueueFull(EngineError):
+    def __init__(self, limit: int, retry_after: float = 1.0):
+        super().__init__(f"The server is busy: {limit} requests are already waiting. Retry shortly.")
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+class EngineNotReady(EngineError):
+    """Not started, stopping, or the device thread died and was not restarted."""
+
+
+class EngineStopped(EngineError):
+    """The engine shut down while the request was in flight."""
+
+
+class LoadFailed(EngineError):
+    """A model or adapter could not be loaded (missing or corrupt files, broken template)."""
+
+
+class MemoryBudgetExceeded(LoadFailed):
+    """Loading would exceed the memory budget even after evicting what may be evicted."""
+
+
+class GenerationFailed(EngineError):
+    """An exception escaped the model while generating; only this request is affected."""

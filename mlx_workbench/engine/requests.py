@@ -1,0 +1,140 @@
+"""What goes into the engine and what comes out of it.
+
+Plain dataclasses, no MLX: the API and the scheduler both speak these. A request
+is submitted once; its events arrive in order on the channel the caller chose
+(an asyncio queue, or a blocking iterator for scripts).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Literal, Optional, Union
+
+_ids = itertools.count(1)
+
+
+@dataclass
+class SamplingParams:
+    """OpenAI's sampling parameters, already validated by the caller."""
+
+    max_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    stop: list[str] = field(default_factory=list)
+    seed: Optional[int] = None
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+
+@dataclass
+class GenerationRequest:
+    """One chat or text completion; `n` choices share the prompt.
+
+    Exactly one of `messages` (chat: the family's template renders them) and
+    `prompt` (text completion: a string or token ids) is set.
+    """
+
+    model: str
+    adapter: Optional[str] = None
+    messages: Optional[list[dict]] = None
+    prompt: Union[str, list[int], None] = None
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    n: int = 1
+    id: str = field(default_factory=lambda: f"req-{next(_ids)}")
+
+
+# ---- events, in the order a request sees them ---------------------------------
+
+
+@dataclass
+class Started:
+    """Admitted: the prompt is tokenized and fits; prefill begins.
+
+    Errors found before this event (unknown model, prompt too long, failed load)
+    arrive as `Failed` instead, so an HTTP handler can still pick a status code.
+    """
+
+    prompt_tokens: int
+    cached_tokens: int = 0
+
+
+@dataclass
+class Progress:
+    """Prefill progress of a long prompt (lets SSE send keep-alives)."""
+
+    processed: int
+    total: int
+
+
+@dataclass
+class TopLogprob:
+    token: str
+    token_id: int
+    logprob: float
+
+
+@dataclass
+class TokenLogprob:
+    token: str
+    token_id: int
+    logprob: float
+    top: list[TopLogprob] = field(default_factory=list)
+
+
+@dataclass
+class Delta:
+    """New text for choice `index`. Text held back by a possible stop string
+    or an incomplete UTF-8 sequence arrives in a later Delta."""
+
+    index: int
+    text: str
+    token_ids: list[int]
+    logprobs: Optional[list[TokenLogprob]] = None
+
+
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+@dataclass
+class Finished:
+    """Choice `index` is over."""
+
+    index: int
+    reason: FinishReason
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    time_to_first_token: float = 0.0  # seconds from submit to first Delta
+    generation_seconds: float = 0.0  # first Delta to last Finished
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class Done:
+    """Last event of a successful request (after every choice's Finished)."""
+
+    usage: Usage
+
+
+@dataclass
+class Failed:
+    """Last event of a failed request. `error` is an EngineError subclass."""
+
+    error: Exception
+
+
+Event = Union[Started, Progress, Delta, Finished, Done, Failed]

@@ -1,0 +1,52 @@
+"""Snapshots of the engine's state, published by the device thread and read by
+anyone (API, widgets, health) without waiting on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+EntryState = Literal["unloaded", "loading", "loaded", "failed"]
+
+
+@dataclass
+class EntryStatus:
+    """One (model, adapter) pair the pool knows of."""
+
+    id: str  # "model" or "model:adapter", the OpenAI model id
+    model: str
+    adapter: Optional[str]
+    state: EntryState
+    progress: float = 0.0  # 0..1 while loading (download, then weights)
+    memory_bytes: int = 0  # what its own load added (an adapter: its own weights only)
+    pinned: bool = False
+    family: Optional[str] = None
+    context_length: Optional[int] = None
+    last_used: Optional[float] = None  # time.time()
+    active_requests: int = 0
+    error: Optional[str] = None
+
+
+@dataclass
+class MemoryStatus:
+    active: int = 0
+    peak: int = 0
+    cache: int = 0
+    budget: Optional[int] = None
+    device: str = ""  # e.g. "cpu" or "gpu (Apple M2)"
+
+
+@dataclass
+class EngineStatus:
+    state: Literal["starting", "running", "stopping", "stopped", "failed"]
+    entries: list[EntryStatus] = field(default_factory=list)
+    memory: MemoryStatus = field(default_factory=MemoryStatus)
+    active_requests: int = 0
+    queued_requests: int = 0
+    queue_limit: int = 0
+    tokens_per_second: float = 0.0  # decode rate over the last few seconds, all requests
+    generated_tokens: int = 0  # since start
+    prompt_cache_hits: int = 0
+    prompt_cache_misses: int = 0
+    restarts: int = 0  # device thread restarts after a crash
+    error: Optional[str] = None  # why state is "failed"
