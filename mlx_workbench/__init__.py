@@ -1,3 +1,24 @@
-"""mlx_workbench: a Jupyter server as a local, OpenAI-compatible LLM server on MLX."""
+"""mlx_workbench: a Jupyter server as a local, OpenAI-compatible LLM server on MLX.
+
+Entry points only; each import is deferred so that a kernel loading the magics
+never imports the server side (and never MLX), and the server never imports IPython.
+"""
 
 __version__ = "0.1.0"
+
+
+def _jupyter_server_extension_points():
+    from .app import MLXWorkbench
+
+    return [{"module": "mlx_workbench.app", "app": MLXWorkbench}]
+
+
+def _jupyter_labextension_paths():
+    return [{"src": "labextension", "dest": "mlx-workbench"}]
+
+
+def load_ipython_extension(ipython):
+    """`%load_ext mlx_workbench`: registers %%mlx_chat and the line magics."""
+    from .kernel.magics import load_ipython_extension as load
+
+    load(ipython)
