@@ -22,3 +22,17 @@ def load_ipython_extension(ipython):
     from .kernel.magics import load_ipython_extension as load
 
     load(ipython)
+
+
+def panel(**kwargs):
+    """The pool panel widget: models, load/unload/pin, live memory, queue (see kernel/widgets.py)."""
+    from .kernel.widgets import panel as make_panel
+
+    return make_panel(**kwargs)
+
+
+def compare(prompt, targets, **kwargs):
+    """Stream one prompt to several (model, adapter) targets side by side (see kernel/widgets.py)."""
+    from .kernel.widgets import compare as run_compare
+
+    return run_compare(prompt, targets, **kwargs)
