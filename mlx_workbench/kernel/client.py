@@ -1,0 +1,148 @@
+"""The kernel's view of the server: where it is, and how to talk to it.
+
+Generation goes through the official `openai` client, so any OpenAI-compatible
+endpoint works for chat; the pool admin API (mlx/api/...) exists only on an
+mlx_workbench server. Plain HTTP only: the kernel never imports MLX.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import httpx
+import openai
+
+NO_SERVER_HELP = (
+    "Start JupyterLab (`jupyter lab`) from an environment where mlx_workbench is installed and "
+    "open this notebook there, or point the magics at any OpenAI-compatible endpoint with "
+    "`%mlx_connect URL`."
+)
+
+
+class WorkbenchError(Exception):
+    """An expected failure (no server, unknown model, server busy...): IPython
+    shows its message alone, without a traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[31m{type(self).__name__}\x1b[0m: {self}"]
+
+
+class NotWorkbenchServer(WorkbenchError):
+    """The endpoint speaks OpenAI but has no mlx_workbench pool admin API."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where chat requests go, and where the pool admin API is if there is one."""
+
+    openai_base_url: str
+    token: str
+    server_url: Optional[str] = None  # mlx_workbench server incl. base_url, ending in "/"
+
+    @classmethod
+    def workbench(cls, server_url: str, token: str) -> "Endpoint":
+        server_url = server_url if server_url.endswith("/") else server_url + "/"
+        return cls(server_url + "mlx/v1", token, server_url)
+
+    @property
+    def is_workbench(self) -> bool:
+        return self.server_url is not None
+
+    def describe(self) -> str:
+        if self.is_workbench:
+            return f"mlx_workbench server at {self.server_url}"
+        return f"OpenAI-compatible endpoint at {self.openai_base_url}"
+
+    def openai_client(self) -> openai.OpenAI:
+        # No retries: a busy server or a lost connection is reported at once.
+        # No read timeout: a long prompt on a big model may take minutes to its first token.
+        return openai.OpenAI(
+            base_url=self.openai_base_url,
+            api_key=self.token or "none",
+            max_retries=0,
+            timeout=httpx.Timeout(None, connect=10.0),
+        )
+
+    # ---- pool admin API --------------------------------------------------------
+
+    def status(self) -> dict:
+        return self._admin("GET", "mlx/api/status")
+
+    def load(self, model: str, adapter: Optional[str] = None, pin: Optional[bool] = None) -> dict:
+        body = {"model": model, "adapter": adapter, "pin": pin}
+        return self._admin("POST", "mlx/api/models/load", body)["entry"]
+
+    def unload(self, model: str, adapter: Optional[str] = None) -> dict:
+        return self._admin("POST", "mlx/api/models/unload", {"model": model, "adapter": adapter})["entry"]
+
+    def _admin(self, method: str, path: str, body: Optional[dict] = None) -> dict:
+        if not self.is_workbench:
+            raise NotWorkbenchServer(
+                f"This needs an mlx_workbench server; the magics are connected to {self.describe()}, "
+                "which serves chat only. `%mlx_connect` without a URL goes back to the Jupyter server."
+            )
+        headers = {"Authorization": f"token {self.token}"} if self.token else {}
+        try:
+            response = httpx.request(
+                method, self.server_url + path, json=body, headers=headers, timeout=30.0
+            )
+        except httpx.TransportError as e:
+            raise WorkbenchError(f"Cannot reach the {self.describe()}: {e}. Is it still running?") from None
+        if response.is_error:
+            raise WorkbenchError(error_message(response))
+        return response.json()
+
+
+def error_message(response: httpx.Response) -> str:
+    """The message of an OpenAI-style error body, else the HTTP status."""
+    try:
+        return response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return f"The server answered {response.status_code} {response.reason_phrase}."
+
+
+def probe(server_url: str) -> Optional[dict]:
+    """mlx/health of a server URL if it is an mlx_workbench server, else None."""
+    server_url = server_url if server_url.endswith("/") else server_url + "/"
+    try:
+        response = httpx.get(server_url + "mlx/health", timeout=3.0)
+        health = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    return health if isinstance(health, dict) and "engine" in health else None
+
+
+def connect(url: str, token: str = "") -> Endpoint:
+    """An endpoint for a URL the user typed: a Jupyter server with mlx_workbench
+    (its root URL) or any OpenAI base URL (such as http://localhost:8080/v1)."""
+    if probe(url) is not None:
+        return Endpoint.workbench(url, token)
+    return Endpoint(url.rstrip("/"), token)
+
+
+def discover() -> Endpoint:
+    """The mlx_workbench server this kernel belongs to.
+
+    The extension puts MLX_WORKBENCH_URL/TOKEN in the environment of every kernel
+    its server starts. A kernel started otherwise looks through the running
+    Jupyter servers, the one that started it (JPY_PARENT_PID) first.
+    """
+    url = os.environ.get("MLX_WORKBENCH_URL")
+    if url:
+        return Endpoint.workbench(url, os.environ.get("MLX_WORKBENCH_TOKEN", ""))
+
+    from jupyter_server.serverapp import list_running_servers
+
+    parent = os.environ.get("JPY_PARENT_PID")
+    servers = sorted(list_running_servers(), key=lambda info: str(info.get("pid")) != parent)
+    for info in servers:
+        if probe(info["url"]) is not None:
+            return Endpoint.workbench(info["url"], info.get("token", ""))
+    if servers:
+        raise WorkbenchError(
+            f"The Jupyter server at {servers[0]['url']} does not run mlx_workbench "
+            "(`jupyter server extension enable mlx_workbench`, then restart it). " + NO_SERVER_HELP
+        )
+    raise WorkbenchError("No mlx_workbench server found. " + NO_SERVER_HELP)

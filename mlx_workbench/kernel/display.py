@@ -1,0 +1,73 @@
+"""How the magics show things in a cell: a live area for text that grows while
+it streams, the final Markdown answer, byte counts."""
+
+from __future__ import annotations
+
+import time
+
+from IPython.display import display
+
+EMPTY = {"text/plain": ""}
+
+
+class LiveArea:
+    """One display area that follows a growing text, updated at most every
+    `interval` seconds so a fast model does not flood the frontend.
+
+    It starts empty and, unless something must stay (an interrupted answer),
+    ends empty: what stays in the notebook is then exactly what the caller
+    shows after it, not the last frame of an animation.
+    """
+
+    def __init__(self, interval: float = 0.05):
+        self.interval = interval
+        self._handle = display(EMPTY, raw=True, display_id=True)
+        self._shown_at = 0.0
+        self._pending: str | None = None
+
+    def show(self, markdown: str) -> None:
+        self._pending = markdown
+        if time.monotonic() - self._shown_at >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending is not None:
+            self._publish({"text/plain": self._pending, "text/markdown": self._pending})
+            self._shown_at = time.monotonic()
+            self._pending = None
+
+    def close(self, markdown: str = "") -> None:
+        """Leave `markdown` in the area (nothing: leave it empty)."""
+        self._pending = None
+        self._publish({"text/plain": markdown, "text/markdown": markdown} if markdown else EMPTY)
+
+    def _publish(self, data: dict) -> None:
+        self._handle.update(data, raw=True)
+
+
+class Reply(str):
+    """A chat answer: a plain `str` for code (`Out[n]`, `_`), shown as Markdown."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        printer.text(str(self))
+
+
+def human_bytes(n: int | None) -> str:
+    """Decimal units, as mlx_lm and macOS report memory."""
+    if n is None:
+        return "none"
+    if n < 1000:
+        return f"{n} B"
+    for unit in ("kB", "MB", "GB", "TB"):
+        n /= 1000
+        if n < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}"
+
+
+def table(rows: list[list[str]]) -> str:
+    """Left-aligned columns, the first row as the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)

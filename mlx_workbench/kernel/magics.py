@@ -1,0 +1,219 @@
+"""%%mlx_chat and the line magics (`%load_ext mlx_workbench`).
+
+%%mlx_chat decodes greedily (temperature 0) unless told otherwise, as mlx_lm's
+own `generate` and server do: re-running a cell gives the same answer, and
+`--temperature 0.7` asks for variety.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Float
+
+from .chat import Conversation, Interrupted, default_model, stream_answer
+from .client import Endpoint, WorkbenchError, connect, discover, probe
+from .display import LiveArea, human_bytes, table
+
+DEFAULT_CHAT = "default"
+
+
+def model_id(model: str, adapter: Optional[str]) -> str:
+    """The OpenAI model id of a model and adapter: "model" or "model:adapter"."""
+    return f"{model.split(':')[0]}:{adapter}" if adapter else model
+
+
+@magics_class
+class MLXMagics(Magics):
+    update_interval = Float(
+        0.05, config=True, help="Seconds between display updates while an answer streams."
+    )
+    poll_interval = Float(0.2, config=True, help="Seconds between status polls while a model loads.")
+
+    def __init__(self, shell=None, **kwargs):
+        super().__init__(shell, **kwargs)
+        self._endpoint: Optional[Endpoint] = None
+        self.chats: dict[str, Conversation] = {}
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """Found on first use, so a server started after the kernel is found too."""
+        if self._endpoint is None:
+            self._endpoint = discover()
+        return self._endpoint
+
+    # ---- chat ------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("--model", "-m", help="Model id, such as demo or demo:upper; the chat keeps it.")
+    @argument("--adapter", "-a", help="LoRA adapter of the model; the chat keeps it.")
+    @argument("--system", "-s", help="System prompt; the chat keeps it.")
+    @argument("--temperature", "-t", type=float, default=0.0, help="Sampling temperature (default 0: greedy).")
+    @argument("--top-p", type=float, help="Nucleus sampling probability mass.")
+    @argument("--max-tokens", type=int, help="Most tokens in the answer.")
+    @argument("--seed", type=int, help="Random seed, for reproducible sampling.")
+    @argument("--stop", action="append", help="Stop at this text; may be repeated.")
+    @argument("--new", "-n", action="store_true", help="Start the chat afresh, forgetting its history.")
+    @argument("--chat", "-c", default=DEFAULT_CHAT, help="Name of the conversation (default: %(default)s).")
+    @argument("--out", "-o", help="Also store the answer in this variable.")
+    @cell_magic
+    def mlx_chat(self, line: str, cell: str):
+        """Send the cell body as a message; the answer streams into the cell.
+
+        Turns of the same --chat build a conversation the server continues.
+        """
+        args = parse_argstring(self.mlx_chat, line)
+        user = cell.strip()
+        if not user:
+            raise WorkbenchError("Write the message in the cell, below the %%mlx_chat line.")
+        # The chat changes only once the answer is complete: a failed turn leaves it as it was.
+        conversation = Conversation() if args.new else self.chats.get(args.chat, Conversation())
+        system = conversation.system if args.system is None else args.system
+        model = model_id(args.model or conversation.model or default_model(self.endpoint), args.adapter)
+        params = {
+            "temperature": args.temperature,
+            "top_p": args.top_p,
+            "max_tokens": args.max_tokens,
+            "seed": args.seed,
+            "stop": args.stop,
+        }
+        params = {key: value for key, value in params.items() if value is not None}
+        reply = stream_answer(self.endpoint, model, conversation.messages(user, system), params, self.update_interval)
+        conversation.model, conversation.system = model, system
+        conversation.turns.append((user, str(reply)))
+        self.chats[args.chat] = conversation
+        if args.out:
+            self.shell.user_ns[args.out] = str(reply)
+        return reply
+
+    @magic_arguments()
+    @argument("--chat", "-c", default=DEFAULT_CHAT, help="Name of the conversation (default: %(default)s).")
+    @argument("--clear", action="store_true", help="Forget the conversation.")
+    @line_magic
+    def mlx_history(self, line: str):
+        """Show (or --clear) the turns of a conversation."""
+        args = parse_argstring(self.mlx_history, line)
+        conversation = self.chats.get(args.chat)
+        if args.clear:
+            self.chats.pop(args.chat, None)
+            print(f"Chat '{args.chat}' cleared.")
+        elif conversation is None:
+            others = ", ".join(self.chats) or "none yet"
+            print(f"No chat named '{args.chat}'. Chats: {others}.")
+        else:
+            print(f"Chat '{args.chat}' with {conversation.model}, {len(conversation.turns)} turn(s).")
+            lines = [("system", conversation.system)] if conversation.system else []
+            for question, answer in conversation.turns:
+                lines += [("user", question), ("assistant", answer)]
+            for role, text in lines:
+                print(f"{role}: " + text.replace("\n", "\n" + " " * (len(role) + 2)))
+
+    # ---- connection ------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("url", nargs="?", help="A Jupyter server running mlx_workbench, or an OpenAI base URL.")
+    @argument("--token", "-t", default="", help="Jupyter token or API key.")
+    @line_magic
+    def mlx_connect(self, line: str):
+        """Use another server for the magics; without a URL, find the Jupyter server again."""
+        args = parse_argstring(self.mlx_connect, line)
+        self._endpoint = connect(args.url, args.token) if args.url else discover()
+        health = probe(self._endpoint.server_url) if self._endpoint.is_workbench else None
+        if health:
+            print(f"Connected to the {self._endpoint.describe()} (mlx_workbench {health.get('version')}).")
+        else:
+            print(
+                f"Connected to the {self._endpoint.describe()}: %%mlx_chat works; %mlx_models, "
+                "%mlx_load, %mlx_unload and %mlx_status need an mlx_workbench server."
+            )
+
+    # ---- the model pool ----------------------------------------------------------
+
+    @line_magic
+    def mlx_models(self, line: str):
+        """The configured models and adapters, which are loaded, and memory."""
+        status = self.endpoint.status()
+        entries = {entry["id"]: entry for entry in status["entries"]}
+        ids = [model_id(spec["name"], adapter) for spec in status["configured"] for adapter in [None, *spec["adapters"]]]
+        ids += [id for id in entries if id not in ids]
+        rows = [["model", "state", "memory", "pinned"]]
+        for id in ids:
+            entry = entries.get(id, {"state": "unloaded", "memory_bytes": 0, "pinned": False})
+            memory = human_bytes(entry["memory_bytes"]) if entry["state"] == "loaded" else ""
+            default = " (default)" if id == status.get("default_model") else ""
+            rows.append([id + default, entry["state"], memory, "yes" if entry["pinned"] else ""])
+        print(table(rows))
+        print(memory_line(status["memory"]))
+
+    @magic_arguments()
+    @argument("model", help="Model name (or model id such as demo:upper).")
+    @argument("--adapter", "-a", help="LoRA adapter to load on top of the model.")
+    @argument("--pin", action="store_true", help="Keep it loaded: never evict it to make room.")
+    @line_magic
+    def mlx_load(self, line: str):
+        """Load a model (and adapter) into the server's pool, showing progress."""
+        args = parse_argstring(self.mlx_load, line)
+        model, _, adapter = model_id(args.model, args.adapter).partition(":")
+        entry = self.endpoint.load(model, adapter or None, pin=args.pin or None)
+        live = LiveArea()
+        try:
+            while entry["state"] == "loading":
+                live.show(f"Loading {entry['id']}… {entry['progress']:.0%}")
+                time.sleep(self.poll_interval)
+                entry = next(e for e in self.endpoint.status()["entries"] if e["id"] == entry["id"])
+        except KeyboardInterrupt:
+            raise Interrupted(f"stopped waiting; {entry['id']} keeps loading on the server (see %mlx_models).") from None
+        finally:
+            live.close()
+        if entry["state"] != "loaded":
+            raise WorkbenchError(f"Loading {entry['id']} failed: {entry.get('error') or entry['state']}")
+        pinned = ", pinned" if entry["pinned"] else ""
+        print(f"Loaded {entry['id']} ({human_bytes(entry['memory_bytes'])}{pinned}).")
+
+    @magic_arguments()
+    @argument("model", help="Model name (or model id such as demo:upper).")
+    @argument("--adapter", "-a", help="Unload only this adapter; without it the model goes with its adapters.")
+    @line_magic
+    def mlx_unload(self, line: str):
+        """Unload a model (or one adapter) from the server's pool."""
+        args = parse_argstring(self.mlx_unload, line)
+        model, _, adapter = model_id(args.model, args.adapter).partition(":")
+        entry = self.endpoint.unload(model, adapter or None)
+        print(f"Unloaded {entry['id']}.")
+
+    @line_magic
+    def mlx_status(self, line: str):
+        """The server's engine: memory, queue, throughput."""
+        status = self.endpoint.status()
+        loaded = [entry["id"] for entry in status["entries"] if entry["state"] == "loaded"]
+        cache = f"{status['prompt_cache_hits']} hits, {status['prompt_cache_misses']} misses"
+        rows = [
+            ("server", f"{self.endpoint.server_url} (mlx_workbench {status['version']})"),
+            ("engine", status["state"] + (f": {status['error']}" if status.get("error") else "")),
+            ("loaded", ", ".join(loaded) or "nothing"),
+            ("memory", memory_line(status["memory"]).removeprefix("Memory: ")),
+            ("requests", f"{status['active_requests']} active, {status['queued_requests']} queued "
+                         f"(queue limit {status['queue_limit']})"),
+            ("throughput", f"{status['tokens_per_second']:.1f} tokens/s, "
+                           f"{status['generated_tokens']} tokens generated"),
+            ("prompt cache", cache),
+            ("restarts", str(status["restarts"])),
+        ]
+        print(table([[f"{key}:", value] for key, value in rows]))
+
+
+def memory_line(memory: dict) -> str:
+    return (
+        f"Memory: {human_bytes(memory['active'])} active, {human_bytes(memory['peak'])} peak, "
+        f"{human_bytes(memory['cache'])} cache, budget {human_bytes(memory['budget'])}, "
+        f"device {memory['device']}"
+    )
+
+
+def load_ipython_extension(ipython) -> None:
+    magics = MLXMagics(ipython)
+    ipython.register_magics(magics)
+    ipython.configurables.append(magics)  # so `%config MLXMagics` sees it
