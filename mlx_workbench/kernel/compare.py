@@ -1,0 +1,274 @@
+"""One prompt, several (model, adapter) targets, streamed side by side.
+
+Every target streams in its own thread at the same moment, so the server's
+engine batches them; worker threads only record what arrives, and one render
+loop turns those records into widget updates (a few per second, not one per
+token). The records are what `compare()` returns.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Optional, Union
+
+import ipywidgets as widgets
+import openai
+
+from .client import Endpoint, discover
+
+Target = Union[str, tuple]  # "demo", "demo:upper" or ("demo", "upper") / ("demo", None)
+
+RENDER_INTERVAL = 0.1  # seconds between widget updates while streaming
+# Greedy by default, so each column shows the answer its target is sure of.
+DEFAULT_SAMPLING = {"temperature": 0.0, "max_tokens": 256, "seed": 0}
+
+
+def target_id(target: Target) -> str:
+    """The OpenAI model id of a target: "model" or "model:adapter"."""
+    if isinstance(target, str):
+        return target
+    model, adapter = target
+    return f"{model}:{adapter}" if adapter else model
+
+
+@dataclass
+class Run:
+    """One target's stream, as it goes. Written by its worker thread only."""
+
+    target: str
+    answer: str = ""
+    finish_reason: Optional[str] = None
+    error: Optional[str] = None
+    prompt_tokens: Optional[int] = None
+    completion_tokens: int = 0  # chunks with text while streaming; the server's count at the end
+    started: float = field(default_factory=time.monotonic)
+    first_token: Optional[float] = None
+    last_token: Optional[float] = None
+    done: bool = False
+
+    @property
+    def ttft(self) -> Optional[float]:
+        return None if self.first_token is None else self.first_token - self.started
+
+    @property
+    def tokens_per_second(self) -> Optional[float]:
+        if self.first_token is None or self.completion_tokens < 2:
+            return None
+        # The first token's time is TTFT; the rate is over the tokens after it.
+        elapsed = (self.last_token or time.monotonic()) - self.first_token
+        return (self.completion_tokens - 1) / elapsed if elapsed > 0 else None
+
+    def record(self) -> dict:
+        model, _, adapter = self.target.partition(":")
+        return {
+            "target": self.target,
+            "model": model,
+            "adapter": adapter or None,
+            "answer": self.answer,
+            "finish_reason": self.finish_reason,
+            "error": self.error,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "ttft_s": self.ttft,
+            "tokens_per_s": self.tokens_per_second,
+            "total_s": (self.last_token or time.monotonic()) - self.started,
+        }
+
+
+class Comparison(list):
+    """The records of a comparison, one dict per target, in the targets' order."""
+
+    @property
+    def df(self):
+        """The records as a pandas DataFrame (needs pandas)."""
+        import pandas
+
+        return pandas.DataFrame(self)
+
+
+class Column(widgets.VBox):
+    """One target's column: its id, the answer so far, and its live numbers."""
+
+    def __init__(self, target: str):
+        self.header = widgets.HTML(f"<b>{html.escape(target)}</b>")
+        self.body = widgets.HTML(layout=widgets.Layout(min_height="3em"))
+        self.stats = widgets.HTML("<small>waiting…</small>")
+        super().__init__(
+            [self.header, self.body, self.stats],
+            layout=widgets.Layout(
+                flex="1 1 0", min_width="0", padding="4px 8px", margin="0 4px 0 0",
+                border="1px solid var(--jp-border-color2, #ddd)",
+            ),
+        )
+
+    def show(self, run: Run) -> None:
+        if run.error:
+            self.body.value = f'<div style="color: var(--jp-error-color1, #c00)">{html.escape(run.error)}</div>'
+        else:
+            self.body.value = f'<div style="white-space: pre-wrap">{html.escape(run.answer)}</div>'
+        self.stats.value = f"<small>{html.escape(_stats_line(run))}</small>"
+
+
+def _stats_line(run: Run) -> str:
+    if run.error:
+        return "failed"
+    parts = []
+    if run.ttft is not None:
+        parts.append(f"TTFT {run.ttft * 1000:.0f} ms")
+    if run.tokens_per_second is not None:
+        parts.append(f"{run.tokens_per_second:.1f} tok/s")
+    parts.append(f"{run.completion_tokens} tokens")
+    parts.append(f"finish: {run.finish_reason}" if run.done else "streaming…")
+    return " · ".join(parts)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return html.escape(str(value))
+
+
+SUMMARY_COLUMNS = [
+    ("target", "target"), ("finish_reason", "finish"), ("prompt_tokens", "prompt tok"),
+    ("completion_tokens", "completion tok"), ("ttft_s", "TTFT s"), ("tokens_per_s", "tok/s"),
+    ("total_s", "total s"), ("error", "error"),
+]
+
+
+def summary_table(records: Iterable[dict]) -> str:
+    head = "".join(f"<th>{title}</th>" for _, title in SUMMARY_COLUMNS)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{_cell(r[key])}</td>" for key, _ in SUMMARY_COLUMNS) + "</tr>" for r in records
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+class CompareView(widgets.VBox):
+    """The live side-by-side display of one comparison, and the runner behind it."""
+
+    def __init__(
+        self,
+        prompt: str,
+        targets: Iterable[Target],
+        *,
+        system: Optional[str] = None,
+        endpoint: Optional[Endpoint] = None,
+        **sampling,
+    ):
+        ids = [target_id(t) for t in targets]
+        if not ids:
+            raise ValueError("compare() needs at least one target, e.g. ['demo', 'demo:upper'].")
+        self.endpoint = endpoint or discover()
+        self.messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": prompt}
+        ]
+        self.sampling = {**DEFAULT_SAMPLING, **sampling}
+        self.runs = [Run(i) for i in ids]
+        self.columns = [Column(i) for i in ids]
+        self.summary = widgets.HTML()
+        self._stop = threading.Event()
+        super().__init__([widgets.HBox(self.columns), self.summary])
+
+    def run(self) -> Comparison:
+        """Stream every target at once; blocks until all are over and returns their records.
+        An interrupt closes every stream (the server cancels them) and is re-raised."""
+        client = self.endpoint.openai_client()
+        start = threading.Barrier(len(self.runs))
+        workers = [
+            threading.Thread(target=self._stream, args=(client, run, start), daemon=True, name=f"compare {run.target}")
+            for run in self.runs
+        ]
+        for worker in workers:
+            worker.start()
+        try:
+            while any(worker.is_alive() for worker in workers):
+                self._render()
+                time.sleep(RENDER_INTERVAL)
+        except KeyboardInterrupt:
+            self._stop.set()
+            for worker in workers:
+                worker.join()
+            raise
+        finally:
+            self._render()
+        records = Comparison(run.record() for run in self.runs)
+        self.summary.value = summary_table(records)
+        return records
+
+    def _render(self) -> None:
+        for column, run in zip(self.columns, self.runs):
+            column.show(run)
+
+    def _stream(self, client: openai.OpenAI, run: Run, start: threading.Barrier) -> None:
+        start.wait()
+        run.started = time.monotonic()
+        try:
+            stream = client.chat.completions.create(
+                model=run.target,
+                messages=self.messages,
+                stream=True,
+                stream_options={"include_usage": True},
+                **self.sampling,
+            )
+            with stream:
+                for chunk in stream:
+                    if self._stop.is_set():
+                        run.finish_reason = "interrupted"
+                        break
+                    self._take(run, chunk)
+        except openai.APIStatusError as e:
+            run.error = _api_message(e)
+        except openai.APIError as e:
+            run.error = f"{type(e).__name__}: {e}"
+        finally:
+            run.done = True
+
+    @staticmethod
+    def _take(run: Run, chunk) -> None:
+        for choice in chunk.choices:
+            if choice.delta.content:
+                now = time.monotonic()
+                run.first_token = run.first_token or now
+                run.last_token = now
+                run.answer += choice.delta.content
+                run.completion_tokens += 1
+            if choice.finish_reason:
+                run.finish_reason = choice.finish_reason
+        if chunk.usage:
+            run.prompt_tokens = chunk.usage.prompt_tokens
+            run.completion_tokens = chunk.usage.completion_tokens
+
+
+def _api_message(error: openai.APIStatusError) -> str:
+    body = error.body if isinstance(error.body, dict) else {}
+    message = body.get("message") or body.get("error", {}).get("message") or str(error)
+    return f"{error.status_code}: {message}"
+
+
+def compare(
+    prompt: str,
+    targets: Iterable[Target],
+    *,
+    system: Optional[str] = None,
+    endpoint: Optional[Endpoint] = None,
+    **sampling,
+) -> Comparison:
+    """Send `prompt` to every target at once and show the answers side by side.
+
+    targets: ids such as "demo" or "demo:upper", or (model, adapter) pairs.
+    Every target gets the same sampling parameters: temperature=0, max_tokens=256
+    and seed=0 unless given, and any other OpenAI parameter (top_p, stop, ...). Returns one record per target
+    (answer, finish_reason, error, token counts, TTFT, tokens/s); `.df` gives
+    them as a pandas DataFrame. A target that fails shows its error in its
+    column while the others finish.
+    """
+    from IPython.display import display
+
+    view = CompareView(prompt, targets, system=system, endpoint=endpoint, **sampling)
+    display(view)
+    return view.run()

@@ -1,0 +1,291 @@
+"""The pool panel: the server's models, memory and queue, live, with buttons.
+
+All state lives on the server (mlx/api/status); the panel is a view of it, so
+changes made elsewhere show up and a kernel restart loses nothing. A daemon
+thread polls the status while at least one view of the panel is on screen
+(ipywidgets' `_view_count`) and stops for good when the panel is closed.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from typing import Optional
+
+import ipywidgets as widgets
+
+from .client import Endpoint, WorkbenchError, discover
+from .compare import CompareView
+
+SHARE_COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7"]
+MUTED = "var(--jp-ui-font-color2, #777)"
+ERROR = "var(--jp-error-color1, #c00)"
+
+
+def human_bytes(n: Optional[int]) -> str:
+    if (n or 0) < 1024:
+        return f"{n or 0} B"
+    for unit in ("KB", "MB", "GB"):
+        n /= 1024
+        if n < 1024 or unit == "GB":
+            return f"{n:.1f} {unit}"
+
+
+def human_age(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def row_ids(status: dict) -> list[str]:
+    """Configured models, each followed by its adapters, then whatever else is loaded."""
+    ids = []
+    for model in status.get("configured", []):
+        ids.append(model["name"])
+        ids.extend(f"{model['name']}:{adapter}" for adapter in model.get("adapters", []))
+    ids.extend(e["id"] for e in status.get("entries", []) if e["id"] not in ids)
+    return ids
+
+
+def describe_state(entry: Optional[dict]) -> str:
+    if entry is None or entry["state"] == "unloaded":
+        return f'<span style="color:{MUTED}">not loaded</span>'
+    if entry["state"] == "loading":
+        return f"loading {entry.get('progress', 0) * 100:.0f}%"
+    if entry["state"] == "failed":
+        return f'<span style="color:{ERROR}">failed: {html.escape(entry.get("error") or "")}</span>'
+    parts = ["<b>loaded</b>"]
+    if entry.get("pinned"):
+        parts.append("pinned")
+    if entry.get("active_requests"):
+        parts.append(f"{entry['active_requests']} active")
+    elif entry.get("last_used"):
+        parts.append(f"idle {human_age(max(0.0, time.time() - entry['last_used']))}")
+    else:
+        parts.append("idle")
+    return " · ".join(parts)
+
+
+class ModelRow(widgets.HBox):
+    """One (model, adapter) entry: what it is, its state, and its buttons."""
+
+    def __init__(self, entry_id: str, panel: "PoolPanel"):
+        self.entry_id = entry_id
+        self.model, _, adapter = entry_id.partition(":")
+        self.adapter = adapter or None
+        self.entry: Optional[dict] = None
+        indent = "&nbsp;&nbsp;&nbsp;↳ " if self.adapter else ""
+        self.name = widgets.HTML(f"{indent}<code>{html.escape(entry_id)}</code>", layout=_width("13em"))
+        self.family = widgets.HTML(layout=_width("6em"))
+        self.memory = widgets.HTML(layout=_width("6em"))
+        self.state = widgets.HTML(layout=_width("16em"))
+        self.progress = widgets.FloatProgress(min=0.0, max=1.0, layout=_width("8em"))
+        self.load_button = widgets.Button(description="Load", icon="play", layout=_width("6.5em"))
+        self.unload_button = widgets.Button(description="Unload", icon="eject", layout=_width("7em"))
+        self.pin_button = widgets.Button(description="Pin", icon="thumb-tack", layout=_width("6.5em"))
+        self.load_button.on_click(lambda _: panel.act(self.entry_id, "load"))
+        self.unload_button.on_click(lambda _: panel.act(self.entry_id, "unload"))
+        self.pin_button.on_click(lambda _: panel.act(self.entry_id, "unpin" if self.pinned else "pin"))
+        super().__init__(
+            [self.name, self.family, self.memory, self.state, self.progress,
+             self.load_button, self.unload_button, self.pin_button],
+            layout=widgets.Layout(align_items="center"),
+        )
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.entry and self.entry.get("pinned"))
+
+    def show(self, entry: Optional[dict]) -> None:
+        self.entry = entry
+        state = entry["state"] if entry else "unloaded"
+        self.family.value = html.escape((entry or {}).get("family") or "")
+        self.memory.value = human_bytes(entry["memory_bytes"]) if state == "loaded" else ""
+        self.state.value = describe_state(entry)
+        self.progress.value = (entry or {}).get("progress", 0.0)
+        self.progress.layout.visibility = "visible" if state == "loading" else "hidden"
+        self.load_button.disabled = state in ("loading", "loaded")
+        self.unload_button.disabled = state == "unloaded"
+        self.pin_button.disabled = state not in ("loading", "loaded")
+        self.pin_button.description = "Unpin" if self.pinned else "Pin"
+
+
+class MemoryGauge(widgets.HTML):
+    """Active / peak / cache memory against the budget, with each loaded entry's share."""
+
+    def __init__(self):
+        super().__init__()
+        self.memory: dict = {}
+        self.shares: dict[str, int] = {}  # loaded entry id -> its bytes
+
+    def show(self, memory: dict, entries: list[dict]) -> None:
+        self.memory = memory
+        self.shares = {e["id"]: e["memory_bytes"] for e in entries if e["state"] == "loaded" and e["memory_bytes"]}
+        active, peak, cache, budget = (memory.get(k) or 0 for k in ("active", "peak", "cache", "budget"))
+        # Without a budget the bar is scaled with headroom, so the peak mark stays in sight.
+        scale = budget or 1.25 * max(peak, active + cache, 1)
+        segments, legend = [], []
+        for i, (entry_id, size) in enumerate(self.shares.items()):
+            color = SHARE_COLORS[i % len(SHARE_COLORS)]
+            segments.append(_segment(size, scale, color, f"{entry_id}: {human_bytes(size)}"))
+            legend.append(
+                f'<span style="color:{color}">■</span> {html.escape(entry_id)} {human_bytes(size)} '
+                f"({size / max(active, 1) * 100:.0f}% of active)"
+            )
+        other = active - sum(self.shares.values())
+        if other > 0:
+            segments.append(_segment(other, scale, "#9c9c9c", f"other active memory (KV caches, buffers): {human_bytes(other)}"))
+        segments.append(_segment(cache, scale, "#d5d5d5", f"cache, free for reuse: {human_bytes(cache)}"))
+        peak_mark = (
+            f'<div title="peak {human_bytes(peak)}" style="position:absolute; top:0; bottom:0; '
+            f'left:calc({min(peak / scale, 1) * 100:.2f}% - 2px); border-left:2px solid {ERROR}"></div>'
+        )
+        budget_text = f"budget {human_bytes(budget)}" if budget else "no budget set"
+        self.value = (
+            f'<div style="position:relative; display:flex; height:14px; width:100%; '
+            f'background:var(--jp-layout-color2, #eee); border-radius:3px; overflow:hidden">'
+            f'{"".join(segments)}{peak_mark}</div>'
+            f"<div>memory: active <b>{human_bytes(active)}</b> · peak {human_bytes(peak)} · "
+            f"cache {human_bytes(cache)} · {budget_text} · {html.escape(memory.get('device') or '')}</div>"
+            f'<div style="color:{MUTED}">{" &nbsp; ".join(legend)}</div>'
+        )
+
+
+def _segment(size: int, scale: int, color: str, title: str) -> str:
+    width = max(0.0, min(size / scale, 1.0)) * 100
+    return f'<div title="{html.escape(title)}" style="width:{width:.2f}%; background:{color}"></div>'
+
+
+def _width(width: str) -> widgets.Layout:
+    return widgets.Layout(width=width, min_width=width)
+
+
+def queue_line(status: dict) -> str:
+    return (
+        f"requests: <b>{status['active_requests']}</b> active · {status['queued_requests']} queued "
+        f"(limit {status['queue_limit']}) · <b>{status['tokens_per_second']:.1f}</b> tok/s · "
+        f"{status['generated_tokens']:,} tokens generated · prompt cache "
+        f"{status['prompt_cache_hits']} hits / {status['prompt_cache_misses']} misses"
+    )
+
+
+class PoolPanel(widgets.VBox):
+    """`mlx_workbench.panel()`: the model pool of the server this kernel talks to."""
+
+    def __init__(self, endpoint: Optional[Endpoint] = None, interval: float = 1.0):
+        self.endpoint = endpoint or discover()
+        self.interval = interval
+        self.status: dict = {}
+        self.rows: dict[str, ModelRow] = {}
+        self.header = widgets.HTML()
+        self.message = widgets.HTML()
+        self.gauge = MemoryGauge()
+        self.queue = widgets.HTML()
+        self.table = widgets.VBox()
+        self.prompt = widgets.Textarea(placeholder="A prompt to compare the selected models on", layout=_width("40em"))
+        self.targets = widgets.SelectMultiple(description="targets", rows=4)
+        self.compare_button = widgets.Button(description="Compare", icon="columns")
+        self.compare_button.on_click(self._compare)
+        self.comparison = widgets.Box()
+        compare_form = widgets.VBox([
+            widgets.HTML("<b>Compare</b>"),
+            widgets.HBox([self.prompt, self.targets, self.compare_button]),
+            self.comparison,
+        ])
+        super().__init__([self.header, self.gauge, self.queue, self.table, self.message, compare_form])
+        self._refresh_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._view_count = 0  # the frontend counts this panel's views: poll only while one is shown
+        self.observe(lambda _: self._wake.set(), "_view_count")
+        self.refresh()
+        self._poller = threading.Thread(target=self._poll, name="mlx_workbench panel", daemon=True)
+        self._poller.start()
+
+    # ---- reading the server ------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Fetch mlx/api/status and show it; an unreachable server is shown, not raised."""
+        try:
+            status = self.endpoint.status()
+        except WorkbenchError as e:
+            self.header.value = f'<b>MLX Workbench</b> · <span style="color:{ERROR}">{html.escape(str(e))}</span>'
+            return
+        with self._refresh_lock:
+            self.status = status
+            self._show(status)
+
+    def _show(self, status: dict) -> None:
+        engine = status["state"] + (f": {status['error']}" if status.get("error") else "")
+        restarts = f" · {status['restarts']} restarts" if status.get("restarts") else ""
+        self.header.value = (
+            f"<b>MLX Workbench</b> {html.escape(status.get('version', ''))} · engine {html.escape(engine)}{restarts}"
+            f' · <span style="color:{MUTED}">{html.escape(self.endpoint.server_url or "")}</span>'
+        )
+        self.gauge.show(status["memory"], status["entries"])
+        self.queue.value = queue_line(status)
+        entries = {e["id"]: e for e in status["entries"]}
+        ids = row_ids(status)
+        for gone in set(self.rows) - set(ids):
+            self.rows.pop(gone).close()
+        for entry_id in ids:
+            if entry_id not in self.rows:
+                self.rows[entry_id] = ModelRow(entry_id, self)
+            self.rows[entry_id].show(entries.get(entry_id))
+        children = tuple(self.rows[i] for i in ids)
+        if self.table.children != children:
+            self.table.children = children
+        if tuple(self.targets.options) != tuple(ids):
+            selected = [t for t in self.targets.value if t in ids]
+            self.targets.options = ids
+            self.targets.value = selected
+
+    def _poll(self) -> None:
+        while not self._closed.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._view_count and not self._closed.is_set():
+                self.refresh()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._wake.set()
+        super().close()
+
+    # ---- changing it --------------------------------------------------------------
+
+    def act(self, entry_id: str, action: str) -> None:
+        """Load, unload, pin or unpin an entry; a failure is shown in the panel."""
+        row = self.rows[entry_id]
+        try:
+            if action == "load":
+                self.endpoint.load(row.model, row.adapter)
+            elif action == "unload":
+                self.endpoint.unload(row.model, row.adapter)
+            else:
+                self.endpoint.pin(row.model, row.adapter, pinned=action == "pin")
+        except WorkbenchError as e:
+            self.message.value = f'<span style="color:{ERROR}">{action} {html.escape(entry_id)}: {html.escape(str(e))}</span>'
+        else:
+            self.message.value = ""
+        self.refresh()
+
+    def _compare(self, _) -> None:
+        if not self.targets.value or not self.prompt.value.strip():
+            self.message.value = f'<span style="color:{ERROR}">Compare needs a prompt and at least one target.</span>'
+            return
+        self.message.value = ""
+        view = CompareView(self.prompt.value, self.targets.value, endpoint=self.endpoint)
+        self.comparison.children = (view,)
+        self.compare_button.disabled = True
+
+        def run():
+            try:
+                view.run()
+            finally:
+                self.compare_button.disabled = False
+
+        threading.Thread(target=run, name="mlx_workbench compare", daemon=True).start()
