@@ -1,7 +1,5 @@
 """The engine's public face: everything outside `engine/` uses only this class.
 
-CONTRACT (implemented by the engine; relied on by api/ and app.py):
-
     engine = Engine(EngineConfig(...))
     engine.start()                      # starts the device thread; preloads
     engine.stop(timeout=10)             # in-flight requests get Failed(EngineStopped);
@@ -27,4 +25,220 @@ CONTRACT (implemented by the engine; relied on by api/ and app.py):
     engine.unload(model, adapter=None)           # adapter=None unloads the base and its adapters
     engine.pin(model, adapter=None, pinned=True)
     engine.model_ids() -> list[str]     # configured and loaded ids, "name" and "name:adapter"
+
+A model id is "name" or "name:adapter"; GenerationRequest.adapter, when set, wins.
 """
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import replace
+from typing import AsyncIterator, Callable, Iterator, Optional
+
+from .config import EngineConfig
+from .device import DeviceThread
+from .errors import EngineNotReady, EngineStopped, InvalidRequest, ModelNotFound, QueueFull
+from .requests import Done, Event, Failed, GenerationRequest
+from .scheduler import Scheduler, Submission
+from .status import EngineStatus
+
+log = logging.getLogger(__name__)
+
+MAX_RESTARTS = 3  # device thread deaths the engine recovers from before it gives up
+
+
+class Engine:
+    def __init__(self, config: Optional[EngineConfig] = None):
+        self.config = config or EngineConfig()
+        self._state = "stopped"
+        self._error: Optional[str] = None
+        self._restarts = 0
+        self._queued = 0  # submitted, not yet in a batch (nor ended)
+        self._lock = threading.Lock()  # guards _queued; taken per request, never per token
+        self._scheduler: Optional[Scheduler] = None
+        self._device: Optional[DeviceThread] = None
+
+    # ---- lifecycle ---------------------------------------------------------
+
+    def start(self) -> None:
+        if self._state in ("starting", "running"):
+            return
+        self._state, self._error = "starting", None
+        self._launch()
+        self._state = "running"
+
+    def _launch(self) -> None:
+        self._scheduler = Scheduler(self.config, post=lambda *job: self._device.post(*job))
+        self._device = DeviceThread(self._scheduler, on_exit=self._device_exited)
+        self._device.start()
+        for model_id in self.config.preload:
+            model, adapter = self._resolve(model_id, None)
+            self.load(model, adapter)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._device is None or self._state == "stopped":
+            self._state = "stopped"
+            return
+        self._state = "stopping"
+        self._device.stop(EngineStopped("The engine stopped."), timeout)
+        self._state = "stopped"
+
+    def _device_exited(self, device: DeviceThread) -> None:
+        """On the dying device thread, after it released its MLX state."""
+        if self._state in ("stopping", "stopped") or device is not self._device:
+            return
+        if self._restarts >= MAX_RESTARTS:
+            self._state, self._error = "failed", f"The MLX device thread died: {device.error!r}"
+            return
+        self._restarts += 1
+        log.warning("restarting the MLX device thread (restart %d)", self._restarts)
+        self._launch()
+
+    def status(self) -> EngineStatus:
+        snapshot = self._scheduler.snapshot if self._scheduler else EngineStatus(state="stopped")
+        return replace(snapshot, state=self._state, queued_requests=self._queued,
+                       queue_limit=self.config.queue_limit, restarts=self._restarts, error=self._error)
+
+    # ---- generation --------------------------------------------------------
+
+    async def agenerate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+
+        def send(batch: list[Event]) -> None:
+            try:
+                loop.call_soon_threadsafe(events.put_nowait, batch)
+            except RuntimeError:  # the caller's loop is closed: nobody is listening
+                self.cancel(request.id)
+
+        self._submit(request, send)
+        ended = False
+        try:
+            while not ended:
+                for event in await events.get():
+                    ended = isinstance(event, (Done, Failed))
+                    yield event
+        finally:
+            if not ended:
+                self.cancel(request.id)
+
+    def generate(self, request: GenerationRequest) -> Iterator[Event]:
+        events: queue.SimpleQueue = queue.SimpleQueue()
+        self._submit(request, events.put)
+        ended = False
+        try:
+            while not ended:
+                for event in events.get():
+                    ended = isinstance(event, (Done, Failed))
+                    yield event
+        finally:
+            if not ended:
+                self.cancel(request.id)
+
+    def cancel(self, request_id: str) -> None:
+        if self._device is not None:
+            self._device.post(self._scheduler.cancel, request_id)
+
+    def _submit(self, request: GenerationRequest, send: Callable[[list[Event]], None]) -> None:
+        if self._state != "running":
+            raise EngineNotReady(f"The engine is {self._state}." + (f" {self._error}" if self._error else ""))
+        model, adapter = self._resolve(request.model, request.adapter)
+        if (request.messages is None) == (request.prompt is None):
+            raise InvalidRequest("Give exactly one of messages and prompt.", param="messages")
+        if request.n < 1:
+            raise InvalidRequest("n must be at least 1.", param="n")
+        if request.n > self.config.completion_batch_size:
+            raise InvalidRequest(f"n must be at most {self.config.completion_batch_size}.", param="n")
+        with self._lock:
+            if self._queued >= self.config.queue_limit:
+                raise QueueFull(self.config.queue_limit)
+            self._queued += 1
+        sub = Submission(request, model, adapter, send, self._dequeued)
+        job = self._device.submit(self._scheduler.add, sub)
+        # The device thread died before running it: end the request anyway.
+        job.add_done_callback(lambda f: f.exception() and (sub.leave_queue(), send([Failed(f.exception())])))
+
+    def _dequeued(self) -> None:
+        with self._lock:
+            self._queued -= 1
+
+    def _resolve(self, model_id: str, adapter: Optional[str]) -> tuple[str, Optional[str]]:
+        """("name", adapter) for "name" or "name:adapter"; ModelNotFound if unknown."""
+        models = self.config.models
+        model = model_id
+        if model_id not in models and ":" in model_id:
+            model, _, named = model_id.rpartition(":")
+            adapter = adapter or named
+        spec = models.get(model)
+        if spec is None or (adapter is not None and adapter not in spec.adapters):
+            raise ModelNotFound(model_id if adapter is None else f"{model}:{adapter}", self.model_ids())
+        return model, adapter
+
+    def model_ids(self) -> list[str]:
+        return [i for name, spec in list(self.config.models.items())
+                for i in [name, *(f"{name}:{a}" for a in spec.adapters)]]
+
+    # ---- pool admin --------------------------------------------------------
+
+    def load(self, model: str, adapter: Optional[str] = None, pin: Optional[bool] = None) -> Future:
+        """Load (model, adapter); `model` may be a configured name, a local folder
+        or a Hugging Face repo id (registered under that name)."""
+        return self._admin(self._load, model, adapter, pin)
+
+    def unload(self, model: str, adapter: Optional[str] = None) -> Future:
+        return self._admin(self._unload, model, adapter)
+
+    def pin(self, model: str, adapter: Optional[str] = None, pinned: bool = True) -> Future:
+        return self._admin(self._pin, model, adapter, pinned)
+
+    def _admin(self, job: Callable, *args) -> Future:
+        if self._state != "running":
+            raise EngineNotReady(f"The engine is {self._state}.")
+        result: Future = Future()
+
+        def run():
+            job(result, *args)
+            self._scheduler.publish()
+
+        self._device.submit(run).add_done_callback(
+            lambda f: f.exception() and not result.done() and result.set_exception(f.exception()))
+        return result
+
+    # The jobs below run on the device thread.
+
+    def _load(self, result: Future, model: str, adapter: Optional[str], pin: Optional[bool]) -> None:
+        pool = self._scheduler.pool
+        if pool.spec(model) is None and adapter is None:
+            pool.register(model)
+        model, adapter = self._resolve(model, adapter)
+        entry = pool.entry(model, adapter)
+        if pin is not None:
+            entry.pinned = pin
+
+        def ready(entry, error):
+            result.set_exception(error) if error else result.set_result(entry.status())
+
+        pool.acquire(model, adapter, ready)
+
+    def _unload(self, result: Future, model: str, adapter: Optional[str]) -> None:
+        model, adapter = self._resolve(model, adapter)
+        pool = self._scheduler.pool
+        entry = pool.entry(model, adapter)
+        busy = [e for e in [entry, *pool.adapters_of(entry)] if e.active_requests]
+        if busy:
+            raise InvalidRequest(f"'{busy[0].id}' is serving {busy[0].active_requests} requests; "
+                                 "unload it once they finish.", param="model")
+        if entry.state == "loaded":
+            pool.unload(entry)
+        result.set_result(entry.status())
+
+    def _pin(self, result: Future, model: str, adapter: Optional[str], pinned: bool) -> None:
+        model, adapter = self._resolve(model, adapter)
+        entry = self._scheduler.pool.entry(model, adapter)
+        entry.pinned = pinned
+        result.set_result(entry.status())
+

@@ -1,0 +1,301 @@
+"""The model pool: loaded (model, adapter) entries, LRU eviction under a memory
+budget and a count limit, pinning, idle unloading, shared loads.
+
+Device thread only, except the Hugging Face download, which runs on a helper
+thread (no MLX there) and hands the load back through `post`. An adapter entry
+builds a second module over the base's own arrays and applies the adapter with
+mlx_lm's tuner, so K adapters cost the base once plus the adapters.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import mlx.core as mx
+from mlx_lm.tuner.utils import load_adapters
+from mlx_lm.utils import load_model, load_tokenizer
+
+from .config import EngineConfig, ModelSpec
+from .errors import EngineError, LoadFailed, MemoryBudgetExceeded
+from .families import detect_family
+from .status import EntryState, EntryStatus
+
+log = logging.getLogger(__name__)
+
+Ready = Callable[["Entry", Optional[EngineError]], None]  # called once the entry is loaded or failed
+
+
+def entry_id(model: str, adapter: Optional[str]) -> str:
+    return f"{model}:{adapter}" if adapter else model
+
+
+@dataclass(eq=False)
+class Entry:
+    model: str
+    adapter: Optional[str]
+    state: EntryState = "unloaded"
+    progress: float = 0.0
+    pinned: bool = False
+    memory_bytes: int = 0
+    last_used: Optional[float] = None
+    active_requests: int = 0  # kept by the scheduler
+    error: Optional[str] = None
+    path: Optional[Path] = None  # local model folder once known
+    module: Any = None  # the mlx nn.Module
+    tokenizer: Any = None  # mlx_lm TokenizerWrapper (shared by a base and its adapters)
+    config: dict = field(default_factory=dict)
+    generation_config: dict = field(default_factory=dict)
+    family: Any = None
+    waiters: list[Ready] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return entry_id(self.model, self.adapter)
+
+    @property
+    def context_length(self) -> Optional[int]:
+        return self.config.get("max_position_embeddings")
+
+    def status(self) -> EntryStatus:
+        return EntryStatus(
+            id=self.id, model=self.model, adapter=self.adapter, state=self.state,
+            progress=self.progress, memory_bytes=self.memory_bytes, pinned=self.pinned,
+            family=getattr(self.family, "name", None), context_length=self.context_length,
+            last_used=self.last_used, active_requests=self.active_requests, error=self.error,
+        )
+
+
+def weights_size(folder: Path, pattern: str = "*.safetensors") -> int:
+    """Bytes the weights will take once loaded, estimated from the files."""
+    return sum(f.stat().st_size for f in folder.glob(pattern))
+
+
+def release_memory() -> None:
+    gc.collect()
+    mx.clear_cache()
+    if sys.platform.startswith("linux"):  # glibc keeps freed pages in the process otherwise
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class Pool:
+    def __init__(self, config: EngineConfig, post: Callable, on_release: Callable[[Entry], None]):
+        self.config = config
+        self.entries: dict[str, Entry] = {}
+        self._post = post  # runs a job on the device thread
+        self._on_release = on_release  # the scheduler drops its state for an entry
+        self.changed: Callable[[], None] = lambda: None  # an entry changed state (publish status)
+
+    # ---- names -------------------------------------------------------------
+
+    def spec(self, model: str) -> Optional[ModelSpec]:
+        return self.config.models.get(model)
+
+    def register(self, model: str) -> ModelSpec:
+        """A model the user named by path or Hugging Face repo id."""
+        if model not in self.config.models:
+            self.config.models[model] = ModelSpec(name=model, path=model)
+        return self.config.models[model]
+
+    def entry(self, model: str, adapter: Optional[str] = None) -> Entry:
+        key = entry_id(model, adapter)
+        if key not in self.entries:
+            self.entries[key] = Entry(model, adapter)
+        return self.entries[key]
+
+    # ---- loading -----------------------------------------------------------
+
+    def acquire(self, model: str, adapter: Optional[str], ready: Ready) -> None:
+        """Call `ready(entry, None)` once (model, adapter) is loaded, at once if it
+        is; `ready(entry, error)` if it cannot be. Concurrent callers share one load."""
+        entry = self.entry(model, adapter)
+        if entry.state == "loaded":
+            self.touch(entry)
+            ready(entry, None)
+            return
+        entry.waiters.append(ready)
+        if entry.state == "loading":
+            return
+        entry.state, entry.progress, entry.error = "loading", 0.0, None
+        self.changed()
+        if adapter is None:
+            self._fetch(entry)
+        else:
+            self.acquire(model, None, lambda base, error: self._load(entry, base, error))
+
+    def _fetch(self, entry: Entry) -> None:
+        spec = self.spec(entry.model)
+        if spec is None:
+            return self._done(entry, LoadFailed(f"The model '{entry.model}' is not configured."))
+        local = Path(spec.path).expanduser()
+        if local.exists():
+            entry.path = local
+            return self._load(entry, None, None)
+        threading.Thread(target=self._download, args=(entry, spec.path), daemon=True).start()
+
+    def _download(self, entry: Entry, repo_id: str) -> None:
+        """Helper thread: fetch a Hugging Face repo (weights are 90% of progress)."""
+        try:
+            entry.path = download(repo_id, lambda fraction: setattr(entry, "progress", 0.9 * fraction))
+            self._post(self._load, entry, None, None)
+        except Exception as e:
+            self._post(self._done, entry, LoadFailed(f"Could not download '{repo_id}': {e}"))
+
+    def _load(self, entry: Entry, base: Optional[Entry], base_error: Optional[EngineError]) -> None:
+        if base_error is not None:
+            return self._done(entry, base_error)
+        try:
+            if base is None:
+                self._make_room(entry, weights_size(entry.path))
+                self._load_base(entry)
+            else:
+                adapter_dir = self._adapter_dir(entry)
+                self._make_room(entry, weights_size(adapter_dir, "adapters.safetensors"), keep=base)
+                self._load_adapter(entry, base, adapter_dir)
+        except EngineError as e:
+            return self._done(entry, e)
+        except Exception as e:
+            log.exception("loading %s failed", entry.id)
+            return self._done(entry, LoadFailed(f"Could not load '{entry.id}': {e}"))
+        entry.state, entry.progress = "loaded", 1.0
+        self.touch(entry)
+        self._done(entry, None)
+
+    def _adapter_dir(self, entry: Entry) -> Path:
+        adapters = self.spec(entry.model).adapters
+        if entry.adapter not in adapters:
+            raise LoadFailed(f"The model '{entry.model}' has no adapter '{entry.adapter}'. "
+                             f"Known adapters: {', '.join(adapters) or 'none'}.", param="model")
+        return Path(adapters[entry.adapter]).expanduser()
+
+    def _load_base(self, entry: Entry) -> None:
+        before = mx.get_active_memory()
+        module, config = load_model(entry.path)  # evaluates the weights
+        tokenizer = load_tokenizer(entry.path, eos_token_ids=config.get("eos_token_id"))
+        entry.family = detect_family(config, tokenizer)
+        entry.module, entry.tokenizer, entry.config = module, tokenizer, config
+        generation_config = entry.path / "generation_config.json"
+        entry.generation_config = json.loads(generation_config.read_text()) if generation_config.exists() else {}
+        entry.memory_bytes = mx.get_active_memory() - before
+
+    def _load_adapter(self, entry: Entry, base: Entry, adapter_dir: Path) -> None:
+        before = mx.get_active_memory()
+        # A second module of the same architecture whose arrays ARE the base's:
+        # its lazily mapped weights are replaced before anything reads them.
+        module, _ = load_model(base.path, lazy=True)
+        module.update(base.module.parameters())
+        load_adapters(module, str(adapter_dir))
+        module.eval()
+        mx.eval(module.parameters())
+        entry.module, entry.tokenizer, entry.family = module, base.tokenizer, base.family
+        entry.config, entry.generation_config = base.config, base.generation_config
+        entry.path = base.path
+        entry.memory_bytes = mx.get_active_memory() - before
+
+    def _done(self, entry: Entry, error: Optional[EngineError]) -> None:
+        if error is not None:
+            entry.state, entry.error, entry.progress = "failed", error.message, 0.0
+            self._release(entry)
+        waiters, entry.waiters = entry.waiters, []
+        for ready in waiters:
+            ready(entry, error)
+
+    # ---- eviction ----------------------------------------------------------
+
+    def loaded(self) -> list[Entry]:
+        return [e for e in self.entries.values() if e.state == "loaded"]
+
+    def _make_room(self, entry: Entry, estimate: int, keep: Optional[Entry] = None) -> None:
+        """Unload least recently used entries until `estimate` more bytes and one
+        more entry fit; MemoryBudgetExceeded if they cannot."""
+        budget, limit = self.config.memory_budget, self.config.max_loaded
+        if budget is not None and estimate > budget:
+            raise MemoryBudgetExceeded(
+                f"'{entry.id}' needs about {estimate} bytes, more than the memory budget of {budget}.")
+        while True:
+            loaded = self.loaded()
+            used = sum(e.memory_bytes for e in loaded)
+            if len(loaded) < limit and (budget is None or used + estimate <= budget):
+                return
+            victims = sorted((e for e in loaded if e is not keep and self._evictable(e)),
+                             key=lambda e: e.last_used or 0)
+            if not victims:
+                raise MemoryBudgetExceeded(
+                    f"Cannot load '{entry.id}': {len(loaded)} entries use {used} bytes "
+                    f"(budget {budget}, max_loaded {limit}) and none may be unloaded "
+                    "(pinned or in use).")
+            log.info("evicting %s to load %s", victims[0].id, entry.id)
+            self.unload(victims[0])
+
+    def _evictable(self, entry: Entry) -> bool:
+        family = [entry] + (self.adapters_of(entry) if entry.adapter is None else [])
+        return all(not e.pinned and e.active_requests == 0 for e in family)
+
+    def adapters_of(self, base: Entry) -> list[Entry]:
+        return [e for e in self.entries.values() if e.model == base.model and e.adapter and e.state == "loaded"]
+
+    def unload(self, entry: Entry) -> None:
+        """Unload `entry` (a base takes its adapters with it) and free the memory."""
+        for e in [entry] + (self.adapters_of(entry) if entry.adapter is None else []):
+            e.state, e.progress = "unloaded", 0.0
+            self._release(e)
+        release_memory()
+
+    def _release(self, entry: Entry) -> None:
+        self._on_release(entry)
+        entry.module = entry.tokenizer = entry.family = None
+        entry.memory_bytes = 0
+
+    def release_all(self) -> None:
+        for entry in self.entries.values():
+            self._release(entry)
+        self.entries.clear()
+        release_memory()
+
+    def touch(self, entry: Entry) -> None:
+        entry.last_used = time.time()
+        if entry.adapter is not None:  # using an adapter uses its base
+            self.entry(entry.model).last_used = entry.last_used
+
+    def unload_idle(self) -> Optional[float]:
+        """Unload entries idle longer than idle_timeout; seconds until the next check."""
+        timeout = self.config.idle_timeout
+        if timeout is None:
+            return None
+        now, next_check = time.time(), timeout
+        for entry in sorted(self.loaded(), key=lambda e: e.adapter is None):  # adapters first
+            if entry.state != "loaded" or not self._evictable(entry):
+                continue
+            idle = now - (entry.last_used or now)
+            if idle >= timeout:
+                log.info("unloading %s after %.0f s idle", entry.id, idle)
+                self.unload(entry)
+            else:
+                next_check = min(next_check, timeout - idle)
+        return max(next_check, 0.05)
+
+
+def download(repo_id: str, progress: Callable[[float], None]) -> Path:
+    """Fetch a model from the Hugging Face Hub (or its local cache) into a folder."""
+    from huggingface_hub import snapshot_download
+    from tqdm.auto import tqdm
+
+    class Progress(tqdm):
+        def update(self, n=1):
+            super().update(n)
+            if self.total:
+                progress(min(self.n / self.total, 1.0))
+
+    patterns = ["*.json", "*.safetensors", "*.py", "tokenizer.model", "*.tiktoken", "*.txt", "*.jinja"]
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+    except Exception:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, tqdm_class=Progress))

@@ -1,0 +1,398 @@
+"""Continuous batching: one mlx_lm BatchGenerator per loaded entry; requests join
+and leave between steps. Device thread only.
+
+Each request (a `Submission`) becomes `n` sequences in its entry's batch, one
+`Choice` each: the choice turns token ids into text (a streaming detokenizer),
+watches stop strings and collects logprobs. Events for a request are gathered
+during a step and sent once per step, so a token costs no lock and at most one
+cross-thread wake-up per request.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import mlx.core as mx
+from mlx_lm.generate import BatchGenerator
+
+from .cache import PromptCache
+from .config import EngineConfig
+from .errors import ContextLengthExceeded, EngineError, GenerationFailed, InvalidRequest
+from .pool import Entry, Pool, release_memory
+from .requests import (Delta, Done, Event, Failed, Finished, GenerationRequest, Progress, Started,
+                       Usage)
+from .sampling import StopStrings, make_logits_processors, make_sampler, token_logprob
+from .status import EngineStatus, MemoryStatus
+
+log = logging.getLogger(__name__)
+
+PUBLISH_INTERVAL = 0.5  # seconds between status snapshots while generating
+
+
+@dataclass(eq=False)
+class Submission:
+    """A request from submit to its last event; shared by the engine (caller
+    side: `send`, `dequeued`) and the scheduler (everything else)."""
+
+    request: GenerationRequest
+    model: str
+    adapter: Optional[str]
+    send: Callable[[list[Event]], None]  # delivers a batch of events to the caller's channel
+    dequeued: Callable[[], None]  # tells the engine the request left the queue
+    submitted: float = field(default_factory=time.perf_counter)
+    entry: Optional[Entry] = None
+    prompt: list[int] = field(default_factory=list)
+    cached_tokens: int = 0
+    choices: list["Choice"] = field(default_factory=list)
+    outbox: list[Event] = field(default_factory=list)
+    queued: bool = True
+    ended: bool = False
+    first_token: Optional[float] = None
+    last_token: Optional[float] = None
+
+    def leave_queue(self) -> None:
+        if self.queued:
+            self.queued = False
+            self.dequeued()
+
+
+class Choice:
+    """One generated sequence of a submission."""
+
+    __slots__ = ("sub", "index", "uid", "detokenizer", "stops", "ids", "logprobs", "tokens", "open")
+
+    def __init__(self, sub: Submission, index: int, uid: int, tokenizer, stop: list[str]):
+        self.sub, self.index, self.uid = sub, index, uid
+        self.detokenizer = tokenizer.detokenizer
+        self.stops = StopStrings(stop) if stop else None
+        self.ids: list[int] = []  # tokens whose text is not sent yet
+        self.logprobs: Optional[list] = [] if sub.request.sampling.logprobs else None
+        self.tokens = 0
+        self.open = True
+
+
+class Batch:
+    """The BatchGenerator of one entry and the requests in or waiting for it."""
+
+    def __init__(self, entry: Entry, config: EngineConfig):
+        self.entry = entry
+        self.size = config.completion_batch_size
+        stop_ids = entry.family.stop_token_ids(entry.tokenizer, entry.generation_config, entry.config)
+        self.generator = BatchGenerator(
+            entry.module, stop_tokens=[[t] for t in sorted(stop_ids)],
+            completion_batch_size=config.completion_batch_size,
+            prefill_step_size=config.prefill_step_size,
+        )
+        self.choices: dict[int, Choice] = {}  # uid -> choice
+        self.waiting: deque[Submission] = deque()
+
+    def has_room(self, n: int) -> bool:
+        return not self.choices or len(self.choices) + n <= self.size
+
+
+class Scheduler:
+    def __init__(self, config: EngineConfig, post: Callable):
+        self.config = config
+        self.pool = Pool(config, post, self._release)
+        self.pool.changed = self.publish
+        self.cache = PromptCache(config.prompt_cache_size)
+        self.batches: dict[str, Batch] = {}
+        self.submissions: dict[str, Submission] = {}
+        self.busy = False  # some batch has sequences to step
+        self.generated_tokens = 0
+        self._touched: list[Submission] = []
+        self._window_tokens, self._window_start = 0, time.perf_counter()
+        self.snapshot = EngineStatus(state="running", queue_limit=config.queue_limit)
+        self.publish()
+
+    # ---- jobs (run between steps) -----------------------------------------
+
+    def add(self, sub: Submission) -> None:
+        self.submissions[sub.request.id] = sub
+        self.pool.acquire(sub.model, sub.adapter, lambda entry, error: self._prepare(sub, entry, error))
+        self._after_job()
+
+    def cancel(self, request_id: str) -> None:
+        sub = self.submissions.get(request_id)
+        if sub is not None:
+            self._cancel(sub)
+        self._after_job()
+
+    def _after_job(self) -> None:
+        self._flush()
+        self.busy = any(b.choices for b in self.batches.values())
+        self.publish()
+
+    # ---- admission ---------------------------------------------------------
+
+    def _prepare(self, sub: Submission, entry: Entry, error: Optional[EngineError]) -> None:
+        if sub.ended:  # cancelled while its model was loading
+            return
+        if error is not None:
+            return self._fail(sub, error)
+        try:
+            sub.prompt = self._tokenize(entry, sub.request)
+        except EngineError as e:
+            return self._fail(sub, e)
+        except Exception as e:
+            return self._fail(sub, InvalidRequest(f"Could not tokenize the prompt: {e}", param="messages"))
+        limit = entry.context_length
+        if limit is not None and len(sub.prompt) + 1 > limit:
+            return self._fail(sub, ContextLengthExceeded(len(sub.prompt), limit))
+        sub.entry = entry
+        entry.active_requests += 1
+        batch = self.batches.get(entry.id) or self.batches.setdefault(entry.id, Batch(entry, self.config))
+        batch.waiting.append(sub)
+        self._admit(batch)
+
+    def _tokenize(self, entry: Entry, request: GenerationRequest) -> list[int]:
+        if request.messages is not None:
+            tokens = list(entry.family.render(entry.tokenizer, request.messages))
+        elif isinstance(request.prompt, str):
+            tokens = entry.tokenizer.encode(request.prompt)
+        else:
+            tokens = list(request.prompt or [])
+            vocab = entry.config.get("vocab_size")
+            if vocab is not None and any(not 0 <= t < vocab for t in tokens):
+                raise InvalidRequest(f"Prompt token ids must be in [0, {vocab}).", param="prompt")
+        if not tokens:
+            raise InvalidRequest("The prompt is empty.", param="prompt")
+        return tokens
+
+    def _admit(self, batch: Batch) -> None:
+        while batch.waiting and batch.has_room(batch.waiting[0].request.n):
+            sub = batch.waiting.popleft()
+            sub.leave_queue()
+            self._insert(batch, sub)
+        self.busy = self.busy or bool(batch.choices)
+
+    def _insert(self, batch: Batch, sub: Submission) -> None:
+        request, entry = sub.request, batch.entry
+        params, n = request.sampling, request.n
+        cache, rest = self.cache.fetch(entry.id, sub.prompt)
+        sub.cached_tokens = len(sub.prompt) - len(rest)
+        max_tokens = min(params.max_tokens, self.config.max_tokens_cap)
+        if entry.context_length is not None:
+            max_tokens = min(max_tokens, entry.context_length - len(sub.prompt))
+        vocab = entry.config.get("vocab_size")
+        try:
+            uids = batch.generator.insert(
+                [rest] * n,
+                max_tokens=[max_tokens] * n,
+                caches=[copy.deepcopy(cache) if cache and i else cache for i in range(n)],
+                all_tokens=[sub.prompt[: sub.cached_tokens] for _ in range(n)],
+                samplers=[make_sampler(params, i) for i in range(n)],
+                logits_processors=[make_logits_processors(params, vocab, len(sub.prompt))] * n,
+            )
+        except EngineError as e:
+            return self._fail(sub, e)
+        for index, uid in enumerate(uids):
+            choice = Choice(sub, index, uid, entry.tokenizer, params.stop)
+            sub.choices.append(choice)
+            batch.choices[uid] = choice
+        self._emit(sub, Started(prompt_tokens=len(sub.prompt), cached_tokens=sub.cached_tokens))
+
+    # ---- the step ----------------------------------------------------------
+
+    def step(self) -> None:
+        for batch in list(self.batches.values()):
+            if batch.choices:
+                self._step(batch)
+        self._flush()
+        self.busy = any(b.choices for b in self.batches.values())
+        if time.perf_counter() - self._window_start >= PUBLISH_INTERVAL:
+            self.publish()
+
+    def _step(self, batch: Batch) -> None:
+        try:
+            prompt_responses, responses = batch.generator.next()
+        except Exception as e:
+            log.exception("generation failed for %s", batch.entry.id)
+            return self._fail_batch(batch, GenerationFailed(f"Generation failed: {e}"))
+        for r in prompt_responses:
+            choice = batch.choices.get(r.uid)
+            if not r.end_of_prompt and choice is not None and choice.index == 0:
+                cached = choice.sub.cached_tokens
+                self._emit(choice.sub, Progress(cached + r.progress[0], cached + r.progress[1]))
+        self.generated_tokens += len(responses)
+        self._window_tokens += len(responses)
+        stopped = []
+        for r in responses:
+            choice = batch.choices[r.uid]
+            if self._on_token(choice, r.token, r.logprobs, r.finish_reason):
+                stopped.append(r.uid)  # a stop string: the generator does not know
+            elif r.finish_reason is not None:
+                self._store(batch, r.all_tokens, r.prompt_cache)
+                self._finish(batch, choice, r.finish_reason)
+        if stopped:
+            for uid, (kv, tokens) in batch.generator.remove(stopped, return_prompt_caches=True).items():
+                self._store(batch, tokens, kv)
+                self._finish(batch, batch.choices[uid], "stop")
+        if batch.waiting:
+            self._admit(batch)
+
+    def _on_token(self, choice: Choice, token: int, row: mx.array, finish: Optional[str]) -> bool:
+        """Turn one token into text for `choice`; True if a stop string ended it."""
+        sub = choice.sub
+        now = time.perf_counter()
+        if sub.first_token is None:
+            sub.first_token = now
+        sub.last_token = now
+        if finish != "stop":  # a stop token is not content
+            choice.tokens += 1
+            choice.detokenizer.add_token(token)
+            choice.ids.append(token)
+            if choice.logprobs is not None:
+                k = sub.request.sampling.top_logprobs
+                choice.logprobs.append(token_logprob(row, token, k, sub.entry.tokenizer))
+        if finish is not None:
+            choice.detokenizer.finalize()
+        text, stopped = choice.detokenizer.last_segment, False
+        if choice.stops is not None:
+            text, stopped = choice.stops.feed(text)
+            if finish is not None and not stopped:
+                text += choice.stops.flush()
+        if text or ((finish or stopped) and choice.ids):
+            self._emit(sub, Delta(choice.index, text, choice.ids, choice.logprobs))
+            choice.ids = []
+            choice.logprobs = [] if choice.logprobs is not None else None
+        return stopped
+
+    def _store(self, batch: Batch, tokens: Optional[list[int]], kv) -> None:
+        if tokens and kv:
+            self.cache.store(batch.entry.id, tokens, kv)
+
+    # ---- endings -----------------------------------------------------------
+
+    def _finish(self, batch: Batch, choice: Choice, reason: str) -> None:
+        del batch.choices[choice.uid]
+        choice.open = False
+        sub = choice.sub
+        self._emit(sub, Finished(choice.index, reason))
+        if not any(c.open for c in sub.choices):
+            self._end(sub, Done(self._usage(sub)))
+
+    def _usage(self, sub: Submission) -> Usage:
+        first, last = sub.first_token, sub.last_token
+        return Usage(
+            prompt_tokens=len(sub.prompt), completion_tokens=sum(c.tokens for c in sub.choices),
+            cached_tokens=sub.cached_tokens,
+            time_to_first_token=first - sub.submitted if first else 0.0,
+            generation_seconds=last - first if first else 0.0,
+        )
+
+    def _cancel(self, sub: Submission) -> None:
+        batch = self.batches.get(sub.entry.id) if sub.entry else None
+        if batch is not None:
+            if sub in batch.waiting:
+                batch.waiting.remove(sub)
+            open_choices = [c for c in sub.choices if c.open]
+            if open_choices:
+                batch.generator.remove([c.uid for c in open_choices])
+            for choice in open_choices:
+                self._finish(batch, choice, "cancelled")
+        if not sub.ended:
+            self._end(sub, Done(self._usage(sub)))
+
+    def _fail(self, sub: Submission, error: EngineError) -> None:
+        self._end(sub, Failed(error))
+
+    def _end(self, sub: Submission, event: Event) -> None:
+        sub.ended = True
+        sub.leave_queue()
+        self._emit(sub, event)
+        self.submissions.pop(sub.request.id, None)
+        if sub.entry is not None:
+            sub.entry.active_requests -= 1
+            self.pool.touch(sub.entry)
+
+    def _fail_batch(self, batch: Batch, error: EngineError) -> None:
+        """The model raised mid-step: fail the batch's requests, start a fresh generator."""
+        subs = {c.sub for c in batch.choices.values()} | set(batch.waiting)
+        del self.batches[batch.entry.id]
+        batch.generator.close()
+        for sub in subs:
+            self._fail(sub, error)
+
+    def _release(self, entry: Entry) -> None:
+        """The pool drops `entry`: nothing of ours may keep its arrays alive."""
+        batch = self.batches.pop(entry.id, None)
+        if batch is not None:
+            for sub in {c.sub for c in batch.choices.values()} | set(batch.waiting):
+                self._fail(sub, EngineError(f"The model '{entry.id}' was unloaded."))
+            batch.generator.close()
+        self.cache.drop(entry.id)
+
+    # ---- events and status -------------------------------------------------
+
+    def _emit(self, sub: Submission, event: Event) -> None:
+        if not sub.outbox:
+            self._touched.append(sub)
+        sub.outbox.append(event)
+
+    def _flush(self) -> None:
+        for sub in self._touched:
+            events, sub.outbox = sub.outbox, []
+            sub.send(events)
+        self._touched.clear()
+
+    def tick(self) -> Optional[float]:
+        """Idle housekeeping: unload idle entries, let tokens/s decay to 0."""
+        next_check = self.pool.unload_idle()
+        rate_decaying = self.snapshot.tokens_per_second > 0
+        self.publish()
+        if rate_decaying:
+            return min(next_check or PUBLISH_INTERVAL, PUBLISH_INTERVAL)
+        return next_check
+
+    def publish(self) -> None:
+        now = time.perf_counter()
+        elapsed = max(now - self._window_start, 1e-9)
+        rate = self._window_tokens / elapsed if elapsed >= 0.05 else self.snapshot.tokens_per_second
+        if elapsed >= 0.05:
+            self._window_tokens, self._window_start = 0, now
+        self.snapshot = EngineStatus(
+            state="running",
+            entries=[e.status() for e in self.pool.entries.values()],
+            memory=MemoryStatus(
+                active=mx.get_active_memory(), peak=mx.get_peak_memory(), cache=mx.get_cache_memory(),
+                budget=self.config.memory_budget, device=_device_name(),
+            ),
+            active_requests=sum(1 for s in self.submissions.values() if not s.queued),
+            queue_limit=self.config.queue_limit,
+            tokens_per_second=rate,
+            generated_tokens=self.generated_tokens,
+            prompt_cache_hits=self.cache.hits,
+            prompt_cache_misses=self.cache.misses,
+        )
+
+    def close(self, error: EngineError) -> None:
+        """Fail everything in flight with `error`; release every MLX object here."""
+        for sub in list(self.submissions.values()):
+            if not sub.ended:
+                self._fail(sub, error)
+        self._flush()
+        for batch in self.batches.values():
+            batch.generator.close()
+        self.batches.clear()
+        self.cache.clear()
+        self.pool.release_all()
+        release_memory()
+        self.busy = False
+
+
+_device = None
+
+
+def _device_name() -> str:
+    global _device
+    if _device is None:
+        info = mx.device_info()
+        kind = "gpu" if mx.default_device().type == mx.DeviceType.gpu else "cpu"
+        _device = f"{kind} ({info.get('device_name', info.get('architecture', '?'))})"
+    return _device
