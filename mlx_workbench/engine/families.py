@@ -1,0 +1,194 @@
+"""Chat format and stop tokens per model family.
+
+A model's own chat template (tokenizer_config.json / chat_template.jinja) always
+wins; a family's standard template is the fallback for tokenizers shipped
+without one. The family is told by the chat format actually in use (template
+text, then special tokens), and only then by config.json's model_type: a Llama
+checkpoint fine-tuned on ChatML speaks ChatML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from jinja2 import TemplateError
+
+from .errors import InvalidRequest
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    marker: Optional[str]  # a special token only this family's chat format uses
+    model_types: tuple[str, ...]  # prefixes of config.json model_type / architectures
+    stop_tokens: tuple[str, ...]  # the family's end-of-turn and end-of-text tokens
+    template: Optional[str]  # Jinja, used when the tokenizer has no chat template
+    system_role: bool = True  # False: system text is folded into the next user turn
+
+    def render(self, tokenizer, messages: list) -> list[int]:
+        """Prompt token ids for a chat, ending with the assistant's generation prompt."""
+        messages = validate_messages(messages)
+        if not self.system_role:
+            messages = _fold_system(messages)
+        extra = {}
+        if not tokenizer.has_chat_template:
+            if self.template is None:
+                raise InvalidRequest(
+                    "This model has no chat template, so it cannot be used for chat; "
+                    "send a plain prompt to /v1/completions instead.",
+                    param="messages",
+                )
+            extra["chat_template"] = self.template
+        try:
+            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, **extra)
+        except TemplateError as e:  # the template's raise_exception(): a message it refuses
+            raise InvalidRequest(f"The model's chat template rejected the messages: {e}", param="messages") from e
+        return list(ids)
+
+    def stop_token_ids(self, tokenizer, generation_config: dict, config: dict) -> set[int]:
+        """Every id that ends an answer: the family's own plus all declared eos ids."""
+        vocab = tokenizer.get_vocab()
+        ids = {vocab[t] for t in self.stop_tokens if t in vocab}
+        ids |= set(tokenizer.eos_token_ids)
+        for source in (generation_config, config, config.get("text_config") or {}):
+            eos = source.get("eos_token_id")
+            ids |= set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+        return ids
+
+
+LLAMA3 = Family(
+    name="llama3",
+    marker="<|start_header_id|>",
+    model_types=(),  # model_type "llama" also covers Llama 2, Mistral-likes, ...: not a signature
+    stop_tokens=("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>"),
+    template=(
+        "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n"
+        "{{ m.content | trim }}<|eot_id|>{% endfor %}"
+        "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+    ),
+)
+CHATML = Family(
+    name="chatml",
+    marker="<|im_start|>",
+    model_types=("qwen",),
+    stop_tokens=("<|im_end|>", "<|endoftext|>"),
+    template=(
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    ),
+)
+GEMMA = Family(
+    name="gemma",
+    marker="<start_of_turn>",
+    model_types=("gemma",),
+    stop_tokens=("<end_of_turn>", "<eos>"),
+    template=(
+        "{{ bos_token }}{% for m in messages %}<start_of_turn>"
+        "{{ 'model' if m.role == 'assistant' else m.role }}\n{{ m.content | trim }}<end_of_turn>\n{% endfor %}"
+        "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+    ),
+    system_role=False,
+)
+PHI = Family(
+    name="phi",
+    marker="<|assistant|>",
+    model_types=("phi",),
+    stop_tokens=("<|end|>", "<|endoftext|>"),
+    template=(
+        "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}<|end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+    ),
+)
+MISTRAL = Family(
+    name="mistral",
+    marker="[INST]",
+    model_types=("mistral", "mixtral"),
+    stop_tokens=("</s>",),
+    template=(
+        "{{ bos_token }}{% for m in messages %}{% if m.role == 'user' %}[INST] {{ m.content }} [/INST]"
+        "{% else %}{{ m.content }}{{ eos_token }}{% endif %}{% endfor %}"
+    ),
+    system_role=False,
+)
+DEFAULT = Family(name="default", marker=None, model_types=(), stop_tokens=(), template=None)
+
+FAMILIES = (LLAMA3, CHATML, GEMMA, PHI, MISTRAL)
+
+
+def detect_family(config: dict, tokenizer) -> Family:
+    """The family of a loaded model, from its chat format first and config.json last."""
+    template = tokenizer.chat_template
+    if isinstance(template, dict):  # named templates ("default", "tool_use", ...)
+        template = "\n".join(template.values())
+    for family in FAMILIES:
+        if template and family.marker in template:
+            return family
+    vocab = tokenizer.get_vocab()
+    for family in FAMILIES:
+        if family.marker in vocab:
+            return family
+    kinds = [config.get("model_type") or "", *(config.get("architectures") or [])]
+    for family in FAMILIES:
+        if any(kind.lower().startswith(family.model_types) for kind in kinds if family.model_types):
+            return family
+    return DEFAULT
+
+
+def validate_messages(messages) -> list[dict]:
+    """OpenAI chat messages as plain {"role", "content": str}, or InvalidRequest
+    naming the first thing a text-only model cannot use."""
+    if not isinstance(messages, list) or not messages:
+        raise _invalid("'messages' must be a non-empty list of chat messages.")
+    return [_validate_message(i, message) for i, message in enumerate(messages)]
+
+
+def _validate_message(i: int, message) -> dict:
+    where = f"messages[{i}]"
+    if not isinstance(message, dict):
+        raise _invalid(f"{where} must be an object with 'role' and 'content'.")
+    role = message.get("role")
+    if role == "developer":  # OpenAI's newer name for the system role
+        role = "system"
+    if role in ("tool", "function") or message.get("tool_calls") or message.get("function_call"):
+        raise _invalid(f"{where}: tool and function calls are not supported by this server.")
+    if role not in ROLES:
+        raise _invalid(f"{where} has role {role!r}; supported roles are {', '.join(ROLES)}.")
+    return {"role": role, "content": _text_content(where, message.get("content"))}
+
+
+def _text_content(where: str, content) -> str:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise _invalid(f"{where}.content must be a string or a list of text parts.")
+    texts = []
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind != "text" or not isinstance(part.get("text"), str):
+            what = f"a {kind!r} part" if kind else "a part that is not {'type': 'text', 'text': str}"
+            raise _invalid(f"{where}.content[{j}] is {what}; this model accepts text only.")
+        texts.append(part["text"])
+    return "\n".join(texts)  # as vLLM joins text parts
+
+
+def _fold_system(messages: list[dict]) -> list[dict]:
+    """Prepend system text to the next user turn, for formats without a system role."""
+    folded, pending = [], []
+    for m in messages:
+        if m["role"] == "system":
+            pending.append(m["content"])
+        elif m["role"] == "user" and pending:
+            folded.append({"role": "user", "content": "\n\n".join([*pending, m["content"]])})
+            pending = []
+        else:
+            folded.append(m)
+    if pending:
+        folded.append({"role": "user", "content": "\n\n".join(pending)})
+    return folded
+
+
+def _invalid(message: str) -> InvalidRequest:
+    return InvalidRequest(message, param="messages")
