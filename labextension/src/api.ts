@@ -1,0 +1,119 @@
+/**
+ * The pool admin API of the MLX Workbench server extension (mlx/api/...),
+ * spoken through Jupyter's own ServerConnection so auth and XSRF are Jupyter's.
+ * The types mirror mlx_workbench/engine/status.py.
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+export type EntryState = 'unloaded' | 'loading' | 'loaded' | 'failed';
+
+export interface IEntryStatus {
+  id: string;
+  model: string;
+  adapter: string | null;
+  state: EntryState;
+  progress: number;
+  memory_bytes: number;
+  pinned: boolean;
+  family: string | null;
+  context_length: number | null;
+  last_used: number | null;
+  active_requests: number;
+  error: string | null;
+}
+
+export interface IMemoryStatus {
+  active: number;
+  peak: number;
+  cache: number;
+  budget: number | null;
+  device: string;
+}
+
+export interface IConfiguredModel {
+  name: string;
+  path: string;
+  adapters: string[];
+}
+
+export interface IPoolStatus {
+  version: string;
+  openai_base_url: string;
+  default_model: string | null;
+  configured: IConfiguredModel[];
+  state: 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+  entries: IEntryStatus[];
+  memory: IMemoryStatus;
+  active_requests: number;
+  queued_requests: number;
+  queue_limit: number;
+  tokens_per_second: number;
+  generated_tokens: number;
+  prompt_cache_hits: number;
+  prompt_cache_misses: number;
+  restarts: number;
+  error: string | null;
+}
+
+/** A (model, adapter) pair, named on the wire as the OpenAI id "model:adapter". */
+export interface IModelRef {
+  model: string;
+  adapter: string | null;
+}
+
+export function modelId(ref: IModelRef): string {
+  return ref.adapter ? `${ref.model}:${ref.adapter}` : ref.model;
+}
+
+export class PoolClient {
+  constructor(
+    readonly settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+  ) {}
+
+  /** The OpenAI base URL clients use: the server's URL + mlx/v1. */
+  get openaiBaseUrl(): string {
+    return URLExt.join(this.settings.baseUrl, 'mlx/v1');
+  }
+
+  status(): Promise<IPoolStatus> {
+    return this._request('status');
+  }
+
+  /** Starts loading and returns at once; progress shows in status(). */
+  load(ref: IModelRef): Promise<unknown> {
+    return this._request('models/load', { ...ref, wait: false });
+  }
+
+  unload(ref: IModelRef): Promise<unknown> {
+    return this._request('models/unload', { ...ref });
+  }
+
+  pin(ref: IModelRef, pinned: boolean): Promise<unknown> {
+    return this._request('models/pin', { ...ref, pinned });
+  }
+
+  private async _request<T>(path: string, body?: object): Promise<T> {
+    const url = URLExt.join(this.settings.baseUrl, 'mlx/api', path);
+    const init: RequestInit = body
+      ? { method: 'POST', body: JSON.stringify(body) }
+      : { method: 'GET' };
+    const response = await ServerConnection.makeRequest(url, init, this.settings);
+    const text = await response.text();
+    const data = parseJSON(text);
+    if (!response.ok) {
+      // The server answers OpenAI-style errors: {"error": {"message", ...}}.
+      const message = data?.error?.message ?? (text.trim() || response.statusText);
+      throw new Error(`${response.status}: ${message}`);
+    }
+    return data as T;
+  }
+}
+
+function parseJSON(text: string): any {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
