@@ -77,6 +77,10 @@ class Endpoint:
     def unload(self, model: str, adapter: Optional[str] = None) -> dict:
         return self._admin("POST", "mlx/api/models/unload", {"model": model, "adapter": adapter})["entry"]
 
+    def pin(self, model: str, adapter: Optional[str] = None, pinned: bool = True) -> dict:
+        body = {"model": model, "adapter": adapter, "pinned": pinned}
+        return self._admin("POST", "mlx/api/models/pin", body)["entry"]
+
     def _admin(self, method: str, path: str, body: Optional[dict] = None) -> dict:
         if not self.is_workbench:
             raise NotWorkbenchServer(
@@ -119,7 +123,14 @@ def connect(url: str, token: str = "") -> Endpoint:
     (its root URL) or any OpenAI base URL (such as http://localhost:8080/v1)."""
     if probe(url) is not None:
         return Endpoint.workbench(url, token)
-    return Endpoint(url.rstrip("/"), token)
+    endpoint = Endpoint(url.rstrip("/"), token)
+    try:
+        endpoint.openai_client().models.list()
+    except openai.APIConnectionError:
+        raise WorkbenchError(f"Nothing answers at {url}. Is the server running?") from None
+    except openai.APIStatusError:
+        pass  # it answers; listing models may need a key or be unsupported
+    return endpoint
 
 
 def discover() -> Endpoint:
