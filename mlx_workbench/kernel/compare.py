@@ -47,7 +47,7 @@ class Run:
     started: float = field(default_factory=time.monotonic)
     first_token: Optional[float] = None
     last_token: Optional[float] = None
-    done: bool = False
+    ended: Optional[float] = None  # set when the stream is over, whatever the outcome
 
     @property
     def ttft(self) -> Optional[float]:
@@ -74,7 +74,7 @@ class Run:
             "completion_tokens": self.completion_tokens,
             "ttft_s": self.ttft,
             "tokens_per_s": self.tokens_per_second,
-            "total_s": (self.last_token or time.monotonic()) - self.started,
+            "total_s": (self.ended or time.monotonic()) - self.started,
         }
 
 
@@ -121,7 +121,7 @@ def _stats_line(run: Run) -> str:
     if run.tokens_per_second is not None:
         parts.append(f"{run.tokens_per_second:.1f} tok/s")
     parts.append(f"{run.completion_tokens} tokens")
-    parts.append(f"finish: {run.finish_reason}" if run.done else "streaming…")
+    parts.append(f"finish: {run.finish_reason}" if run.ended else "streaming…")
     return " · ".join(parts)
 
 
@@ -171,6 +171,7 @@ class CompareView(widgets.VBox):
         self.runs = [Run(i) for i in ids]
         self.columns = [Column(i) for i in ids]
         self.summary = widgets.HTML()
+        self.records: Optional[Comparison] = None  # set when run() is over
         self._stop = threading.Event()
         super().__init__([widgets.HBox(self.columns), self.summary])
 
@@ -196,9 +197,9 @@ class CompareView(widgets.VBox):
             raise
         finally:
             self._render()
-        records = Comparison(run.record() for run in self.runs)
-        self.summary.value = summary_table(records)
-        return records
+        self.records = Comparison(run.record() for run in self.runs)
+        self.summary.value = summary_table(self.records)
+        return self.records
 
     def _render(self) -> None:
         for column, run in zip(self.columns, self.runs):
@@ -226,7 +227,7 @@ class CompareView(widgets.VBox):
         except openai.APIError as e:
             run.error = f"{type(e).__name__}: {e}"
         finally:
-            run.done = True
+            run.ended = time.monotonic()
 
     @staticmethod
     def _take(run: Run, chunk) -> None:

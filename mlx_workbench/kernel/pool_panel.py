@@ -156,7 +156,8 @@ class MemoryGauge(widgets.HTML):
 
 def _segment(size: int, scale: int, color: str, title: str) -> str:
     width = max(0.0, min(size / scale, 1.0)) * 100
-    return f'<div title="{html.escape(title)}" style="width:{width:.2f}%; background:{color}"></div>'
+    # A small model against a large budget still gets a visible sliver.
+    return f'<div title="{html.escape(title)}" style="width:{width:.2f}%; min-width:{2 if size else 0}px; background:{color}"></div>'
 
 
 def _width(width: str) -> widgets.Layout:

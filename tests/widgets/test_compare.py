@@ -1,0 +1,69 @@
+"""compare() in a real kernel against a real server: exact greedy answers side by
+side, streamed at the same time, and a failing target that spoils nothing else."""
+
+from __future__ import annotations
+
+import threading
+
+from conftest import greedy_answer
+
+
+def load(api, *targets: str) -> None:
+    for target in targets:
+        model, _, adapter = target.partition(":")
+        api.post("mlx/api/models/load", {"model": model, "adapter": adapter or None, "wait": True})
+
+
+def test_each_column_gets_its_exact_greedy_answer(kernel, api):
+    prompt, targets = "What is the capital of France?", ["demo", ("demo", "upper"), "demo-chatml"]
+    kernel.run(f"records = mlx_workbench.compare({prompt!r}, {targets!r})", timeout=120)
+    records = kernel.value("records")
+    assert [r["target"] for r in records] == ["demo", "demo:upper", "demo-chatml"]
+    assert [r["answer"] for r in records] == [greedy_answer(t, prompt) for t in ("demo", "demo:upper", "demo-chatml")]
+    for record in records:
+        assert record["finish_reason"] == "stop" and record["error"] is None
+        assert record["completion_tokens"] > 0 and record["prompt_tokens"] > 0
+        assert record["ttft_s"] > 0 and record["total_s"] >= record["ttft_s"]
+    assert kernel.value("list(records.df.columns[:4])") == ["target", "model", "adapter", "answer"]
+    assert kernel.value("records.df['answer'].tolist()") == [r["answer"] for r in records]
+
+
+def test_targets_stream_at_the_same_time(kernel, api):
+    """While the comparison runs, the server reports more than one request in flight."""
+    prompt, targets = "Tell me a story.", ["demo", "demo-chatml"]
+    load(api, *targets)
+    most_active, done = 0, threading.Event()
+
+    def watch():
+        nonlocal most_active
+        while not done.is_set():
+            most_active = max(most_active, api.status()["active_requests"])
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        records = kernel.value(f"mlx_workbench.compare({prompt!r}, {targets!r})", timeout=120)
+    finally:
+        done.set()
+        watcher.join()
+    assert [r["answer"] for r in records] == [greedy_answer(t, prompt) for t in targets]
+    assert most_active >= 2
+
+
+def test_an_unknown_model_fails_in_its_column_while_the_others_finish(kernel, api):
+    prompt = "What is 3 + 4?"
+    kernel.run(
+        "from IPython.display import display\n"
+        "from mlx_workbench.kernel.compare import CompareView\n"
+        f"view = CompareView({prompt!r}, ['demo', 'no-such-model', 'demo:pirate'])\n"
+        "display(view)\n"
+        "records = view.run()",
+        timeout=120,
+    )
+    records = kernel.value("records")
+    assert [r["answer"] for r in records] == [greedy_answer("demo", prompt), "", greedy_answer("demo:pirate", prompt)]
+    assert [r["error"] is None for r in records] == [True, False, True]
+    assert "no-such-model" in records[1]["error"] and records[1]["error"].startswith("404")
+    column = kernel.value("{'body': view.columns[1].body.value, 'stats': view.columns[1].stats.value}")
+    assert "no-such-model" in column["body"] and "failed" in column["stats"]
+    assert "no-such-model" in kernel.value("view.summary.value")

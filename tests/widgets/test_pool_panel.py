@@ -1,0 +1,110 @@
+"""The pool panel in a real kernel against a real server: its buttons change the
+server's pool, and what it shows follows the server's status."""
+
+from __future__ import annotations
+
+import time
+
+from conftest import greedy_answer
+
+
+def state(status: dict, entry_id: str) -> str:
+    entry = next((e for e in status["entries"] if e["id"] == entry_id), None)
+    return entry["state"] if entry else "unloaded"
+
+
+def test_buttons_load_pin_and_unload(kernel, api):
+    kernel.run("p = mlx_workbench.panel()")
+    assert {"demo", "demo:upper", "demo:pirate", "demo-chatml"} <= set(kernel.value("list(p.rows)"))
+    api.post("mlx/api/models/unload", {"model": "demo", "adapter": "upper"})
+
+    kernel.run("p.rows['demo:upper'].load_button.click()")
+    api.wait_for(lambda s: state(s, "demo:upper") == "loaded", what="demo:upper to load")
+    kernel.run("p.refresh()")
+    row = kernel.value("{k: getattr(p.rows['demo:upper'], k).value for k in ('state', 'family', 'memory')}")
+    assert "loaded" in row["state"] and row["family"] == api.entry("demo:upper")["family"] and row["memory"].endswith("B")
+    assert kernel.value("p.rows['demo:upper'].load_button.disabled") is True
+    assert kernel.value("p.message.value") == ""
+
+    kernel.run("p.rows['demo:upper'].pin_button.click()")
+    assert api.entry("demo:upper")["pinned"] is True
+    assert kernel.value("p.rows['demo:upper'].pin_button.description") == "Unpin"
+    assert "pinned" in kernel.value("p.rows['demo:upper'].state.value")
+    kernel.run("p.rows['demo:upper'].pin_button.click()")
+    assert api.entry("demo:upper")["pinned"] is False
+
+    kernel.run("p.rows['demo:upper'].unload_button.click()")
+    api.wait_for(lambda s: state(s, "demo:upper") == "unloaded", what="demo:upper to unload")
+    kernel.run("p.refresh()")
+    assert "not loaded" in kernel.value("p.rows['demo:upper'].state.value")
+    assert kernel.value("p.rows['demo:upper'].unload_button.disabled") is True
+    kernel.run("p.close()")
+
+
+def test_a_failed_load_is_shown_in_the_panel(kernel, api):
+    """The server is configured with a model whose folder holds no weights: loading it
+    fails, and the panel says so (in its message line or the row) instead of raising."""
+    kernel.run("p = mlx_workbench.panel()\np.rows['broken'].load_button.click()")
+    shown = kernel.wait_for(
+        "p.refresh() or p.message.value or ('failed' in p.rows['broken'].state.value and p.rows['broken'].state.value)"
+    )
+    assert "failed" in shown or "broken" in shown, shown
+    assert kernel.value("p.rows['broken'].load_button.disabled") is False  # one may try again
+    kernel.run("p.close()")
+
+
+def test_shown_panel_follows_the_server_and_stops_when_closed(kernel, api):
+    kernel.run("p = mlx_workbench.panel(interval=0.2)")
+    # Act as the frontend: a view of the panel is on screen now.
+    kernel.frontend_update(kernel.value("p.model_id"), {"_view_count": 1})
+
+    # A change made elsewhere (another client of the server) shows up by itself.
+    api.post("mlx/api/models/load", {"model": "demo-chatml", "wait": True})
+    kernel.wait_for("(p.rows['demo-chatml'].entry or {}).get('state') == 'loaded'")
+
+    # The gauge shows the server's memory, and each loaded entry's share of it.
+    for _ in range(50):
+        status = api.status()
+        shown = kernel.value("{'memory': p.gauge.memory, 'shares': p.gauge.shares, 'html': p.gauge.value, "
+                             "'generated': p.status['generated_tokens']}")
+        if shown["memory"] == status["memory"]:
+            break
+        time.sleep(0.2)
+    assert shown["memory"] == status["memory"]
+    loaded = {e["id"]: e["memory_bytes"] for e in status["entries"] if e["state"] == "loaded"}
+    assert shown["shares"] == {k: v for k, v in loaded.items() if v} and shown["shares"]["demo-chatml"] > 0
+    assert shown["generated"] == status["generated_tokens"]
+    assert "demo-chatml" in shown["html"]
+
+    # Requests from elsewhere move the queue and throughput line.
+    api.post("mlx/v1/chat/completions", {"model": "demo-chatml", "messages": [{"role": "user", "content": "Hello!"}],
+                                         "temperature": 0})
+    generated = api.status()["generated_tokens"]
+    kernel.wait_for(f"p.status['generated_tokens'] == {generated} and '{generated:,} tokens generated' in p.queue.value")
+
+    kernel.run("p.close(); p._poller.join(5)")
+    assert kernel.value("p._poller.is_alive()") is False
+    api.post("mlx/api/models/unload", {"model": "demo-chatml"})
+
+
+def test_compare_form_in_the_panel(kernel, api):
+    kernel.run("p = mlx_workbench.panel()\n"
+               "p.prompt.value = 'What is the capital of France?'\n"
+               "p.targets.value = ('demo', 'demo:upper')\n"
+               "p.compare_button.click()")
+    assert kernel.value("p.compare_button.disabled") in (True, False)  # the click returned at once
+    records = kernel.wait_for("p.comparison.children[0].records", timeout=60)
+    assert [r["answer"] for r in records] == [
+        greedy_answer("demo", "What is the capital of France?"),
+        greedy_answer("demo:upper", "What is the capital of France?"),
+    ]
+    kernel.wait_for("not p.compare_button.disabled")
+    kernel.run("p.close()")
+
+
+def test_a_restarted_kernel_sees_the_pool_as_the_server_holds_it(kernel, api):
+    api.post("mlx/api/models/load", {"model": "demo", "wait": True})
+    kernel.restart()
+    kernel.run("import mlx_workbench\np = mlx_workbench.panel()")
+    assert kernel.value("p.rows['demo'].entry['state']") == "loaded"
+    kernel.run("p.close()")
