@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from family_tokenizers import family_tokenizer  # noqa: F401 (fixture)
 from mlx_workbench.engine.errors import InvalidRequest
 from mlx_workbench.engine.families import FAMILIES, detect_family
 
