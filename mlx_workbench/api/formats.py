@@ -1,0 +1,168 @@
+"""Engine events -> OpenAI objects, for chat and for text completions.
+
+A builder follows one request: for a stream it makes each chunk as events
+arrive; otherwise it accumulates the choices and makes the one response.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ..engine import requests as engine
+from . import schemas as s
+
+
+def usage(u: engine.Usage) -> s.CompletionUsage:
+    return s.CompletionUsage(
+        prompt_tokens=u.prompt_tokens,
+        completion_tokens=u.completion_tokens,
+        total_tokens=u.total_tokens,
+        prompt_tokens_details=s.PromptTokensDetails(cached_tokens=u.cached_tokens),
+    )
+
+
+class ResponseBuilder:
+    id_prefix = ""
+
+    def __init__(self, model: str, n: int, logprobs: bool):
+        self.id = s.completion_id(self.id_prefix)
+        self.created = s.now()
+        self.model = model
+        self.logprobs = logprobs
+        self.texts: list[list[str]] = [[] for _ in range(n)]
+        self.token_logprobs: list[list[engine.TokenLogprob]] = [[] for _ in range(n)]
+        self.finish_reasons: list[Optional[str]] = [None] * n
+
+    def add(self, delta: engine.Delta) -> None:
+        self.texts[delta.index].append(delta.text)
+        self.token_logprobs[delta.index].extend(delta.logprobs or [])
+
+    def finish(self, index: int, reason: str) -> None:
+        self.finish_reasons[index] = reason
+
+    def text(self, index: int) -> str:
+        return "".join(self.texts[index])
+
+    # Streaming: each returns the chunk to send, or None when there is nothing to say.
+    def opening_chunks(self) -> list:
+        return []
+
+    def delta_chunk(self, delta: engine.Delta):
+        raise NotImplementedError
+
+    def finish_chunk(self, index: int, reason: str):
+        raise NotImplementedError
+
+    def usage_chunk(self, u: engine.Usage):
+        raise NotImplementedError
+
+    def response(self, u: engine.Usage):
+        raise NotImplementedError
+
+
+# ---- chat ---------------------------------------------------------------------
+
+
+def chat_logprobs(tokens: list[engine.TokenLogprob]) -> s.ChoiceLogprobs:
+    return s.ChoiceLogprobs(
+        content=[
+            s.TokenLogprob(
+                token=t.token,
+                logprob=t.logprob,
+                bytes=list(t.token.encode()),
+                top_logprobs=[s.TopLogprob(token=k.token, logprob=k.logprob, bytes=list(k.token.encode())) for k in t.top],
+            )
+            for t in tokens
+        ]
+    )
+
+
+class ChatBuilder(ResponseBuilder):
+    id_prefix = "chatcmpl"
+
+    def _chunk(self, choices: list[s.ChunkChoice], **fields) -> s.ChatCompletionChunk:
+        return s.ChatCompletionChunk(id=self.id, created=self.created, model=self.model, choices=choices, **fields)
+
+    def opening_chunks(self) -> list[s.ChatCompletionChunk]:
+        opening = s.ChunkDelta(role="assistant", content="")
+        return [self._chunk([s.ChunkChoice(index=i, delta=opening)]) for i in range(len(self.texts))]
+
+    def delta_chunk(self, delta: engine.Delta) -> Optional[s.ChatCompletionChunk]:
+        if not delta.text and not delta.logprobs:
+            return None
+        logprobs = chat_logprobs(delta.logprobs) if self.logprobs and delta.logprobs else None
+        choice = s.ChunkChoice(index=delta.index, delta=s.ChunkDelta(content=delta.text), logprobs=logprobs)
+        return self._chunk([choice])
+
+    def finish_chunk(self, index: int, reason: str) -> s.ChatCompletionChunk:
+        return self._chunk([s.ChunkChoice(index=index, delta=s.ChunkDelta(), finish_reason=reason)])
+
+    def usage_chunk(self, u: engine.Usage) -> s.ChatCompletionChunk:
+        return self._chunk([], usage=usage(u))
+
+    def response(self, u: engine.Usage) -> s.ChatCompletion:
+        choices = [
+            s.ChatChoice(
+                index=i,
+                message=s.AssistantMessage(content=self.text(i)),
+                logprobs=chat_logprobs(self.token_logprobs[i]) if self.logprobs else None,
+                finish_reason=self.finish_reasons[i],
+            )
+            for i in range(len(self.texts))
+        ]
+        return s.ChatCompletion(id=self.id, created=self.created, model=self.model, choices=choices, usage=usage(u))
+
+
+# ---- text completions -------------------------------------------------------------
+
+
+class TextBuilder(ResponseBuilder):
+    id_prefix = "cmpl"
+
+    def __init__(self, model: str, n: int, logprobs: bool, echo: str = ""):
+        super().__init__(model, n, logprobs)
+        self.echo = echo
+        self.offsets = [len(echo)] * n  # text_offset of each choice's next token
+
+    def _logprobs(self, index: int, tokens: list[engine.TokenLogprob]) -> s.CompletionLogprobs:
+        result = s.CompletionLogprobs()
+        for t in tokens:
+            result.tokens.append(t.token)
+            result.token_logprobs.append(t.logprob)
+            result.top_logprobs.append({k.token: k.logprob for k in t.top})
+            result.text_offset.append(self.offsets[index])
+            self.offsets[index] += len(t.token)
+        return result
+
+    def _chunk(self, choice: Optional[s.CompletionChoice], **fields) -> s.Completion:
+        choices = [choice] if choice else []
+        return s.Completion(id=self.id, created=self.created, model=self.model, choices=choices, **fields)
+
+    def opening_chunks(self) -> list[s.Completion]:
+        if not self.echo:
+            return []
+        return [self._chunk(s.CompletionChoice(index=i, text=self.echo)) for i in range(len(self.texts))]
+
+    def delta_chunk(self, delta: engine.Delta) -> Optional[s.Completion]:
+        if not delta.text and not delta.logprobs:
+            return None
+        logprobs = self._logprobs(delta.index, delta.logprobs) if self.logprobs and delta.logprobs else None
+        return self._chunk(s.CompletionChoice(index=delta.index, text=delta.text, logprobs=logprobs))
+
+    def finish_chunk(self, index: int, reason: str) -> s.Completion:
+        return self._chunk(s.CompletionChoice(index=index, text="", finish_reason=reason))
+
+    def usage_chunk(self, u: engine.Usage) -> s.Completion:
+        return self._chunk(None, usage=usage(u))
+
+    def response(self, u: engine.Usage) -> s.Completion:
+        choices = [
+            s.CompletionChoice(
+                index=i,
+                text=self.echo + self.text(i),
+                logprobs=self._logprobs(i, self.token_logprobs[i]) if self.logprobs else None,
+                finish_reason=self.finish_reasons[i],
+            )
+            for i in range(len(self.texts))
+        ]
+        return s.Completion(id=self.id, created=self.created, model=self.model, choices=choices, usage=usage(u))

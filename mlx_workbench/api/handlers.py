@@ -1,0 +1,401 @@
+"""Tornado handlers: the OpenAI API, health and the pool admin API.
+
+Each handler validates its body with the pydantic models of `schemas.py`, talks
+to the engine (`self.engine`, set up by `app.py`) and answers OpenAI-shaped JSON,
+errors included. A generation waits for the engine's Started (or Failed) before
+any header leaves, so errors found while loading or tokenizing keep their
+status code; after that, a stream reports a failure as an `error` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import re
+import time
+from http.client import responses
+from typing import Optional
+
+from jupyter_server.auth.decorator import allow_unauthenticated
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from pydantic import BaseModel, ValidationError
+from tornado import web
+
+from ..engine import errors
+from ..engine.requests import Delta, Done, Failed, Finished, GenerationRequest, Progress, Started
+from ..engine.status import EntryStatus
+from . import schemas as s
+from .formats import ChatBuilder, ResponseBuilder, TextBuilder
+from .sse import ClientGone, EventStream, with_heartbeat
+
+# ---- errors -----------------------------------------------------------------------
+
+
+class ApiError(web.HTTPError):
+    """An error answered as {"error": {...}}; raise it from any handler."""
+
+    def __init__(self, status: int, message: str, type: str = "invalid_request_error", param=None, code=None, headers=None):
+        super().__init__(status, log_message=message.replace("%", "%%"))
+        self.detail = s.ErrorDetail(message=message, type=type, param=param, code=code)
+        self.headers = headers or {}
+
+
+# engine error -> (status, type, code); the first matching class wins.
+_ENGINE_ERRORS: list[tuple[type, int, str, str]] = [
+    (errors.ContextLengthExceeded, 400, "invalid_request_error", "context_length_exceeded"),
+    (errors.InvalidRequest, 400, "invalid_request_error", "invalid_value"),
+    (errors.ModelNotFound, 404, "invalid_request_error", "model_not_found"),
+    (errors.QueueFull, 429, "rate_limit_error", "queue_full"),
+    (errors.EngineNotReady, 503, "server_error", "engine_not_ready"),
+    (errors.EngineStopped, 503, "server_error", "engine_stopped"),
+    (errors.MemoryBudgetExceeded, 503, "server_error", "memory_budget_exceeded"),
+    (errors.LoadFailed, 503, "server_error", "model_load_failed"),
+    (errors.GenerationFailed, 500, "server_error", "generation_failed"),
+]
+
+
+def api_error(exc: Exception) -> ApiError:
+    for cls, status, type_, code in _ENGINE_ERRORS:
+        if isinstance(exc, cls):
+            headers = {"Retry-After": str(math.ceil(exc.retry_after))} if isinstance(exc, errors.QueueFull) else None
+            return ApiError(status, exc.message, type_, exc.param, code, headers)
+    return ApiError(500, f"Internal error: {type(exc).__name__}: {exc}", "server_error")
+
+
+# pydantic's loc names union members ('str', 'list[int]', 'TextPart'...); a param is fields and indexes only.
+_UNION_TAG = re.compile(r"^(str|int|float|bool|none|[A-Z]\w*|[\w-]+\[.*\])$")
+
+
+def validation_error(exc: ValidationError) -> ApiError:
+    first = exc.errors()[0]
+    param = ".".join(str(p) for p in first["loc"] if isinstance(p, int) or not _UNION_TAG.match(p)) or None
+    if first["type"] == "missing":
+        message = f"Missing required parameter: '{param}'."
+    elif param is None:
+        message = f"Invalid request body: {first['msg']}."
+    else:
+        message = f"Invalid value for '{param}': {first['msg']}."
+    return ApiError(400, message, param=param, code="missing_required_parameter" if first["type"] == "missing" else "invalid_value")
+
+
+# ---- base ---------------------------------------------------------------------------
+
+
+class BaseHandler(APIHandler):
+    @property
+    def workbench(self):
+        """The MLXWorkbench extension app."""
+        return self.settings["mlx_workbench"]
+
+    @property
+    def engine(self):
+        return self.workbench.engine
+
+    def parse(self, model: type[BaseModel]):
+        try:
+            body = json.loads(self.request.body or b"null")
+        except ValueError as e:
+            raise ApiError(400, f"The request body is not valid JSON: {e}.", code="invalid_json") from None
+        try:
+            return model.model_validate(body)
+        except ValidationError as e:
+            raise validation_error(e) from None
+
+    def send(self, body: BaseModel, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(body.model_dump_json())
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        """Every error OpenAI-shaped, never an HTML page."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            error = exc
+        elif status_code == 403 and not self.current_user:
+            # Jupyter refuses a missing or wrong token with 403; OpenAI clients expect 401.
+            error = ApiError(
+                401,
+                "Missing or invalid token: pass the Jupyter server's token as the API key "
+                "(Authorization: Bearer <token>).",
+                code="invalid_api_key",
+            )
+            self.set_header("WWW-Authenticate", "Bearer")
+        elif isinstance(exc, web.HTTPError):
+            error = ApiError(status_code, exc.log_message or responses.get(status_code, "Error"))
+        else:
+            error = api_error(exc) if exc else ApiError(status_code, responses.get(status_code, "Error"))
+        if status_code != error.status_code:
+            self.set_status(error.status_code)
+        for name, value in error.headers.items():
+            self.set_header(name, value)
+        self.finish(s.ErrorResponse(error=error.detail).model_dump_json())
+
+
+# ---- OpenAI: generation -----------------------------------------------------------------
+
+
+def split_model_id(model_id: str, adapter: Optional[str]) -> tuple[str, Optional[str]]:
+    """"name:adapter" -> (name, adapter); the "adapter" field must agree with it."""
+    name, sep, id_adapter = model_id.rpartition(":")
+    if not (sep and name and id_adapter):
+        return model_id, adapter
+    if adapter not in (None, id_adapter):
+        raise ApiError(400, f"The model id names adapter '{id_adapter}' but 'adapter' is '{adapter}'.", param="adapter")
+    return name, id_adapter
+
+
+class GenerationHandler(BaseHandler):
+    """Runs one GenerationRequest and answers it as JSON or as an event stream."""
+
+    endpoint = ""
+    _request_id: Optional[str] = None
+    _client_gone = False
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        self._client_gone = True
+        if self._request_id:
+            self.engine.cancel(self._request_id)
+
+    async def generate(self, body: s.GenerationParams, request: GenerationRequest, builder: ResponseBuilder) -> None:
+        self._request_id = request.id
+        submitted = time.monotonic()
+        try:
+            events = self.engine.agenerate(request)
+            first = await anext(events)
+        except errors.EngineError as e:
+            raise api_error(e) from None
+        try:
+            if isinstance(first, Failed):
+                raise api_error(first.error)
+            assert isinstance(first, Started), first
+            if body.stream:
+                last = await self._stream(events, body, builder)
+            else:
+                last = await self._collect(events, builder)
+        except ClientGone:
+            last = None
+        finally:
+            await events.aclose()  # cancels the request unless it ended
+        self._log_generation(body, request, last, time.monotonic() - submitted)
+
+    async def _collect(self, events, builder: ResponseBuilder) -> Optional[Done]:
+        async for event in events:
+            if isinstance(event, Delta):
+                builder.add(event)
+            elif isinstance(event, Finished):
+                builder.finish(event.index, event.reason)
+            elif isinstance(event, Failed):
+                raise api_error(event.error)
+            elif isinstance(event, Done):
+                if self._client_gone:
+                    return None
+                self.send(builder.response(event.usage))
+                return event
+        return None
+
+    async def _stream(self, events, body: s.GenerationParams, builder: ResponseBuilder) -> Done | Failed | None:
+        stream = EventStream(self)
+        stream.start()
+        for chunk in builder.opening_chunks():
+            await stream.send(chunk)
+        async with contextlib.aclosing(with_heartbeat(events)) as beating:
+            async for event in beating:
+                if event is None:
+                    await stream.keepalive()
+                elif isinstance(event, Delta):
+                    chunk = builder.delta_chunk(event)
+                    if chunk is not None:
+                        await stream.send(chunk)
+                elif isinstance(event, Finished):
+                    await stream.send(builder.finish_chunk(event.index, event.reason))
+                elif isinstance(event, Failed):
+                    # The 200 is gone: report in-band, as OpenAI does, and end without [DONE].
+                    await stream.fail(s.ErrorResponse(error=api_error(event.error).detail))
+                    return event
+                elif isinstance(event, Done):
+                    if body.include_usage:
+                        await stream.send(builder.usage_chunk(event.usage))
+                    await stream.done()
+                    return event
+                else:
+                    assert isinstance(event, Progress), event
+        return None
+
+    def _log_generation(self, body: s.GenerationParams, request: GenerationRequest, last, seconds: float) -> None:
+        """One line per request: what a person tuning the server wants to see."""
+        model = request.model + (f":{request.adapter}" if request.adapter else "")
+        what = f"mlx {self.endpoint} {model} ({'stream' if body.stream else 'json'})"
+        if isinstance(last, Failed):
+            self.log.warning("%s: failed after %.2fs: %s", what, seconds, last.error)
+        elif last is None:
+            self.log.info("%s: client gone, cancelled after %.2fs", what, seconds)
+        else:
+            u = last.usage
+            rate = u.completion_tokens / u.generation_seconds if u.generation_seconds > 0 else 0.0
+            self.log.info(
+                "%s: prompt %d tokens (%d cached), completion %d tokens, TTFT %.0f ms, %.1f tokens/s",
+                what, u.prompt_tokens, u.cached_tokens, u.completion_tokens, u.time_to_first_token * 1000, rate,
+            )
+
+    def request_for(self, body: s.GenerationParams, **prompt) -> GenerationRequest:
+        model, adapter = split_model_id(body.model, body.adapter)
+        return GenerationRequest(
+            model=model, adapter=adapter, sampling=body.sampling(self.workbench.max_tokens_cap), n=body.n, **prompt
+        )
+
+
+class ChatCompletionsHandler(GenerationHandler):
+    endpoint = "chat"
+
+    @web.authenticated
+    async def post(self):
+        body: s.ChatCompletionRequest = self.parse(s.ChatCompletionRequest)
+        request = self.request_for(body, messages=[m.for_template() for m in body.messages])
+        await self.generate(body, request, ChatBuilder(body.model, body.n, body.logprobs))
+
+
+class CompletionsHandler(GenerationHandler):
+    endpoint = "completion"
+
+    @web.authenticated
+    async def post(self):
+        body: s.CompletionRequest = self.parse(s.CompletionRequest)
+        request = self.request_for(body, prompt=body.prompt)
+        echo = body.prompt if body.echo else ""
+        await self.generate(body, request, TextBuilder(body.model, body.n, body.wants_logprobs(), echo))
+
+
+# ---- OpenAI: models ------------------------------------------------------------------------
+
+
+class ModelsHandler(BaseHandler):
+    @web.authenticated
+    def get(self):
+        created = self.workbench.started_at
+        self.send(s.ModelList(data=[s.Model(id=i, created=created) for i in self.engine.model_ids()]))
+
+
+class ModelHandler(BaseHandler):
+    @web.authenticated
+    def get(self, model_id: str):
+        known = self.engine.model_ids()
+        if model_id not in known:
+            raise api_error(errors.ModelNotFound(model_id, known))
+        self.send(s.Model(id=model_id, created=self.workbench.started_at))
+
+
+# ---- health and pool admin -------------------------------------------------------------------
+
+
+class HealthHandler(BaseHandler):
+    _track_activity = False  # polling health must not keep an idle server alive
+
+    @allow_unauthenticated
+    def get(self):
+        status = self.engine.status()
+        health = {"running": "ok", "starting": "degraded", "stopping": "degraded"}.get(status.state, "down")
+        body = s.HealthResponse(
+            status=health,
+            version=self.workbench.version,
+            engine=status.state,
+            loaded=[e.id for e in status.entries if e.state == "loaded"],
+            restarts=status.restarts,
+        )
+        self.send(body, 503 if health == "down" else 200)
+
+
+class StatusHandler(BaseHandler):
+    @web.authenticated
+    def get(self):
+        config = self.workbench.engine_config
+        configured = [s.ConfiguredModel(name=m.name, path=m.path, adapters=list(m.adapters)) for m in config.models.values()]
+        info = s.ServerInfo(
+            version=self.workbench.version,
+            openai_base_url=url_path_join(self.base_url, "mlx/v1"),
+            default_model=config.default_model,
+            configured=configured,
+        )
+        self.send(s.StatusResponse(**info.model_dump(), **vars(self.engine.status())))
+
+
+class EntryHandler(BaseHandler):
+    """Pool admin: each action returns a concurrent Future of the EntryStatus."""
+
+    async def entry(self, future) -> EntryStatus:
+        try:
+            return await asyncio.wrap_future(future)
+        except errors.EngineError as e:
+            raise api_error(e) from None
+
+    def call(self, action, *args, **kwargs):
+        try:
+            return action(*args, **kwargs)
+        except errors.EngineError as e:
+            raise api_error(e) from None
+
+
+class LoadHandler(EntryHandler):
+    @web.authenticated
+    async def post(self):
+        body: s.LoadRequest = self.parse(s.LoadRequest)
+        model, adapter = split_model_id(body.model, body.adapter)
+        future = self.call(self.engine.load, model, adapter, pin=body.pin)
+        if body.wait or future.done():
+            self.send(s.EntryResponse(entry=await self.entry(future)))
+            return
+        entry_id = model + (f":{adapter}" if adapter else "")
+        entry = next(
+            (e for e in self.engine.status().entries if e.id == entry_id),
+            EntryStatus(id=entry_id, model=model, adapter=adapter, state="loading"),
+        )
+        self.send(s.EntryResponse(entry=entry), 202)
+
+
+class UnloadHandler(EntryHandler):
+    @web.authenticated
+    async def post(self):
+        body: s.UnloadRequest = self.parse(s.UnloadRequest)
+        model, adapter = split_model_id(body.model, body.adapter)
+        self.send(s.EntryResponse(entry=await self.entry(self.call(self.engine.unload, model, adapter))))
+
+
+class PinHandler(EntryHandler):
+    @web.authenticated
+    async def post(self):
+        body: s.PinRequest = self.parse(s.PinRequest)
+        model, adapter = split_model_id(body.model, body.adapter)
+        future = self.call(self.engine.pin, model, adapter, pinned=body.pinned)
+        self.send(s.EntryResponse(entry=await self.entry(future)))
+
+
+class OpenAPIHandler(BaseHandler):
+    @web.authenticated
+    def get(self):
+        from .openapi import openapi_document
+
+        self.finish(json.dumps(openapi_document(self.workbench.version, self.base_url)))
+
+
+class NotFoundHandler(BaseHandler):
+    """Unknown paths under mlx/ answer OpenAI-shaped 404s, whatever the method."""
+
+    def prepare(self):
+        raise ApiError(404, f"Unknown endpoint: {self.request.method} {self.request.path}.", code="unknown_url")
+
+
+HANDLERS = [
+    (r"mlx/v1/chat/completions", ChatCompletionsHandler),
+    (r"mlx/v1/completions", CompletionsHandler),
+    (r"mlx/v1/models", ModelsHandler),
+    (r"mlx/v1/models/(.+)", ModelHandler),
+    (r"mlx/health", HealthHandler),
+    (r"mlx/api/status", StatusHandler),
+    (r"mlx/api/models/load", LoadHandler),
+    (r"mlx/api/models/unload", UnloadHandler),
+    (r"mlx/api/models/pin", PinHandler),
+    (r"mlx/api/openapi.json", OpenAPIHandler),
+    (r"mlx/(?:v1|api)/.*", NotFoundHandler),
+]

@@ -1,0 +1,162 @@
+"""The jupyter-server extension: configuration, the engine's lifetime, routes.
+
+This is the one module that wires the HTTP side (`api/`) to MLX (`engine/`).
+Configure it like any Jupyter extension, e.g. in `jupyter_server_config.py`:
+
+    c.MLXWorkbench.models = {
+        "qwen": "mlx-community/Qwen2.5-0.5B-Instruct-4bit",
+        "mine": {"path": "~/models/mine", "adapters": {"terse": "~/adapters/terse"}},
+    }
+    c.MLXWorkbench.default_model = "qwen"
+    c.MLXWorkbench.memory_limit = "8GB"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import re
+import signal
+import time
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Dict, Float, Int, List, Unicode, Union, default, validate
+
+from . import __version__
+from .api.handlers import HANDLERS
+from .engine.config import EngineConfig, ModelSpec
+
+_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def device_memory() -> int:
+    """What the device can give to models: Metal's recommended working set,
+    else three quarters of the machine's RAM."""
+    import mlx.core as mx
+
+    info = mx.device_info()
+    if info.get("max_recommended_working_set_size"):
+        return int(info["max_recommended_working_set_size"])
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.75)
+
+
+def parse_memory(value: int | str | None) -> int | None:
+    """Bytes from 8589934592, "8GB", "8 GiB", "512MB" (binary units) or "60%"
+    (of `device_memory()`); None or 0 means no limit."""
+    if value is None or isinstance(value, int):
+        return value or None
+    text = value.strip().lower()
+    if text.endswith("%"):
+        return int(device_memory() * float(text[:-1]) / 100)
+    match = re.fullmatch(r"([\d.]+)\s*([kmgt]?)i?b?", text)
+    if not match:
+        raise ValueError(f"cannot read {value!r} as a memory size (examples: 8GB, 512MB, 60%)")
+    return int(float(match[1]) * _UNITS[match[2]]) or None
+
+
+def model_spec(name: str, value: str | dict) -> ModelSpec:
+    if isinstance(value, str):
+        return ModelSpec(name, value)
+    unknown = set(value) - {"path", "adapters"}
+    if "path" not in value or unknown:
+        raise ValueError(f"model {name!r}: expected a path or {{'path': ..., 'adapters': {{...}}}}, got {value!r}")
+    return ModelSpec(name, value["path"], dict(value.get("adapters") or {}))
+
+
+class MLXWorkbench(ExtensionApp):
+    name = "mlx_workbench"
+    description = "An OpenAI-compatible LLM server on MLX inside the Jupyter server."
+    version = __version__
+    load_other_extensions = True
+
+    models = Dict(
+        config=True,
+        help="""Models the server may load: name -> local folder or Hugging Face repo id,
+        or name -> {"path": ..., "adapters": {adapter name: folder}}. Nothing is downloaded
+        unless named here or loaded by id. Default: the demo models shipped in the package.""",
+    )
+    default_model = Unicode(
+        "demo", allow_none=True, config=True, help="Model the notebook tools use when none is named."
+    )
+    memory_limit = Union(
+        [Int(), Unicode()],
+        default_value=None,
+        allow_none=True,
+        config=True,
+        help="""MLX memory for loaded models, beyond which the least recently used unpinned
+        ones are unloaded: bytes, "8GB", "512MB" or "60%" of device memory. Default: Metal's
+        recommended working set, or 75% of RAM elsewhere.""",
+    )
+    max_loaded_models = Int(4, config=True, help="Loaded (model, adapter) entries kept at most.")
+    idle_timeout = Float(
+        0.0, config=True, help="Seconds after which an unused, unpinned model is unloaded; 0 keeps it."
+    )
+    queue_limit = Int(64, config=True, help="Requests that may wait for a batch slot; beyond, 429.")
+    max_tokens_cap = Int(4096, config=True, help="Upper bound on any request's max_tokens.")
+    preload = List(Unicode(), config=True, help='Model ids ("name" or "name:adapter") loaded at start.')
+
+    @default("models")
+    def _demo_models(self):
+        from .demo import DEMO_MODELS
+
+        return DEMO_MODELS
+
+    @validate("memory_limit")
+    def _valid_memory(self, proposal):
+        parse_memory(proposal.value)  # raises on nonsense, at startup
+        return proposal.value
+
+    def build_engine_config(self) -> EngineConfig:
+        models = {name: model_spec(name, value) for name, value in self.models.items()}
+        default_model = self.default_model
+        if default_model and default_model not in models:
+            fallback = next(iter(models), None)
+            self.log.warning("MLXWorkbench.default_model %r is not configured; using %r", default_model, fallback)
+            default_model = fallback
+        budget = parse_memory(self.memory_limit) if self.memory_limit is not None else device_memory()
+        return EngineConfig(
+            models=models,
+            default_model=default_model,
+            memory_budget=budget,
+            max_loaded=self.max_loaded_models,
+            idle_timeout=self.idle_timeout or None,
+            queue_limit=self.queue_limit,
+            max_tokens_cap=self.max_tokens_cap,
+            preload=list(self.preload),
+        )
+
+    def initialize_settings(self):
+        from .engine.engine import Engine  # imports MLX: only when the server really starts
+
+        self.engine_config = self.build_engine_config()
+        self.engine = Engine(self.engine_config)
+        self.engine.start()
+        atexit.register(self.engine.stop)  # when the server exits without stop_extension
+        self.started_at = int(time.time())
+        budget = self.engine_config.memory_budget
+        self.log.info(
+            "mlx_workbench %s: models %s, memory budget %s",
+            __version__,
+            ", ".join(self.engine_config.models) or "none",
+            f"{budget / 2**30:.1f} GiB" if budget else "unlimited",
+        )
+
+    def initialize_handlers(self):
+        self.handlers.extend(HANDLERS)
+
+    async def _start_jupyter_server_extension(self, serverapp):
+        # The port is bound by now; kernels started from here on inherit these.
+        os.environ["MLX_WORKBENCH_URL"] = serverapp.connection_url
+        os.environ["MLX_WORKBENCH_TOKEN"] = serverapp.identity_provider.token or ""
+        self.log.info("mlx_workbench: OpenAI API at %smlx/v1", serverapp.connection_url)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            # Without a terminal Jupyter leaves SIGINT to KeyboardInterrupt, which stops the
+            # loop past every cleanup; stop as on SIGTERM so streams end and models are freed.
+            signal.signal(signal.SIGINT, serverapp._signal_stop)
+
+    async def stop_extension(self):
+        # Fails in-flight requests with EngineStopped (their handlers answer them) and
+        # releases the models on the device thread, which avoids an abort at exit.
+        await asyncio.to_thread(self.engine.stop, 10)
+        await asyncio.sleep(0)  # let the handlers write their last events
