@@ -1,0 +1,120 @@
+"""The five figures. Each measures every system on the same prompts in the same
+run, interleaved (system A, B, C, D, then the next repetition) so the noise of
+a shared machine falls on all of them alike; results are keyed by system label.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from .timing import Trace, concurrent_summary, median, now
+from .workload import Workload
+
+
+async def warm_up(workload: Workload, systems: list) -> None:
+    """First requests compile kernels and grow buffers; none of that is measured."""
+    for system in systems:
+        await system.streams(workload, [workload.fresh_prompt()], 4)
+        await system.streams(workload, [workload.fresh_prompt() for _ in range(4)], 4)
+
+
+async def one_stream(workload: Workload, systems: list) -> dict:
+    """Figure 1: decode tokens/s and time to first token of a single stream."""
+    traces: dict[str, list[Trace]] = {s.label: [] for s in systems}
+    for _ in range(workload.reps):
+        chat = workload.fresh_prompt()
+        for system in systems:
+            traces[system.label] += await system.streams(workload, [chat], workload.max_tokens)
+    return {
+        label: {
+            "decode_tps": median([t.decode_tps for t in runs]),
+            "ttft_s": median([t.ttft for t in runs]),
+            "tokens": [t.tokens for t in runs],
+        }
+        for label, runs in traces.items()
+    }
+
+
+async def concurrency(workload: Workload, systems: list) -> dict:
+    """Figure 2: N streams sent at once: aggregate tokens/s, TTFT, inter-token gaps."""
+    result = {}
+    for n in workload.concurrency:
+        summaries: dict[str, list[dict]] = {s.label: [] for s in systems}
+        for _ in range(workload.reps):
+            chats = [workload.fresh_prompt() for _ in range(n)]
+            for system in systems:
+                traces = await system.streams(workload, chats, workload.max_tokens)
+                summaries[system.label].append(concurrent_summary(traces))
+        result[str(n)] = {
+            label: {key: median([r[key] for r in runs]) for key in runs[0]}
+            for label, runs in summaries.items()
+        }
+    return result
+
+
+async def conversation(workload: Workload, systems: list) -> dict:
+    """Figure 3: a multi-turn chat; each system gets its own answers back, as a
+    chat client would send them, so a prompt cache can reuse the whole history."""
+    opening = workload.fresh_prompt()
+    chats = {s.label: opening for s in systems}
+    ttfts: dict[str, list[float]] = {s.label: [] for s in systems}
+    for turn in range(1, workload.turns + 1):
+        for system in systems:
+            (trace,) = await system.streams(workload, [chats[system.label]], workload.max_tokens)
+            ttfts[system.label].append(trace.ttft)
+            chats[system.label] = workload.next_turn(chats[system.label], trace.text, turn + 1)
+    return {label: {"ttft_s": values} for label, values in ttfts.items()}
+
+
+async def adapter_memory(workload: Workload, raw, pools: list) -> dict:
+    """Figure 4: MLX active bytes of the base model with 0..3 adapters loaded.
+    Plain mlx_lm needs a copy of the base per adapter; a pool should not."""
+    adapters = list(workload.adapters)
+    result = {raw.label: raw.adapter_copies_memory([workload.adapters[a] for a in adapters])}
+    for pool in pools:
+        await pool.unload(workload.name)
+        start = await pool.memory()
+        sizes = []
+        for adapter in [None, *adapters]:
+            await pool.load(workload.name, adapter)
+            sizes.append(await pool.memory() - start)
+        result[pool.label] = sizes
+        await pool.unload(workload.name)
+    return {"adapters": adapters, "active_bytes": result}
+
+
+async def load_stall(workload: Workload, other: str, other_path: str, raw, pools: list) -> dict:
+    """Figure 5: load model `other` while 4 streams of `workload` decode; the
+    longest gap between two tokens of those streams that overlaps the load.
+    Baselines: the same streams without a load, and how long a plain load of
+    `other` takes (the stall of a server that loads on its only thread)."""
+    result = {"loaded_model": other, raw.label: {"load_s": raw.load_seconds(other_path)}}
+    for pool in pools:
+        await pool.unload(other)
+        control = concurrent_summary(
+            await pool.streams(workload, [workload.fresh_prompt() for _ in range(4)], workload.stall_tokens))
+        traces, running = pool.start(workload, [workload.fresh_prompt() for _ in range(4)], workload.stall_tokens)
+        # Load once every stream decodes: a fifth of its tokens are out.
+        while min(len(t.arrivals) for t in traces) < workload.stall_tokens // 5 and not running.done():
+            await asyncio.sleep(0.005)
+        began = now()
+        await pool.load(other)
+        ended = now()
+        await running
+        result[pool.label] = {
+            "stall_s": max(_gaps_overlapping(t, began, ended) for t in traces),
+            "load_s": ended - began,
+            "control_gap_max_s": control["gap_max_s"],
+            "streams_outlasted_load": min(t.arrivals[-1] for t in traces) > ended,
+        }
+        await pool.unload(other)
+    return result
+
+
+def _gaps_overlapping(trace: Trace, began: float, ended: float) -> float:
+    arrivals = np.asarray(trace.arrivals)
+    gaps = np.diff(arrivals)
+    overlapping = (arrivals[1:] >= began) & (arrivals[:-1] <= ended)
+    return float(gaps[overlapping].max()) if overlapping.any() else 0.0

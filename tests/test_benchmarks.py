@@ -1,0 +1,69 @@
+"""Smoke test of the benchmark harness: `python -m benchmarks.run --quick` on the
+demo model, every system for real (raw mlx_lm, mlx_lm.server, the engine, the
+Jupyter endpoint). It checks that every figure was measured for every system
+with equal work, not how fast anything is: timings on a shared machine are noise.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SYSTEMS = {"raw mlx_lm", "mlx_lm.server", "mlx_workbench engine", "mlx_workbench endpoint"}
+POOLS = {"mlx_workbench engine", "mlx_workbench endpoint"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=280,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc.stdout, json.loads((out / "results.json").read_text()), out / "results.png"
+
+
+def test_every_figure_measures_every_system(run):
+    _, results, _ = run
+    demo = results["models"]["demo"]
+    assert set(demo["one_stream"]) == SYSTEMS
+    assert set(demo["concurrency"]) == {"1", "4"}
+    assert all(set(level) == SYSTEMS for level in demo["concurrency"].values())
+    assert set(demo["conversation"]) == SYSTEMS
+    assert all(len(v["ttft_s"]) == 3 and min(v["ttft_s"]) > 0 for v in demo["conversation"].values())
+    memory = demo["adapter_memory"]
+    assert len(memory["adapters"]) == 3
+    assert set(memory["active_bytes"]) == {"raw mlx_lm"} | POOLS
+    assert all(len(sizes) == 4 and sizes[0] > 0 for sizes in memory["active_bytes"].values())
+    stall = demo["load_stall"]
+    assert stall["loaded_model"] == "demo-chatml"
+    assert stall["raw mlx_lm"]["load_s"] > 0
+    assert all(stall[pool]["load_s"] > 0 for pool in POOLS)
+
+
+def test_every_system_does_the_same_work(run):
+    """The stop-token logit_bias reaches every system: each stream generates max_tokens."""
+    _, results, _ = run
+    max_tokens = results["settings"]["demo"]["max_tokens"]
+    demo = results["models"]["demo"]
+    assert all(v["tokens"] == [max_tokens] for v in demo["one_stream"].values())
+    for n, level in demo["concurrency"].items():
+        assert all(v["tokens"] == int(n) * max_tokens for v in level.values())
+    assert results["unequal_work"] == []
+
+
+def test_report_prints_ratios_and_targets(run):
+    stdout, results, png = run
+    for title in ("Figure 1", "Figure 2", "Figure 3", "Figure 4", "Figure 5", "Targets"):
+        assert title in stdout
+    names = [t["target"] for t in results["targets"]]
+    assert len(names) == 10, names  # 4 one-stream, 2 concurrency, 2 conversation, 2 memory
+    assert all(t["met"] in (True, False) for t in results["targets"])
+    assert all(name in stdout for name in names)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
