@@ -70,9 +70,10 @@ class Endpoint:
     def status(self) -> dict:
         return self._admin("GET", "mlx/api/status")
 
-    def load(self, model: str, adapter: Optional[str] = None, pin: Optional[bool] = None) -> dict:
-        body = {"model": model, "adapter": adapter, "pin": pin}
-        return self._admin("POST", "mlx/api/models/load", body)["entry"]
+    def load(self, model: str, adapter: Optional[str] = None, pin: Optional[bool] = None, wait: bool = False) -> dict:
+        """Starts loading; with `wait`, returns once loaded (downloads may take minutes)."""
+        body = {"model": model, "adapter": adapter, "pin": pin, "wait": wait}
+        return self._admin("POST", "mlx/api/models/load", body, timeout=None if wait else 30.0)["entry"]
 
     def unload(self, model: str, adapter: Optional[str] = None) -> dict:
         return self._admin("POST", "mlx/api/models/unload", {"model": model, "adapter": adapter})["entry"]
@@ -81,7 +82,7 @@ class Endpoint:
         body = {"model": model, "adapter": adapter, "pinned": pinned}
         return self._admin("POST", "mlx/api/models/pin", body)["entry"]
 
-    def _admin(self, method: str, path: str, body: Optional[dict] = None) -> dict:
+    def _admin(self, method: str, path: str, body: Optional[dict] = None, timeout: Optional[float] = 30.0) -> dict:
         if not self.is_workbench:
             raise NotWorkbenchServer(
                 f"This needs an mlx_workbench server; the magics are connected to {self.describe()}, "
@@ -90,7 +91,7 @@ class Endpoint:
         headers = {"Authorization": f"token {self.token}"} if self.token else {}
         try:
             response = httpx.request(
-                method, self.server_url + path, json=body, headers=headers, timeout=30.0
+                method, self.server_url + path, json=body, headers=headers, timeout=httpx.Timeout(timeout, connect=10.0)
             )
         except httpx.TransportError as e:
             raise WorkbenchError(f"Cannot reach the {self.describe()}: {e}. Is it still running?") from None

@@ -7,7 +7,7 @@ own `generate` and server do: re-running a cell gives the same answer, and
 
 from __future__ import annotations
 
-import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Optional
 
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -37,6 +37,7 @@ class MLXMagics(Magics):
         super().__init__(shell, **kwargs)
         self._endpoint: Optional[Endpoint] = None
         self.chats: dict[str, Conversation] = {}
+        self._waiter = ThreadPoolExecutor(1, thread_name_prefix="mlx-load")
 
     @property
     def endpoint(self) -> Endpoint:
@@ -157,19 +158,19 @@ class MLXMagics(Magics):
         """Load a model (and adapter) into the server's pool, showing progress."""
         args = parse_argstring(self.mlx_load, line)
         model, _, adapter = model_id(args.model, args.adapter).partition(":")
-        entry = self.endpoint.load(model, adapter or None, pin=args.pin or None)
+        id = model_id(model, adapter)
+        # The waiting request gives the outcome (or the error); status polls give progress meanwhile.
+        loading = self._waiter.submit(self.endpoint.load, model, adapter or None, args.pin or None, True)
         live = LiveArea()
         try:
-            while entry["state"] == "loading":
-                live.show(f"Loading {entry['id']}… {entry['progress']:.0%}")
-                time.sleep(self.poll_interval)
-                entry = next(e for e in self.endpoint.status()["entries"] if e["id"] == entry["id"])
+            while not wait([loading], timeout=self.poll_interval).done:
+                progress = next((e["progress"] for e in self.endpoint.status()["entries"] if e["id"] == id), 0.0)
+                live.show(f"Loading {id}… {progress:.0%}")
         except KeyboardInterrupt:
-            raise Interrupted(f"stopped waiting; {entry['id']} keeps loading on the server (see %mlx_models).") from None
+            raise Interrupted(f"stopped waiting; {id} keeps loading on the server (see %mlx_models).") from None
         finally:
             live.close()
-        if entry["state"] != "loaded":
-            raise WorkbenchError(f"Loading {entry['id']} failed: {entry.get('error') or entry['state']}")
+        entry = loading.result()
         pinned = ", pinned" if entry["pinned"] else ""
         print(f"Loaded {entry['id']} ({human_bytes(entry['memory_bytes'])}{pinned}).")
 

@@ -1,0 +1,35 @@
+"""Re-execute the example notebooks against a fresh server and store their outputs.
+
+    .venv/bin/python notebooks/refresh.py [notebook.ipynb ...]
+
+The stored outputs are what nbval checks (see conftest.py), so run this after
+changing a notebook or what the demo models answer, and review the diff.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+from conftest import start_server
+
+HERE = Path(__file__).parent
+
+
+def main(paths: list[str]) -> None:
+    server = start_server()
+    try:
+        for path in [Path(p) for p in paths] or sorted(HERE.glob("*.ipynb")):
+            notebook = nbformat.read(path, as_version=4)
+            NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
+            nbformat.write(notebook, path)
+            print(f"executed {path}")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

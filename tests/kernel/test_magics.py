@@ -1,0 +1,64 @@
+"""The line magics that manage the server's pool, in a real kernel."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+
+from test_chat import error_of, reply
+
+
+def server_status(server) -> dict:
+    request = urllib.request.Request(server.url + "mlx/api/status", headers={"Authorization": f"token {server.token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def entry(server, id: str) -> dict:
+    return next((e for e in server_status(server)["entries"] if e["id"] == id), {"state": "unloaded"})
+
+
+def test_load_and_unload(kernel, server):
+    kernel.execute("%mlx_unload demo")
+    assert entry(server, "demo")["state"] == "unloaded"
+
+    run = kernel.execute("%mlx_load demo --adapter pirate --pin")
+    assert re.fullmatch(r"Loaded demo:pirate \(\d+\.\d [kM]B, pinned\)\.\n", run.stdout), run.stdout
+    # The progress area is there while loading and gone once loaded.
+    assert run.of_type("display_data")[0]["data"] == {"text/plain": ""}
+    assert run.display() == {"text/plain": ""}
+    assert entry(server, "demo:pirate")["state"] == "loaded"
+    assert entry(server, "demo:pirate")["pinned"]
+
+    assert kernel.execute("%mlx_unload demo --adapter pirate").stdout == "Unloaded demo:pirate.\n"
+    assert entry(server, "demo:pirate")["state"] == "unloaded"
+    assert kernel.execute("%mlx_unload demo").stdout == "Unloaded demo.\n"
+    assert entry(server, "demo")["state"] == "unloaded"
+
+
+def test_models_lists_every_configured_model_and_adapter(kernel, server):
+    kernel.execute("%mlx_load demo:upper")
+    lines = kernel.execute("%mlx_models").stdout.splitlines()
+    assert lines[0].split() == ["model", "state", "memory", "pinned"]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1:-1]}
+    assert set(rows) >= {"demo", "demo:upper", "demo:pirate", "demo-chatml"}
+    assert rows["demo"][:2] == ["(default)", "loaded"]
+    assert rows["demo:upper"][0] == "loaded"
+    assert lines[-1].startswith("Memory: ") and "budget" in lines[-1]
+
+
+def test_status_shows_memory_queue_and_throughput(kernel, server):
+    reply(kernel.execute("%%mlx_chat --new --model demo\nCount to 9."))
+    lines = dict(line.split(":", 1) for line in kernel.execute("%mlx_status").stdout.splitlines())
+    assert list(lines) == ["server", "engine", "loaded", "memory", "requests", "throughput", "prompt cache", "restarts"]
+    assert lines["server"].strip().startswith(server.url)
+    assert lines["engine"].strip() == "running"
+    assert "demo" in lines["loaded"]
+    assert re.fullmatch(r" +0 active, 0 queued \(queue limit \d+\)", lines["requests"])
+    assert re.fullmatch(r" +\d+\.\d tokens/s, [1-9]\d* tokens generated", lines["throughput"])
+
+
+def test_loading_an_unknown_model_lists_the_known_ones(kernel):
+    message = error_of(kernel.execute("%mlx_load llama-70b"))
+    assert "llama-70b" in message and "demo" in message
