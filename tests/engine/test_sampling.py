@@ -9,6 +9,7 @@ import random
 import mlx.core as mx
 import numpy as np
 import pytest
+from mlx_lm.generate import BatchGenerator
 
 from family_tokenizers import family_tokenizer  # noqa: F401 (fixture)
 from mlx_workbench.engine.errors import InvalidRequest
@@ -132,6 +133,56 @@ def test_seeded_row_is_the_same_alone_and_inside_a_batch():
     assert batched == alone
 
 
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from mlx_lm import load
+    from tiny_model import build_tiny_llama
+
+    model, _ = load(str(build_tiny_llama(tmp_path_factory.mktemp("tiny") / "model")))
+    return model
+
+
+def batch_generate(
+    model, requests: list[tuple[list[int], SamplingParams]], join_after: int = 0, processors=()
+) -> list[list[int]]:
+    """Runs requests through mlx_lm's BatchGenerator; the last one joins after
+    `join_after` steps of the others, as continuous batching admits it."""
+    generator = BatchGenerator(model, stop_tokens=[])
+    tokens: dict[int, list[int]] = {}
+
+    def insert(batch):
+        prompts, params = zip(*batch)
+        uids = generator.insert(
+            list(prompts),
+            max_tokens=[16] * len(batch),
+            samplers=[make_sampler(p) for p in params],
+            logits_processors=[list(processors)] * len(batch),
+        )
+        tokens.update({uid: [] for uid in uids})
+        return uids
+
+    uids = insert(requests[:-1]) if join_after else []
+    for _ in range(join_after):
+        for r in generator.next()[1]:
+            tokens[r.uid].append(r.token)
+    uids += insert(requests[-1:] if join_after else requests)
+    while any(len(t) < 16 for t in tokens.values()):
+        for r in generator.next()[1]:
+            tokens[r.uid].append(r.token)
+    generator.close()
+    return [tokens[uid] for uid in uids]
+
+
+@pytest.mark.parametrize("join_after", [0, 5])
+def test_seeded_request_generates_the_same_tokens_alone_and_in_a_batch(tiny_model, join_after):
+    seeded = ([5, 6, 7, 8], SamplingParams(temperature=1.0, top_p=0.95, seed=1234))
+    others = [([9, 10, 11, 12, 13, 14, 15], SamplingParams(temperature=0.9)),
+              ([20, 21], SamplingParams(temperature=1.0, seed=1))]
+    alone = batch_generate(tiny_model, [seeded])[0]
+    assert batch_generate(tiny_model, [*others, seeded], join_after)[-1] == alone
+    assert batch_generate(tiny_model, [seeded])[0] == alone
+
+
 def test_choices_of_a_seeded_request_differ_and_choice_zero_keeps_the_seed():
     rows = [log_softmax(np.zeros(1000)) for _ in range(10)]
     first, second = seeded_run(11, rows, choice=0), seeded_run(11, rows, choice=1)
@@ -213,23 +264,20 @@ def test_logit_bias_outside_the_vocabulary_is_refused(token):
     assert err.value.param == "logit_bias"
 
 
-def test_processors_run_inside_mlx_lm_generation(tmp_path):
-    """The processors fit mlx_lm's generate_step contract (context, (1, vocab) logits)."""
-    from mlx_lm.generate import generate_step
-    from tiny_model import build_tiny_llama
-
-    from mlx_lm import load
-
-    model, _ = load(str(build_tiny_llama(tmp_path / "tiny")))
-    vocab = model.args.vocab_size
-    prompt = mx.array([1, 2, 3, 4])
-    greedy = [t for t, _ in zip((t for t, _ in generate_step(prompt, model, max_tokens=8)), range(8))]
-    banned = greedy[0]
-    params = SamplingParams(temperature=0, logit_bias={banned: -100}, frequency_penalty=1.0, presence_penalty=1.0)
-    steps = generate_step(prompt, model, max_tokens=8, logits_processors=make_logits_processors(params, vocab, 4))
-    tokens, logprobs = zip(*steps)
+def test_processors_run_inside_mlx_lm_batch_generation(tiny_model):
+    """BatchGenerator hands processors the prompt then the completion so far, which
+    is what `prompt_tokens` relies on; a ban holds through real generation."""
+    prompt = [1, 2, 3, 4]
+    greedy = SamplingParams(temperature=0)
+    banned = batch_generate(tiny_model, [(prompt, greedy)])[0][0]
+    params = SamplingParams(temperature=0, logit_bias={banned: -100}, frequency_penalty=2.0, presence_penalty=2.0)
+    contexts = []
+    spy = lambda tokens, logits: contexts.append(tokens.tolist()) or logits  # noqa: E731
+    processors = [spy, *make_logits_processors(params, tiny_model.args.vocab_size, prompt_tokens=len(prompt))]
+    tokens = batch_generate(tiny_model, [(prompt, params)], processors=processors)[0]
+    # (BatchGenerator computes one step ahead, so it may have asked once more.)
+    assert contexts[: len(tokens)] == [prompt + tokens[:k] for k in range(len(tokens))]
     assert banned not in tokens
-    assert all(lp[banned].item() == -math.inf for lp in logprobs)
 
 
 # ---- stop strings ------------------------------------------------------------
