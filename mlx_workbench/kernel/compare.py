@@ -95,7 +95,7 @@ class Column(widgets.VBox):
     def __init__(self, target: str):
         self.header = widgets.HTML(f"<b>{html.escape(target)}</b>")
         self.body = widgets.HTML(layout=widgets.Layout(min_height="3em"))
-        self.stats = widgets.HTML("<small>waiting…</small>")
+        self.stats = widgets.HTML(_small("waiting…"))
         super().__init__(
             [self.header, self.body, self.stats],
             layout=widgets.Layout(
@@ -106,10 +106,18 @@ class Column(widgets.VBox):
 
     def show(self, run: Run) -> None:
         if run.error:
-            self.body.value = f'<div style="color: var(--jp-error-color1, #c00)">{html.escape(run.error)}</div>'
+            self.body.value = f'<div style="{TEXT}; color:var(--jp-error-color1, #c00)">{html.escape(run.error)}</div>'
         else:
-            self.body.value = f'<div style="white-space: pre-wrap">{html.escape(run.answer)}</div>'
-        self.stats.value = f"<small>{html.escape(_stats_line(run))}</small>"
+            self.body.value = f'<div style="{TEXT}; white-space:pre-wrap; overflow-wrap:anywhere">{html.escape(run.answer)}</div>'
+        self.stats.value = _small(_stats_line(run))
+
+
+# Widgets' HTML has the line height of a form control; text reads better tighter.
+TEXT = "line-height:1.4"
+
+
+def _small(text: str) -> str:
+    return f'<div style="{TEXT}; font-size:smaller">{html.escape(text)}</div>'
 
 
 def _stats_line(run: Run) -> str:
@@ -141,11 +149,13 @@ SUMMARY_COLUMNS = [
 
 
 def summary_table(records: Iterable[dict]) -> str:
-    head = "".join(f"<th>{title}</th>" for _, title in SUMMARY_COLUMNS)
+    cell = "padding:2px 10px 2px 0; text-align:left; vertical-align:top"
+    head = "".join(f'<th style="{cell}; white-space:nowrap">{title}</th>' for _, title in SUMMARY_COLUMNS)
     rows = "".join(
-        "<tr>" + "".join(f"<td>{_cell(r[key])}</td>" for key, _ in SUMMARY_COLUMNS) + "</tr>" for r in records
+        "<tr>" + "".join(f'<td style="{cell}">{_cell(r[key])}</td>' for key, _ in SUMMARY_COLUMNS) + "</tr>"
+        for r in records
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    return f'<table style="{TEXT}; border-collapse:collapse; margin-top:6px"><tr>{head}</tr>{rows}</table>'
 
 
 class CompareView(widgets.VBox):

@@ -40,14 +40,17 @@ def human_age(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def row_ids(status: dict) -> list[str]:
-    """Configured models, each followed by its adapters, then whatever else is loaded."""
-    ids = []
+def row_targets(status: dict) -> dict[str, tuple[str, Optional[str]]]:
+    """id -> (model, adapter): configured models, each followed by its adapters,
+    then whatever else is loaded (a model loaded by path, say)."""
+    targets = {}
     for model in status.get("configured", []):
-        ids.append(model["name"])
-        ids.extend(f"{model['name']}:{adapter}" for adapter in model.get("adapters", []))
-    ids.extend(e["id"] for e in status.get("entries", []) if e["id"] not in ids)
-    return ids
+        targets[model["name"]] = (model["name"], None)
+        for adapter in model.get("adapters", []):
+            targets[f"{model['name']}:{adapter}"] = (model["name"], adapter)
+    for entry in status.get("entries", []):
+        targets.setdefault(entry["id"], (entry["model"], entry["adapter"]))
+    return targets
 
 
 def describe_state(entry: Optional[dict]) -> str:
@@ -72,10 +75,10 @@ def describe_state(entry: Optional[dict]) -> str:
 class ModelRow(widgets.HBox):
     """One (model, adapter) entry: what it is, its state, and its buttons."""
 
-    def __init__(self, entry_id: str, panel: "PoolPanel"):
+    def __init__(self, entry_id: str, model: str, adapter: Optional[str], panel: "PoolPanel"):
         self.entry_id = entry_id
-        self.model, _, adapter = entry_id.partition(":")
-        self.adapter = adapter or None
+        self.model = model
+        self.adapter = adapter
         self.entry: Optional[dict] = None
         indent = "&nbsp;&nbsp;&nbsp;↳ " if self.adapter else ""
         self.name = widgets.HTML(f"{indent}<code>{html.escape(entry_id)}</code>", layout=_width("13em"))
@@ -189,7 +192,7 @@ class PoolPanel(widgets.VBox):
         self.prompt = widgets.Textarea(placeholder="A prompt to compare the selected models on", layout=_width("40em"))
         self.targets = widgets.SelectMultiple(description="targets", rows=4)
         self.compare_button = widgets.Button(description="Compare", icon="columns")
-        self.compare_button.on_click(self._compare)
+        self.compare_button.on_click(self._run_compare)
         self.comparison = widgets.Box()
         compare_form = widgets.VBox([
             widgets.HTML("<b>Compare</b>"),
@@ -229,17 +232,18 @@ class PoolPanel(widgets.VBox):
         self.gauge.show(status["memory"], status["entries"])
         self.queue.value = queue_line(status)
         entries = {e["id"]: e for e in status["entries"]}
-        ids = row_ids(status)
-        for gone in set(self.rows) - set(ids):
+        targets = row_targets(status)
+        for gone in set(self.rows) - set(targets):
             self.rows.pop(gone).close()
-        for entry_id in ids:
+        for entry_id, (model, adapter) in targets.items():
             if entry_id not in self.rows:
-                self.rows[entry_id] = ModelRow(entry_id, self)
+                self.rows[entry_id] = ModelRow(entry_id, model, adapter, self)
             self.rows[entry_id].show(entries.get(entry_id))
+        ids = tuple(targets)
         children = tuple(self.rows[i] for i in ids)
         if self.table.children != children:
             self.table.children = children
-        if tuple(self.targets.options) != tuple(ids):
+        if tuple(self.targets.options) != ids:
             selected = [t for t in self.targets.value if t in ids]
             self.targets.options = ids
             self.targets.value = selected
@@ -249,7 +253,10 @@ class PoolPanel(widgets.VBox):
             self._wake.wait(self.interval)
             self._wake.clear()
             if self._view_count and not self._closed.is_set():
-                self.refresh()
+                try:
+                    self.refresh()
+                except Exception as e:  # a surprise must not end the updates; show it instead
+                    self.message.value = f'<span style="color:{ERROR}">panel: {html.escape(repr(e))}</span>'
 
     def close(self) -> None:
         self._closed.set()
@@ -274,7 +281,7 @@ class PoolPanel(widgets.VBox):
             self.message.value = ""
         self.refresh()
 
-    def _compare(self, _) -> None:
+    def _run_compare(self, _) -> None:
         if not self.targets.value or not self.prompt.value.strip():
             self.message.value = f'<span style="color:{ERROR}">Compare needs a prompt and at least one target.</span>'
             return
