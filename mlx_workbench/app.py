@@ -131,6 +131,7 @@ class MLXWorkbench(ExtensionApp):
 
         self.engine_config = self.build_engine_config()
         self.engine = Engine(self.engine_config)
+        self.generations: set[asyncio.Task] = set()  # handlers answering a generation
         self.engine.start()
         atexit.register(self.engine.stop)  # when the server exits without stop_extension
         self.started_at = int(time.time())
@@ -156,7 +157,8 @@ class MLXWorkbench(ExtensionApp):
             signal.signal(signal.SIGINT, serverapp._signal_stop)
 
     async def stop_extension(self):
-        # Fails in-flight requests with EngineStopped (their handlers answer them) and
-        # releases the models on the device thread, which avoids an abort at exit.
+        # Fails in-flight requests with EngineStopped and releases the models on the device
+        # thread (models alive at exit can abort the process); then lets the handlers answer.
         await asyncio.to_thread(self.engine.stop, 10)
-        await asyncio.sleep(0)  # let the handlers write their last events
+        if self.generations:
+            await asyncio.wait(self.generations, timeout=5)

@@ -70,14 +70,18 @@ _UNION_TAG = re.compile(r"^(str|int|float|bool|none|[A-Z]\w*|[\w-]+\[.*\])$")
 
 
 def validation_error(exc: ValidationError) -> ApiError:
-    first = exc.errors()[0]
+    # Of a union's alternatives, the one that got furthest says the most.
+    first = max(exc.errors(), key=lambda e: len(e["loc"]))
     param = ".".join(str(p) for p in first["loc"] if isinstance(p, int) or not _UNION_TAG.match(p)) or None
+    reason = first["msg"].removeprefix("Value error, ")
     if first["type"] == "missing":
         message = f"Missing required parameter: '{param}'."
+    elif first["type"] == "model_type":
+        message = "The request body must be a JSON object."
     elif param is None:
-        message = f"Invalid request body: {first['msg']}."
+        message = f"Invalid request: {reason}."
     else:
-        message = f"Invalid value for '{param}': {first['msg']}."
+        message = f"Invalid value for '{param}': {reason}."
     return ApiError(400, message, param=param, code="missing_required_parameter" if first["type"] == "missing" else "invalid_value")
 
 
@@ -122,8 +126,8 @@ class BaseHandler(APIHandler):
                 code="invalid_api_key",
             )
             self.set_header("WWW-Authenticate", "Bearer")
-        elif isinstance(exc, web.HTTPError):
-            error = ApiError(status_code, exc.log_message or responses.get(status_code, "Error"))
+        elif isinstance(exc, web.HTTPError) and exc.log_message:
+            error = ApiError(status_code, exc.log_message % exc.args)
         else:
             error = api_error(exc) if exc else ApiError(status_code, responses.get(status_code, "Error"))
         if status_code != error.status_code:
@@ -162,6 +166,9 @@ class GenerationHandler(BaseHandler):
     async def generate(self, body: s.GenerationParams, request: GenerationRequest, builder: ResponseBuilder) -> None:
         self._request_id = request.id
         submitted = time.monotonic()
+        task = asyncio.current_task()  # so that server shutdown waits for this answer
+        self.workbench.generations.add(task)
+        task.add_done_callback(self.workbench.generations.discard)
         try:
             events = self.engine.agenerate(request)
             first = await anext(events)

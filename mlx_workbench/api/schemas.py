@@ -13,7 +13,7 @@ import typing
 import uuid
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 
 from ..engine.requests import SamplingParams
 from ..engine.status import EngineStatus, EntryStatus
@@ -147,11 +147,12 @@ class ChatCompletionRequest(GenerationParams):
     logprobs: bool = False
     top_logprobs: Optional[int] = Field(None, ge=0, le=20)
 
-    @model_validator(mode="after")
-    def _top_logprobs_need_logprobs(self):
-        if self.top_logprobs and not self.logprobs:
+    @field_validator("top_logprobs")
+    @classmethod
+    def _top_logprobs_need_logprobs(cls, top_logprobs, info: ValidationInfo):
+        if top_logprobs and not info.data.get("logprobs"):
             raise ValueError("top_logprobs requires logprobs to be true")
-        return self
+        return top_logprobs
 
     def requested_max_tokens(self) -> Optional[int]:
         return self.max_completion_tokens or self.max_tokens
@@ -183,17 +184,33 @@ class CompletionRequest(GenerationParams):
             raise ValueError("the prompt must not be empty")
         return prompt
 
-    @model_validator(mode="after")
-    def _supported(self):
-        if self.suffix:
-            raise ValueError("suffix is not supported")
-        if self.best_of not in (None, self.n):
-            raise ValueError("best_of is not supported (other than best_of == n)")
-        if self.echo and self.logprobs is not None:
-            raise ValueError("echo together with logprobs is not supported")
-        if self.echo and not isinstance(self.prompt, str):
+    @field_validator("echo")
+    @classmethod
+    def _echo_needs_text(cls, echo, info: ValidationInfo):
+        if echo and not isinstance(info.data.get("prompt", ""), str):
             raise ValueError("echo needs a text prompt, not token ids")
-        return self
+        return echo
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_echoed_logprobs(cls, logprobs, info: ValidationInfo):
+        if logprobs is not None and info.data.get("echo"):
+            raise ValueError("logprobs together with echo is not supported")
+        return logprobs
+
+    @field_validator("suffix")
+    @classmethod
+    def _no_suffix(cls, suffix):
+        if suffix:
+            raise ValueError("suffix is not supported")
+        return suffix
+
+    @field_validator("best_of")
+    @classmethod
+    def _best_of_is_n(cls, best_of, info: ValidationInfo):
+        if best_of not in (None, info.data.get("n")):
+            raise ValueError("best_of is not supported (other than best_of == n)")
+        return best_of
 
     def wants_logprobs(self) -> bool:
         return self.logprobs is not None
