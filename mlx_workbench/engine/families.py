@@ -26,14 +26,11 @@ class Family:
     model_types: tuple[str, ...]  # prefixes of config.json model_type / architectures
     stop_tokens: tuple[str, ...]  # the family's end-of-turn and end-of-text tokens
     template: Optional[str]  # Jinja, used when the tokenizer has no chat template
-    system_role: bool = True  # False: system text is folded into the next user turn
+    system_role: bool = True  # False: the standard template folds system text into the next user turn
 
     def render(self, tokenizer, messages: list) -> list[int]:
         """Prompt token ids for a chat, ending with the assistant's generation prompt."""
         messages = validate_messages(messages)
-        if not self.system_role:
-            messages = _fold_system(messages)
-        extra = {}
         if not tokenizer.has_chat_template:
             if self.template is None:
                 raise InvalidRequest(
@@ -41,12 +38,18 @@ class Family:
                     "send a plain prompt to /v1/completions instead.",
                     param="messages",
                 )
-            extra["chat_template"] = self.template
+            if not self.system_role:
+                messages = _fold_system(messages)
+            return _apply_template(tokenizer, messages, chat_template=self.template)
         try:
-            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, **extra)
-        except TemplateError as e:  # the template's raise_exception(): a message it refuses
-            raise InvalidRequest(f"The model's chat template rejected the messages: {e}", param="messages") from e
-        return list(ids)
+            return _apply_template(tokenizer, messages)
+        except InvalidRequest:
+            # Some templates (Gemma 1-2, Mistral v1-2) refuse a system role: give
+            # its text to the first user turn, as Gemma 3's template does itself.
+            folded = _fold_system(messages)
+            if folded == messages:
+                raise
+            return _apply_template(tokenizer, folded)
 
     def stop_token_ids(self, tokenizer, generation_config: dict, config: dict) -> set[int]:
         """Every id that ends an answer: the family's own plus all declared eos ids."""
@@ -174,8 +177,15 @@ def _text_content(where: str, content) -> str:
     return "\n".join(texts)  # as vLLM joins text parts
 
 
+def _apply_template(tokenizer, messages: list[dict], **kwargs) -> list[int]:
+    try:
+        return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, **kwargs))
+    except TemplateError as e:  # the template's raise_exception(): a conversation it refuses
+        raise InvalidRequest(f"The model's chat template rejected the messages: {e}", param="messages") from e
+
+
 def _fold_system(messages: list[dict]) -> list[dict]:
-    """Prepend system text to the next user turn, for formats without a system role."""
+    """System text prepended to the next user turn, for formats without a system role."""
     folded, pending = [], []
     for m in messages:
         if m["role"] == "system":

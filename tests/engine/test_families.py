@@ -193,6 +193,13 @@ def test_template_refusal_is_an_invalid_request(family_tokenizer):
     assert err.value.param == "messages"
 
 
+def test_system_text_folded_for_a_template_without_system_role_still_obeys_its_other_rules(family_tokenizer):
+    tokenizer, config = family_tokenizer("gemma")
+    messages = [{"role": "system", "content": "Be brief."}, *[{"role": "user", "content": "Hi!"}] * 2]
+    with pytest.raises(InvalidRequest, match="roles must alternate"):
+        detect_family(config, tokenizer).render(tokenizer, messages)
+
+
 def test_every_family_has_a_distinct_marker_and_stop_tokens():
     markers = [f.marker for f in FAMILIES]
     assert len(set(markers)) == len(markers) and all(markers)
