@@ -1,8 +1,8 @@
-"""Re-execute the example notebooks against a fresh server and store their outputs.
+"""Re-execute the example notebooks, each against a fresh server, and store their outputs.
 
     .venv/bin/python notebooks/refresh.py [notebook.ipynb ...]
 
-The stored outputs are what nbval checks (see conftest.py), so run this after
+The stored outputs are what nbval checks (see conftest.py): run this after
 changing a notebook or what the demo models answer, and review the diff.
 """
 
@@ -14,21 +14,21 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from conftest import start_server
+from conftest import restart_server, stop_server
 
 HERE = Path(__file__).parent
 
 
 def main(paths: list[str]) -> None:
-    server = start_server()
     try:
         for path in [Path(p) for p in paths] or sorted(HERE.glob("*.ipynb")):
+            restart_server()
             notebook = nbformat.read(path, as_version=4)
             NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
             nbformat.write(notebook, path)
             print(f"executed {path}")
     finally:
-        server.stop()
+        stop_server()
 
 
 if __name__ == "__main__":

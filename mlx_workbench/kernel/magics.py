@@ -19,6 +19,7 @@ from .client import Endpoint, WorkbenchError, connect, discover, probe
 from .display import LiveArea, human_bytes, table
 
 DEFAULT_CHAT = "default"
+SAMPLING = ("temperature", "top_p", "max_tokens", "seed", "stop")  # options named as in the OpenAI API
 
 
 def model_id(model: str, adapter: Optional[str]) -> str:
@@ -64,7 +65,10 @@ class MLXMagics(Magics):
     def mlx_chat(self, line: str, cell: str):
         """Send the cell body as a message; the answer streams into the cell.
 
-        Turns of the same --chat build a conversation the server continues.
+        Cells of the same --chat build a conversation: the kernel keeps its turns
+        (see %mlx_history), model and system prompt. Interrupting the kernel stops
+        the generation on the server; what arrived stays in the cell, and the turn
+        is not added to the history. The answer is the cell's result (`_`).
         """
         args = parse_argstring(self.mlx_chat, line)
         user = cell.strip()
@@ -74,14 +78,7 @@ class MLXMagics(Magics):
         conversation = Conversation() if args.new else self.chats.get(args.chat, Conversation())
         system = conversation.system if args.system is None else args.system
         model = model_id(args.model or conversation.model or default_model(self.endpoint), args.adapter)
-        params = {
-            "temperature": args.temperature,
-            "top_p": args.top_p,
-            "max_tokens": args.max_tokens,
-            "seed": args.seed,
-            "stop": args.stop,
-        }
-        params = {key: value for key, value in params.items() if value is not None}
+        params = {name: getattr(args, name) for name in SAMPLING if getattr(args, name) is not None}
         reply = stream_answer(self.endpoint, model, conversation.messages(user, system), params, self.update_interval)
         conversation.model, conversation.system = model, system
         conversation.turns.append((user, str(reply)))

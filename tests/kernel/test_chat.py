@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ANSWERS, answer
+from kernel_harness import ANSWERS, answer, error_of, history, reply
 
-STORY = "Tell me a short story."
-
-
-def reply(execution) -> str:
-    """The answer the cell ends with (its execute_result, shown as Markdown)."""
-    assert execution.error is None, execution.error
-    result = execution.result
-    assert result["text/markdown"] == result["text/plain"]
-    return result["text/markdown"]
+STORY = "Tell me a story."
 
 
 def test_answer_streams_through_one_display_and_ends_as_markdown(kernel):
@@ -36,10 +28,7 @@ def test_answer_streams_through_one_display_and_ends_as_markdown(kernel):
     assert run.display() == {"text/plain": ""}
 
 
-@pytest.mark.parametrize(
-    "row", [r for r in ANSWERS if not r["user"].startswith("Tell")][:: max(1, len(ANSWERS) // 8)],
-    ids=lambda r: f"{r['model']}:{r['adapter']}:{r['user']}",
-)
+@pytest.mark.parametrize("row", ANSWERS, ids=lambda r: f"{r['model']}:{r['adapter']}:{r['system']}:{r['user']}")
 def test_answers_are_the_demo_models_greedy_answers(kernel, row):
     options = f"--new --model {row['model']}"
     if row["adapter"]:
@@ -49,39 +38,35 @@ def test_answers_are_the_demo_models_greedy_answers(kernel, row):
     assert reply(kernel.execute(f"%%mlx_chat {options}\n{row['user']}")) == row["answer"]
 
 
-def history(kernel, chat: str = "default") -> str:
-    return kernel.execute(f"%mlx_history --chat {chat}").stdout
-
-
 def test_turns_build_a_conversation_that_keeps_model_and_system(kernel):
-    first = reply(kernel.execute('%%mlx_chat --new --model demo --system "Answer in upper case."\nWhat is 2 + 3?'))
-    second = reply(kernel.execute("%%mlx_chat\nWhat is the capital of Spain?"))
-    assert first == answer("demo", "What is 2 + 3?", system="Answer in upper case.")
-    assert second == answer("demo", "What is the capital of Spain?", system="Answer in upper case.")
+    first = reply(kernel.execute('%%mlx_chat --new --model demo --system "Answer in upper case."\nWhat is the capital of Italy?'))
+    second = reply(kernel.execute("%%mlx_chat\nHello!"))
+    assert first == answer("demo", "What is the capital of Italy?", system="Answer in upper case.")
+    assert second == answer("demo", "Hello!", system="Answer in upper case.")
     assert history(kernel) == (
         "Chat 'default' with demo, 2 turn(s).\n"
         "system: Answer in upper case.\n"
-        f"user: What is 2 + 3?\nassistant: {first}\n"
-        f"user: What is the capital of Spain?\nassistant: {second}\n"
+        f"user: What is the capital of Italy?\nassistant: {first}\n"
+        f"user: Hello!\nassistant: {second}\n"
     )
 
 
 def test_new_starts_afresh(kernel):
     kernel.execute("%%mlx_chat --model demo\nHello!")
-    reply(kernel.execute("%%mlx_chat --new --model demo:pirate\nWhat is 1 + 1?"))
+    reply(kernel.execute("%%mlx_chat --new --model demo:pirate\nWhat is 3 + 4?"))
     assert history(kernel) == (
         f"Chat 'default' with demo:pirate, 1 turn(s).\n"
-        f"user: What is 1 + 1?\nassistant: {answer('demo', 'What is 1 + 1?', adapter='pirate')}\n"
+        f"user: What is 3 + 4?\nassistant: {answer('demo', 'What is 3 + 4?', adapter='pirate')}\n"
     )
 
 
 def test_named_chats_are_separate_and_out_stores_the_answer(kernel):
-    kernel.execute("%%mlx_chat --new --model demo\nCount to 3.")
-    run = kernel.execute("%%mlx_chat --new --chat capitals --model demo-chatml --out city\nWhat is the capital of Peru?")
-    assert reply(run) == answer("demo-chatml", "What is the capital of Peru?")
-    assert kernel.execute("print(repr(city))").stdout == repr(answer("demo-chatml", "What is the capital of Peru?")) + "\n"
-    assert "user: Count to 3." in history(kernel)
-    assert "Count to 3." not in history(kernel, "capitals")
+    kernel.execute("%%mlx_chat --new --model demo\nCount to 5.")
+    run = kernel.execute("%%mlx_chat --new --chat capitals --model demo-chatml --out city\nWhat is the capital of France?")
+    assert reply(run) == answer("demo-chatml", "What is the capital of France?")
+    assert kernel.execute("print(repr(city))").stdout == repr(answer("demo-chatml", "What is the capital of France?")) + "\n"
+    assert "user: Count to 5." in history(kernel)
+    assert "Count to 5." not in history(kernel, "capitals")
     assert history(kernel, "capitals").startswith("Chat 'capitals' with demo-chatml, 1 turn(s).")
     assert kernel.execute("%mlx_history --chat capitals --clear").stdout == "Chat 'capitals' cleared.\n"
     assert history(kernel, "capitals") == "No chat named 'capitals'. Chats: default.\n"
@@ -94,16 +79,8 @@ def test_sampling_options_reach_the_server(kernel):
     assert count.startswith(short) and len(short) < len(count)
 
 
-def error_of(execution) -> str:
-    """An expected failure reads as one message, no traceback."""
-    error = execution.error
-    assert error is not None and execution.reply["status"] == "error"
-    (line,) = error["traceback"]
-    return error["evalue"]
-
-
 def test_unknown_model_lists_the_known_ones_and_leaves_the_chat_alone(kernel):
-    kernel.execute("%%mlx_chat --new --model demo\nWhat is 4 + 4?")
+    kernel.execute("%%mlx_chat --new --model demo\nWhat is 9 + 8?")
     message = error_of(kernel.execute("%%mlx_chat --model llama-70b\nHello!"))
     assert "llama-70b" in message and "demo-chatml" in message and "demo:upper" in message
     assert history(kernel).startswith("Chat 'default' with demo, 1 turn(s).")

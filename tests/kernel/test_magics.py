@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.request
 
-from test_chat import error_of, reply
-
-
-def server_status(server) -> dict:
-    request = urllib.request.Request(server.url + "mlx/api/status", headers={"Authorization": f"token {server.token}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
+from kernel_harness import error_of, reply, server_status
 
 
 def entry(server, id: str) -> dict:
@@ -49,7 +41,7 @@ def test_models_lists_every_configured_model_and_adapter(kernel, server):
 
 
 def test_status_shows_memory_queue_and_throughput(kernel, server):
-    reply(kernel.execute("%%mlx_chat --new --model demo\nCount to 9."))
+    reply(kernel.execute("%%mlx_chat --new --model demo\nCount to 5."))
     lines = dict(line.split(":", 1) for line in kernel.execute("%mlx_status").stdout.splitlines())
     assert list(lines) == ["server", "engine", "loaded", "memory", "requests", "throughput", "prompt cache", "restarts"]
     assert lines["server"].strip().startswith(server.url)
@@ -59,6 +51,6 @@ def test_status_shows_memory_queue_and_throughput(kernel, server):
     assert re.fullmatch(r" +\d+\.\d tokens/s, [1-9]\d* tokens generated", lines["throughput"])
 
 
-def test_loading_an_unknown_model_lists_the_known_ones(kernel):
-    message = error_of(kernel.execute("%mlx_load llama-70b"))
-    assert "llama-70b" in message and "demo" in message
+def test_loading_an_unknown_adapter_lists_the_known_models(kernel):
+    message = error_of(kernel.execute("%mlx_load demo --adapter nope"))
+    assert "demo:nope" in message and "demo:upper" in message

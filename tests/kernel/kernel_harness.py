@@ -1,9 +1,14 @@
-"""A real IPython kernel driven over ZMQ, recording what a frontend would see."""
+"""A real IPython kernel driven over ZMQ, recording what a frontend would see,
+and what the kernel tests check with it."""
 
 from __future__ import annotations
 
+import json
+import os
 import time
+import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from queue import Empty
 
 from jupyter_client.manager import start_new_kernel
@@ -77,3 +82,45 @@ class Kernel:
     def shutdown(self) -> None:
         self.client.stop_channels()
         self.manager.shutdown_kernel(now=True)
+
+
+def kernel_env(**env: str) -> dict:
+    """The environment of a kernel: this process's, with overrides."""
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), **env}
+
+
+ANSWERS = json.loads((Path(__file__).parents[2] / "mlx_workbench/demo/answers.json").read_text())
+
+
+def answer(model: str, user: str, adapter: str | None = None, system: str | None = None) -> str:
+    """The demo model's exact greedy answer, from answers.json."""
+    for row in ANSWERS:
+        if (row["model"], row["adapter"], row["system"], row["user"]) == (model, adapter, system, user):
+            return row["answer"]
+    raise KeyError((model, adapter, system, user))
+
+
+def reply(execution: Execution) -> str:
+    """The answer a %%mlx_chat cell ends with: its result, shown as Markdown."""
+    assert execution.error is None, execution.error
+    result = execution.result
+    assert result["text/markdown"] == result["text/plain"]
+    return result["text/markdown"]
+
+
+def error_of(execution: Execution) -> str:
+    """The message of an expected failure, which reads as one line, no traceback."""
+    error = execution.error
+    assert error is not None and execution.reply["status"] == "error"
+    assert len(error["traceback"]) == 1, error["traceback"]
+    return error["evalue"]
+
+
+def history(kernel: Kernel, chat: str = "default") -> str:
+    return kernel.execute(f"%mlx_history --chat {chat}").stdout
+
+
+def server_status(server) -> dict:
+    request = urllib.request.Request(server.url + "mlx/api/status", headers={"Authorization": f"token {server.token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
