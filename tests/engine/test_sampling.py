@@ -9,9 +9,11 @@ import random
 import mlx.core as mx
 import numpy as np
 import pytest
+from mlx_lm import load
 from mlx_lm.generate import BatchGenerator
 
 from family_tokenizers import family_tokenizer  # noqa: F401 (fixture)
+from tiny_model import build_tiny_llama
 from mlx_workbench.engine.errors import InvalidRequest
 from mlx_workbench.engine.requests import SamplingParams
 from mlx_workbench.engine.sampling import StopStrings, make_logits_processors, make_sampler, token_logprob
@@ -135,9 +137,6 @@ def test_seeded_row_is_the_same_alone_and_inside_a_batch():
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from mlx_lm import load
-    from tiny_model import build_tiny_llama
-
     model, _ = load(str(build_tiny_llama(tmp_path_factory.mktemp("tiny") / "model")))
     return model
 
