@@ -189,6 +189,10 @@ class PoolPanel(widgets.VBox):
         self.gauge = MemoryGauge()
         self.queue = widgets.HTML()
         self.table = widgets.VBox()
+        self.other_model = widgets.Text(placeholder="another model: a local folder or a Hugging Face repo id",
+                                        layout=_width("30em"))
+        self.other_load_button = widgets.Button(description="Load", icon="play", layout=_width("6.5em"))
+        self.other_load_button.on_click(self._load_other)
         self.prompt = widgets.Textarea(placeholder="A prompt to compare the selected models on", layout=_width("40em"))
         self.targets = widgets.SelectMultiple(description="targets", rows=4)
         self.compare_button = widgets.Button(description="Compare", icon="columns")
@@ -199,7 +203,10 @@ class PoolPanel(widgets.VBox):
             widgets.HBox([self.prompt, self.targets, self.compare_button]),
             self.comparison,
         ])
-        super().__init__([self.header, self.gauge, self.queue, self.table, self.message, compare_form])
+        super().__init__([
+            self.header, self.gauge, self.queue, self.table,
+            widgets.HBox([self.other_model, self.other_load_button]), self.message, compare_form,
+        ])
         self._refresh_lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = threading.Event()
@@ -266,17 +273,26 @@ class PoolPanel(widgets.VBox):
     # ---- changing it --------------------------------------------------------------
 
     def act(self, entry_id: str, action: str) -> None:
-        """Load, unload, pin or unpin an entry; a failure is shown in the panel."""
+        """Load, unload, pin or unpin an entry (what its row's buttons do)."""
         row = self.rows[entry_id]
+        if action == "load":
+            self._request(action, entry_id, lambda: self.endpoint.load(row.model, row.adapter))
+        elif action == "unload":
+            self._request(action, entry_id, lambda: self.endpoint.unload(row.model, row.adapter))
+        else:
+            self._request(action, entry_id, lambda: self.endpoint.pin(row.model, row.adapter, pinned=action == "pin"))
+
+    def _load_other(self, _) -> None:
+        model = self.other_model.value.strip()
+        if model:
+            self._request("load", model, lambda: self.endpoint.load(model))
+
+    def _request(self, action: str, target: str, call) -> None:
+        """One admin request; a refusal is shown in the panel. Then the panel shows the outcome."""
         try:
-            if action == "load":
-                self.endpoint.load(row.model, row.adapter)
-            elif action == "unload":
-                self.endpoint.unload(row.model, row.adapter)
-            else:
-                self.endpoint.pin(row.model, row.adapter, pinned=action == "pin")
+            call()
         except WorkbenchError as e:
-            self.message.value = f'<span style="color:{ERROR}">{action} {html.escape(entry_id)}: {html.escape(str(e))}</span>'
+            self.message.value = f'<span style="color:{ERROR}">{action} {html.escape(target)}: {html.escape(str(e))}</span>'
         else:
             self.message.value = ""
         self.refresh()

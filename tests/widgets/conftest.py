@@ -1,152 +1,30 @@
-"""A real Jupyter server with mlx_workbench, and a real kernel that talks to it.
-
-The widgets run inside the kernel; the tests drive them through code executed
-there (button.click() is what a frontend's click amounts to) and check the
-server's own view over HTTP.
-"""
+"""One real kernel pointed at the session's real Jupyter server (tests/conftest.py),
+shared by the widget tests."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import time
 from pathlib import Path
-from queue import Empty
 
-import httpx
 import pytest
-from jupyter_client.manager import start_new_kernel
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests"))
-from server import start_jupyter  # noqa: E402
-
-ANSWERS = REPO / "mlx_workbench" / "demo" / "answers.json"
-
-
-def greedy_answer(target: str, user: str) -> str:
-    """The demo model's exact greedy answer to `user` (no system prompt) from answers.json."""
-    model, _, adapter = target.partition(":")
-    (answer,) = [
-        row["answer"] for row in json.loads(ANSWERS.read_text())
-        if row["model"] == model and row["adapter"] == (adapter or None) and not row["system"] and row["user"] == user
-    ]
-    return answer
-
-
-class Api:
-    """The pool admin API, as another client of the server sees it."""
-
-    def __init__(self, server):
-        self.http = httpx.Client(base_url=server.url, headers={"Authorization": f"token {server.token}"}, timeout=60)
-
-    def status(self) -> dict:
-        return self.http.get("mlx/api/status").raise_for_status().json()
-
-    def entry(self, entry_id: str) -> dict | None:
-        return next((e for e in self.status()["entries"] if e["id"] == entry_id), None)
-
-    def post(self, path: str, body: dict) -> dict:
-        return self.http.post(path, json=body).raise_for_status().json()
-
-    def wait_for(self, predicate, timeout: float = 60.0, what: str = "the server's status"):
-        """Polls the status until predicate(status) is truthy; returns that status."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = self.status()
-            if predicate(status):
-                return status
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}; last status:\n{json.dumps(status, indent=1)}")
-
-
-class Kernel:
-    """A real IPython kernel; run() executes code and returns its stdout, value() a JSON result."""
-
-    def __init__(self, env: dict):
-        self.manager, self.client = start_new_kernel(kernel_name="python3", env=env)
-
-    def run(self, code: str, timeout: float = 60.0) -> str:
-        msg_id = self.client.execute(code, allow_stdin=False)
-        reply = self.client.get_shell_msg(timeout=timeout)
-        while reply["parent_header"].get("msg_id") != msg_id:  # left over from start-up
-            reply = self.client.get_shell_msg(timeout=timeout)
-        stdout, errors = [], []
-        while True:
-            try:
-                msg = self.client.get_iopub_msg(timeout=timeout)
-            except Empty:
-                raise TimeoutError(f"the kernel did not go idle after:\n{code}") from None
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout":
-                stdout.append(msg["content"]["text"])
-            elif msg["msg_type"] == "error":
-                errors.append("\n".join(msg["content"]["traceback"]))
-            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                break
-        if reply["content"]["status"] != "ok":
-            raise AssertionError(f"kernel error running:\n{code}\n" + "\n".join(errors))
-        return "".join(stdout)
-
-    def value(self, expression: str, timeout: float = 60.0):
-        return json.loads(self.run(f"import json as _json; print(_json.dumps({expression}))", timeout))
-
-    def wait_for(self, expression: str, timeout: float = 30.0):
-        """Evaluates `expression` in the kernel until it is truthy; returns that value."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = self.value(expression)
-            if value:
-                return value
-            time.sleep(0.2)
-        raise AssertionError(f"{expression} stayed falsy for {timeout}s in the kernel")
-
-    def frontend_update(self, model_id: str, state: dict) -> None:
-        """What a frontend sends when a view changes a widget's state (e.g. `_view_count`)."""
-        content = {"comm_id": model_id, "data": {"method": "update", "state": state, "buffer_paths": []}}
-        msg = self.client.session.msg("comm_msg", content)
-        self.client.shell_channel.send(msg)
-        self.run("pass")  # comm_msg gets no reply; shell messages are handled in order
-
-    def restart(self) -> None:
-        self.manager.restart_kernel(now=True)
-        self.client.wait_for_ready(timeout=60)
-
-    def shutdown(self) -> None:
-        self.client.stop_channels()
-        self.manager.shutdown_kernel(now=True)
+sys.path.insert(0, str(Path(__file__).parent))
+from widgets_harness import REPO, Api, Kernel  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    """The demo models, plus "broken": a folder with a config but no weights."""
-    config_dir = tmp_path_factory.mktemp("jupyter-config")
-    broken = tmp_path_factory.mktemp("broken-model")
-    (broken / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    (config_dir / "jupyter_server_config.py").write_text(
-        "from mlx_workbench.demo import DEMO_MODELS\n"
-        f"c.MLXWorkbench.models = {{**DEMO_MODELS, 'broken': {str(broken)!r}}}\n"
-    )
-    server = start_jupyter(
-        "--ServerApp.jpserver_extensions=mlx_workbench=True", env={"JUPYTER_CONFIG_DIR": str(config_dir)}
-    )
-    yield server
-    server.stop()
+def api(http):
+    return Api(http)
 
 
 @pytest.fixture(scope="session")
-def api(server):
-    return Api(server)
-
-
-@pytest.fixture(scope="session")
-def kernel(server):
+def kernel(jupyter_server):
+    """A kernel as the extension starts them: URL and token in its environment."""
     env = {
         **os.environ,
-        "MLX_WORKBENCH_URL": server.url,
-        "MLX_WORKBENCH_TOKEN": server.token,
+        "MLX_WORKBENCH_URL": jupyter_server.url,
+        "MLX_WORKBENCH_TOKEN": jupyter_server.token,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
     kernel = Kernel(env)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from conftest import greedy_answer
+from widgets_harness import greedy_answer
 
 
 def load(api, *targets: str) -> None:
