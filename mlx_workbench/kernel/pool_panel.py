@@ -17,19 +17,11 @@ import ipywidgets as widgets
 
 from .client import Endpoint, WorkbenchError, discover
 from .compare import CompareView
+from .display import human_bytes
 
 SHARE_COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7"]
 MUTED = "var(--jp-ui-font-color2, #777)"
 ERROR = "var(--jp-error-color1, #c00)"
-
-
-def human_bytes(n: Optional[int]) -> str:
-    if (n or 0) < 1024:
-        return f"{n or 0} B"
-    for unit in ("KB", "MB", "GB"):
-        n /= 1024
-        if n < 1024 or unit == "GB":
-            return f"{n:.1f} {unit}"
 
 
 def human_age(seconds: float) -> str:
