@@ -32,9 +32,11 @@ A model id is "name" or "name:adapter"; GenerationRequest.adapter, when set, win
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import queue
 import threading
+import weakref
 from concurrent.futures import Future
 from dataclasses import replace
 from typing import AsyncIterator, Callable, Iterator, Optional
@@ -70,6 +72,9 @@ class Engine:
         self._state, self._error = "starting", None
         self._launch()
         self._state = "running"
+        # Release the models on the device thread even if the owner never calls stop().
+        engine = weakref.ref(self)
+        atexit.register(lambda: engine() and engine().stop())
 
     def _launch(self) -> None:
         self._scheduler = Scheduler(self.config, post=lambda *job: self._device.post(*job))
@@ -212,8 +217,8 @@ class Engine:
 
     def _load(self, result: Future, model: str, adapter: Optional[str], pin: Optional[bool]) -> None:
         pool = self._scheduler.pool
-        if pool.spec(model) is None and adapter is None:
-            pool.register(model)
+        if adapter is None and not pool.spec(model) and not pool.spec(model.rpartition(":")[0]):
+            pool.register(model)  # a path or repo id, not "configured:adapter"
         model, adapter = self._resolve(model, adapter)
         entry = pool.entry(model, adapter)
         if pin is not None:

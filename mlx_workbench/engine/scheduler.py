@@ -114,8 +114,19 @@ class Scheduler:
 
     def add(self, sub: Submission) -> None:
         self.submissions[sub.request.id] = sub
-        self.pool.acquire(sub.model, sub.adapter, lambda entry, error: self._prepare(sub, entry, error))
+        self.pool.acquire(sub.model, sub.adapter,
+                          lambda entry, error: self._guarded(sub, self._prepare, sub, entry, error))
         self._after_job()
+
+    def _guarded(self, sub: Submission, fn: Callable, *args) -> None:
+        """Run `fn`; if it raises, only `sub` fails."""
+        try:
+            fn(*args)
+        except EngineError as e:
+            self._fail(sub, e)
+        except Exception as e:
+            log.exception("request %s failed", sub.request.id)
+            self._fail(sub, GenerationFailed(f"{type(e).__name__}: {e}"))
 
     def cancel(self, request_id: str) -> None:
         sub = self.submissions.get(request_id)
@@ -137,10 +148,10 @@ class Scheduler:
             return self._fail(sub, error)
         try:
             sub.prompt = self._tokenize(entry, sub.request)
-        except EngineError as e:
-            return self._fail(sub, e)
+        except EngineError:
+            raise
         except Exception as e:
-            return self._fail(sub, InvalidRequest(f"Could not tokenize the prompt: {e}", param="messages"))
+            raise InvalidRequest(f"Could not tokenize the prompt: {e}", param="messages") from e
         limit = entry.context_length
         if limit is not None and len(sub.prompt) + 1 > limit:
             return self._fail(sub, ContextLengthExceeded(len(sub.prompt), limit))
@@ -168,7 +179,7 @@ class Scheduler:
         while batch.waiting and batch.has_room(batch.waiting[0].request.n):
             sub = batch.waiting.popleft()
             sub.leave_queue()
-            self._insert(batch, sub)
+            self._guarded(sub, self._insert, batch, sub)
         self.busy = self.busy or bool(batch.choices)
 
     def _insert(self, batch: Batch, sub: Submission) -> None:
@@ -180,17 +191,14 @@ class Scheduler:
         if entry.context_length is not None:
             max_tokens = min(max_tokens, entry.context_length - len(sub.prompt))
         vocab = entry.config.get("vocab_size")
-        try:
-            uids = batch.generator.insert(
-                [rest] * n,
-                max_tokens=[max_tokens] * n,
-                caches=[copy.deepcopy(cache) if cache and i else cache for i in range(n)],
-                all_tokens=[sub.prompt[: sub.cached_tokens] for _ in range(n)],
-                samplers=[make_sampler(params, i) for i in range(n)],
-                logits_processors=[make_logits_processors(params, vocab, len(sub.prompt))] * n,
-            )
-        except EngineError as e:
-            return self._fail(sub, e)
+        uids = batch.generator.insert(
+            [rest] * n,
+            max_tokens=[max_tokens] * n,
+            caches=[copy.deepcopy(cache) if cache and i else cache for i in range(n)],
+            all_tokens=[sub.prompt[: sub.cached_tokens] for _ in range(n)],
+            samplers=[make_sampler(params, i) for i in range(n)],
+            logits_processors=[make_logits_processors(params, vocab, len(sub.prompt))] * n,
+        )
         for index, uid in enumerate(uids):
             choice = Choice(sub, index, uid, entry.tokenizer, params.stop)
             sub.choices.append(choice)

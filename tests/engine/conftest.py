@@ -1,134 +1,80 @@
-"""Tokenizers of every chat family, built locally (no downloads): a small
-byte-level BPE with the family's special tokens and its published chat
-template, saved as a Hugging Face tokenizer folder and loaded through mlx_lm."""
+"""Fixtures for the engine tests: real MLX on tiny models, engines that always stop."""
 
 from __future__ import annotations
 
-import json
+import shutil
 from pathlib import Path
 
 import pytest
-from mlx_lm.utils import load_tokenizer
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-CORPUS = [
-    "Hello! What is the capital of France? Paris. Count to five: 1, 2, 3, 4, 5. "
-    "You are a helpful assistant. Answer in upper case. Arr! The quick brown fox."
-] * 4
+from mlx_workbench.engine.config import EngineConfig, ModelSpec
+from mlx_workbench.engine.engine import Engine
+from mlx_workbench.engine.requests import Delta, Done, Failed, Finished, GenerationRequest, SamplingParams
 
-# Abridged from the models' own tokenizer_config.json (Llama-3-8B-Instruct,
-# Qwen2.5-Instruct, Gemma-2-it, Mistral-7B-Instruct-v0.1, Phi-3-mini-instruct).
-FAMILY_TOKENIZERS = {
-    "llama3": {
-        "config": {"model_type": "llama", "architectures": ["LlamaForCausalLM"]},
-        "specials": ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-                     "<|eot_id|>", "<|eom_id|>"],
-        "bos": "<|begin_of_text|>", "eos": "<|eot_id|>",
-        "template": (
-            "{% for message in messages %}{% set content = '<|start_header_id|>' + message['role'] + "
-            "'<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
-            "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}"
-            "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
-        ),
-    },
-    "chatml": {
-        "config": {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"]},
-        "specials": ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        "bos": None, "eos": "<|im_end|>",
-        "template": (
-            "{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\n' + messages[0]['content'] + "
-            "'<|im_end|>\n' }}{%- else %}{{- '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}"
-            "{%- endif %}{%- for message in messages %}{%- if not (message.role == 'system' and loop.first) %}"
-            "{{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}{%- endif %}"
-            "{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
-        ),
-    },
-    "gemma": {
-        "config": {"model_type": "gemma2", "architectures": ["Gemma2ForCausalLM"]},
-        "specials": ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"],
-        "bos": "<bos>", "eos": "<eos>",
-        "template": (
-            "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
-            "{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-            "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
-            "{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}"
-            "{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"
-            "{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}"
-        ),
-    },
-    "mistral": {
-        "config": {"model_type": "mistral", "architectures": ["MistralForCausalLM"]},
-        "specials": ["<unk>", "<s>", "</s>", "[INST]", "[/INST]"],
-        "bos": "<s>", "eos": "</s>",
-        "template": (
-            "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-            "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
-            "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
-            "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token + ' ' }}"
-            "{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}"
-        ),
-    },
-    "phi": {
-        "config": {"model_type": "phi3", "architectures": ["Phi3ForCausalLM"]},
-        "specials": ["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"],
-        "bos": None, "eos": "<|endoftext|>",
-        "template": (
-            "{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\n' + message['content'] + "
-            "'<|end|>\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + '<|end|>\n'}}"
-            "{% elif message['role'] == 'assistant' %}{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}"
-            "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}"
-            "{% endif %}"
-        ),
-    },
-    # No family's markers: a custom template and a model_type nobody claims.
-    "plain": {
-        "config": {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]},
-        "specials": ["<s>", "</s>"],
-        "bos": "<s>", "eos": "</s>",
-        "template": (
-            "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
-            "{% if add_generation_prompt %}assistant:{% endif %}"
-        ),
-    },
-}
-
-
-def build_tokenizer_folder(path: Path, family: str, template: bool = True, config: dict | None = None) -> Path:
-    """An HF tokenizer folder for `family`; `template=False` leaves out the chat
-    template, `config` replaces the family's config.json."""
-    spec = FAMILY_TOKENIZERS[family]
-    path.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(
-        CORPUS,
-        trainers.BpeTrainer(
-            vocab_size=400, special_tokens=spec["specials"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-        ),
-    )
-    tok.save(str(path / "tokenizer.json"))
-    tokenizer_config = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": spec["eos"]}
-    if spec["bos"]:
-        tokenizer_config["bos_token"] = spec["bos"]
-    if template:
-        tokenizer_config["chat_template"] = spec["template"]
-    (path / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
-    config = dict(spec["config"] if config is None else config, vocab_size=tok.get_vocab_size())
-    (path / "config.json").write_text(json.dumps(config))
-    return path
+from tiny_model import build_tiny_adapter, build_tiny_llama
 
 
 @pytest.fixture(scope="session")
-def family_tokenizer(tmp_path_factory):
-    """family_tokenizer(family, template=True, config=None) -> (mlx_lm TokenizerWrapper, config dict)."""
-    built = {}
+def models(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random-weight Llamas: "tiny" (with adapters "a" and "b") and a bigger "wide"."""
+    root = tmp_path_factory.mktemp("models")
+    tiny = build_tiny_llama(root / "tiny")
+    return {
+        "tiny": tiny,
+        "wide": build_tiny_llama(root / "wide", hidden=128, seed=1),
+        "a": build_tiny_adapter(tiny, root / "adapter-a", seed=1),
+        "b": build_tiny_adapter(tiny, root / "adapter-b", seed=2),
+    }
 
-    def make(family: str, template: bool = True, config: dict | None = None):
-        key = (family, template, json.dumps(config, sort_keys=True))
-        if key not in built:
-            path = build_tokenizer_folder(tmp_path_factory.mktemp(family), family, template, config)
-            built[key] = (load_tokenizer(path), json.loads((path / "config.json").read_text()))
-        return built[key]
 
-    return make
+@pytest.fixture
+def broken_model(models, tmp_path) -> Path:
+    """A copy of "tiny" whose folder can be damaged by the test."""
+    return Path(shutil.copytree(models["tiny"], tmp_path / "broken"))
+
+
+@pytest.fixture
+def make_engine(models):
+    """make_engine(**EngineConfig fields) -> a started Engine knowing "tiny" (adapters
+    "a", "b") and "wide"; every engine is stopped at teardown."""
+    engines = []
+
+    def make(**overrides) -> Engine:
+        specs = {
+            "tiny": ModelSpec("tiny", str(models["tiny"]), {"a": str(models["a"]), "b": str(models["b"])}),
+            "wide": ModelSpec("wide", str(models["wide"])),
+        }
+        engine = Engine(EngineConfig(models={**specs, **overrides.pop("models", {})}, **overrides))
+        engine.start()
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.stop()
+
+
+@pytest.fixture
+def engine(make_engine) -> Engine:
+    return make_engine()
+
+
+def chat(text: str, model: str = "tiny", n: int = 1, **sampling) -> GenerationRequest:
+    sampling.setdefault("temperature", 0.0)
+    sampling.setdefault("max_tokens", 16)
+    return GenerationRequest(model=model, messages=[{"role": "user", "content": text}],
+                             sampling=SamplingParams(**sampling), n=n)
+
+
+def texts(events: list) -> list[str]:
+    """The text of each choice, from a finished request's events."""
+    done = [e for e in events if isinstance(e, (Done, Failed))]
+    assert len(done) == 1 and events[-1] is done[0], events
+    assert isinstance(done[0], Done), done[0]
+    out: dict[int, str] = {}
+    for e in events:
+        if isinstance(e, Delta):
+            out[e.index] = out.get(e.index, "") + e.text
+        if isinstance(e, Finished):
+            out.setdefault(e.index, "")
+    return [out[i] for i in sorted(out)]

@@ -52,3 +52,20 @@ def build_tiny_llama(path: Path, hidden: int = 64, layers: int = 2, seed: int = 
     model = llama.Model(llama.ModelArgs.from_dict(config))
     mx.save_safetensors(str(path / "model.safetensors"), dict(tree_flatten(model.parameters())))
     return path
+
+
+def build_tiny_adapter(model_dir: Path, path: Path, rank: int = 4, seed: int = 1) -> Path:
+    """A LoRA adapter with random (non-zero) weights for the model in `model_dir`."""
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+    from mlx_lm.utils import load_model
+
+    path.mkdir(parents=True, exist_ok=True)
+    config = {"fine_tune_type": "lora", "num_layers": 2,
+              "lora_parameters": {"rank": rank, "scale": 20.0, "dropout": 0.0}}
+    model, _ = load_model(model_dir)
+    linear_to_lora_layers(model, config["num_layers"], config["lora_parameters"])
+    mx.random.seed(seed)
+    lora = {k: mx.random.normal(v.shape) * 0.5 for k, v in tree_flatten(model.parameters()) if "lora_" in k}
+    mx.save_safetensors(str(path / "adapters.safetensors"), lora)
+    (path / "adapter_config.json").write_text(json.dumps(config))
+    return path

@@ -1,0 +1,169 @@
+"""Generation through the engine: events, batching, n, stops, logprobs, seeds, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from mlx_workbench.engine.errors import ContextLengthExceeded, InvalidRequest, ModelNotFound, QueueFull
+from mlx_workbench.engine.requests import (Delta, Done, Failed, Finished, GenerationRequest, Progress,
+                                           SamplingParams, Started)
+
+from conftest import chat, texts
+
+PROMPTS = ["hello", "how are you today?", "the quick brown fox", "0123456789", "lazy dog", "world"]
+
+
+def run(engine, request) -> list:
+    return list(engine.generate(request))
+
+
+async def run_async(engine, request) -> list:
+    return [event async for event in engine.agenerate(request)]
+
+
+def test_events_arrive_in_contract_order(engine):
+    events = run(engine, chat("hello", max_tokens=8))
+    assert isinstance(events[0], Started) and events[0].prompt_tokens > 0
+    kinds = [type(e) for e in events[1:] if not isinstance(e, Progress)]
+    assert set(kinds[:-2]) <= {Delta} and kinds[-2:] == [Finished, Done]
+    assert events[-2].reason == "length"
+    usage = events[-1].usage
+    assert usage.completion_tokens == 8 == sum(len(e.token_ids) for e in events if isinstance(e, Delta))
+    assert usage.prompt_tokens == events[0].prompt_tokens
+    assert usage.time_to_first_token > 0
+
+
+async def test_concurrent_requests_batch_and_match_running_alone(make_engine):
+    engine = make_engine(prompt_cache_size=0)
+    alone = [texts(await run_async(engine, chat(p, max_tokens=24)))[0] for p in PROMPTS]
+    peak = []
+
+    async def watch():
+        while True:
+            peak.append(engine.status().active_requests)
+            await asyncio.sleep(0.005)
+
+    watcher = asyncio.create_task(watch())
+    together = await asyncio.gather(*[run_async(engine, chat(p, max_tokens=24)) for p in PROMPTS])
+    watcher.cancel()
+    assert [texts(events)[0] for events in together] == alone
+    assert max(peak) > 1  # they were in the batch at the same time
+
+
+def test_sync_and_async_apis_agree(engine):
+    request = chat("hello world", max_tokens=12)
+    assert texts(run(engine, request)) == texts(asyncio.run(run_async(engine, chat("hello world", max_tokens=12))))
+
+
+def test_n_choices_share_the_prompt(engine):
+    greedy = texts(run(engine, chat("hello", n=3, max_tokens=10)))
+    assert len(greedy) == 3 and len(set(greedy)) == 1
+    sampled = texts(run(engine, chat("hello", n=3, max_tokens=10, temperature=1.5, seed=7)))
+    assert len(set(sampled)) > 1  # each choice has its own random stream
+
+
+async def test_seeded_request_gives_the_same_output_alone_and_batched(engine):
+    seeded = chat("hello", max_tokens=20, temperature=1.0, seed=1234)
+    alone = texts(await run_async(engine, seeded))
+    others = [chat(p, max_tokens=20, temperature=1.0) for p in PROMPTS]
+    batched = await asyncio.gather(run_async(engine, chat("hello", max_tokens=20, temperature=1.0, seed=1234)),
+                                   *[run_async(engine, r) for r in others])
+    assert texts(batched[0]) == alone
+
+
+def test_stop_string_across_tokens(engine):
+    full = texts(run(engine, chat("hello", max_tokens=24)))[0]
+    assert len(full) > 6
+    stop = full[3:6]  # spans token boundaries in most outputs; cut wherever it first appears
+    events = run(engine, chat("hello", max_tokens=24, stop=[stop]))
+    assert texts(events) == [full[: full.index(stop)]]
+    assert [e.reason for e in events if isinstance(e, Finished)] == ["stop"]
+
+
+def test_logprobs(engine):
+    events = run(engine, chat("hello", max_tokens=6, logprobs=True, top_logprobs=3))
+    logprobs = [lp for e in events if isinstance(e, Delta) for lp in e.logprobs]
+    ids = [t for e in events if isinstance(e, Delta) for t in e.token_ids]
+    assert [lp.token_id for lp in logprobs] == ids
+    for lp in logprobs:
+        assert lp.logprob <= 0 and len(lp.top) == 3
+        assert lp.top[0].token_id == lp.token_id  # greedy picks the top token
+        assert lp.top[0].logprob >= lp.top[1].logprob >= lp.top[2].logprob
+
+
+def test_text_prompt_and_token_ids(engine):
+    ids = run(engine, GenerationRequest(model="tiny", prompt=[5, 6, 7, 8], sampling=SamplingParams(temperature=0, max_tokens=5)))
+    assert ids[0].prompt_tokens == 4 and isinstance(ids[-1], Done)
+    bad = run(engine, GenerationRequest(model="tiny", prompt=[10**6], sampling=SamplingParams(max_tokens=5)))
+    assert isinstance(bad[-1], Failed) and isinstance(bad[-1].error, InvalidRequest)
+    text = run(engine, GenerationRequest(model="tiny", prompt="hello world", sampling=SamplingParams(max_tokens=5)))
+    assert isinstance(text[-1], Done) and text[-1].usage.completion_tokens == 5
+
+
+def test_max_tokens_is_capped(make_engine):
+    engine = make_engine(max_tokens_cap=3)
+    assert run(engine, chat("hello", max_tokens=50))[-1].usage.completion_tokens == 3
+
+
+def test_prompt_longer_than_context_fails_before_started(engine):
+    events = run(engine, GenerationRequest(model="tiny", prompt=[5] * 600, sampling=SamplingParams(max_tokens=5)))
+    assert len(events) == 1 and isinstance(events[0].error, ContextLengthExceeded)
+    assert events[0].error.limit == 512
+
+
+def test_long_prompt_reports_prefill_progress(make_engine):
+    engine = make_engine(prefill_step_size=64)
+    events = run(engine, GenerationRequest(model="tiny", prompt=[5] * 300, sampling=SamplingParams(max_tokens=2)))
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert len(progress) >= 4 and progress[-1].total == 300
+    assert [p.processed for p in progress] == sorted(p.processed for p in progress)
+
+
+def test_submit_time_errors_raise_before_any_event(make_engine):
+    engine = make_engine(queue_limit=1)
+    with pytest.raises(ModelNotFound) as missing:
+        next(engine.generate(chat("hi", model="nope")))
+    assert "tiny" in missing.value.known and "tiny:a" in missing.value.known
+    with pytest.raises(ModelNotFound):
+        next(engine.generate(chat("hi", model="tiny:nope")))
+    with pytest.raises(InvalidRequest):
+        next(engine.generate(chat("hi", n=0)))
+
+
+def test_queue_limit(make_engine):
+    engine = make_engine(queue_limit=2)
+    gate = threading.Event()
+    engine._device.submit(gate.wait)  # holds the device thread: submitted requests stay queued
+    queued = [engine.generate(chat(p)) for p in PROMPTS[:2]]
+    waiting = [threading.Thread(target=lambda s=s: results.append(list(s))) for s in queued]
+    results: list = []
+    for t in waiting:
+        t.start()
+    deadline = time.monotonic() + 5
+    while engine.status().queued_requests < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert engine.status().queued_requests == 2
+    with pytest.raises(QueueFull):
+        next(engine.generate(chat("one too many")))
+    gate.set()
+    for t in waiting:
+        t.join(30)
+    assert all(isinstance(events[-1], Done) for events in results)
+    assert engine.status().queued_requests == 0
+
+
+def test_prompt_cache_reuses_the_conversation_prefix(engine):
+    turn1 = [{"role": "user", "content": "hello"}]
+    events = run(engine, GenerationRequest(model="tiny", messages=turn1, sampling=SamplingParams(temperature=0, max_tokens=8)))
+    answer = texts(events)[0]
+    turn2 = turn1 + [{"role": "assistant", "content": answer}, {"role": "user", "content": "how are you?"}]
+    events = run(engine, GenerationRequest(model="tiny", messages=turn2, sampling=SamplingParams(temperature=0, max_tokens=8)))
+    started = events[0]
+    assert started.cached_tokens >= events[0].prompt_tokens // 2
+    assert events[-1].usage.cached_tokens == started.cached_tokens
+    status = engine.status()
+    assert status.prompt_cache_hits >= 1 and status.prompt_cache_misses >= 1

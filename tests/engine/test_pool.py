@@ -1,0 +1,148 @@
+"""The model pool: eviction, pinning, adapters sharing the base, shared and failing loads."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from mlx_workbench.engine.errors import LoadFailed, MemoryBudgetExceeded
+from mlx_workbench.engine.requests import Done, Failed, Started
+
+from conftest import chat, texts
+
+
+def states(engine) -> dict[str, str]:
+    return {e.id: e.state for e in engine.status().entries}
+
+
+def loaded_bytes(engine, entry_id: str) -> int:
+    return next(e.memory_bytes for e in engine.status().entries if e.id == entry_id)
+
+
+def test_load_reports_the_entry_and_its_memory(engine, models):
+    entry = engine.load("tiny").result(30)
+    assert entry.state == "loaded" and entry.family == "llama3" and entry.context_length == 512
+    weights = (models["tiny"] / "model.safetensors").stat().st_size
+    assert 0.8 * weights < entry.memory_bytes < 1.5 * weights
+    assert engine.status().memory.active >= entry.memory_bytes
+
+
+def test_unload_releases_memory(engine):
+    before = engine.status().memory.active
+    engine.load("wide").result(30)
+    assert engine.status().memory.active > before
+    assert engine.unload("wide").result(30).state == "unloaded"
+    assert engine.status().memory.active <= before + 1024
+
+
+def test_lru_eviction_under_max_loaded(make_engine):
+    engine = make_engine(max_loaded=2)
+    engine.load("tiny").result(30)
+    engine.load("tiny", "a").result(30)
+    texts(list(engine.generate(chat("hi", model="tiny:a", max_tokens=2))))  # a is now more recent than b
+    engine.load("wide").result(30)  # evicts the least recently used: tiny with its adapter
+    assert states(engine) == {"tiny": "unloaded", "tiny:a": "unloaded", "wide": "loaded"}
+
+
+def test_lru_eviction_under_memory_budget(make_engine, models):
+    tiny, wide = (models[m] / "model.safetensors" for m in ("tiny", "wide"))
+    budget = wide.stat().st_size + tiny.stat().st_size // 2  # either fits, not both
+    engine = make_engine(memory_budget=budget)
+    engine.load("wide").result(30)
+    engine.load("tiny").result(30)
+    assert states(engine) == {"wide": "unloaded", "tiny": "loaded"}
+    engine.load("wide").result(30)
+    assert states(engine) == {"wide": "loaded", "tiny": "unloaded"}
+    assert engine.status().memory.budget == budget
+
+
+def test_pinned_entries_are_not_evicted(make_engine):
+    engine = make_engine(max_loaded=1)
+    assert engine.load("tiny", pin=True).result(30).pinned
+    with pytest.raises(MemoryBudgetExceeded):
+        engine.load("wide").result(30)
+    assert states(engine)["tiny"] == "loaded"
+    engine.pin("tiny", pinned=False).result(30)
+    engine.load("wide").result(30)
+    assert states(engine) == {"tiny": "unloaded", "wide": "loaded"}
+
+
+def test_a_model_bigger_than_the_budget_is_refused_before_loading(make_engine):
+    engine = make_engine(memory_budget=10_000)
+    events = list(engine.generate(chat("hi")))
+    assert len(events) == 1 and isinstance(events[0].error, MemoryBudgetExceeded)
+    assert engine.status().memory.active < 10_000
+
+
+def test_entries_in_use_are_not_evicted(make_engine):
+    engine = make_engine(max_loaded=1)
+    stream = engine.generate(chat("hello", max_tokens=400))
+    assert isinstance(next(stream), Started)
+    with pytest.raises(MemoryBudgetExceeded):
+        engine.load("wide").result(30)
+    stream.close()
+
+
+def test_adapters_share_the_base_weights(engine, models):
+    base = engine.load("tiny").result(30).memory_bytes
+    before = engine.status().memory.active
+    a = engine.load("tiny", "a").result(30).memory_bytes
+    b = engine.load("tiny:b").result(30).memory_bytes
+    adapter_file = (models["a"] / "adapters.safetensors").stat().st_size
+    assert a < 2 * adapter_file < base / 2 and b < 2 * adapter_file
+    assert engine.status().memory.active - before < base / 2  # two adapters cost less than a base
+    outputs = {m: texts(list(engine.generate(chat("hello", model=m))))[0] for m in ("tiny", "tiny:a", "tiny:b")}
+    assert len(set(outputs.values())) == 3  # each adapter changes the answers
+
+
+def test_unloading_a_base_unloads_its_adapters(engine):
+    engine.load("tiny:a").result(30)
+    assert states(engine) == {"tiny": "loaded", "tiny:a": "loaded"}
+    engine.unload("tiny").result(30)
+    assert states(engine) == {"tiny": "unloaded", "tiny:a": "unloaded"}
+
+
+def test_two_loads_of_the_same_model_share_one(engine, monkeypatch):
+    pool = engine._scheduler.pool
+    calls = []
+    original = pool._load_base
+    monkeypatch.setattr(pool, "_load_base", lambda entry: (calls.append(entry.id), original(entry)))
+    futures = [engine.load("wide"), engine.load("wide")]
+    streams = [engine.generate(chat("hi", model="wide", max_tokens=3)) for _ in range(2)]
+    assert all(isinstance(list(s)[-1], Done) for s in streams)
+    assert [f.result(30).state for f in futures] == ["loaded", "loaded"]
+    assert calls == ["wide"]
+
+
+def test_loading_a_path_registers_it(engine, models):
+    entry = engine.load(str(models["wide"])).result(30)
+    assert entry.state == "loaded" and str(models["wide"]) in engine.model_ids()
+
+
+@pytest.mark.parametrize("damage", ["corrupt weights", "missing weights", "missing config"])
+def test_a_failing_load_fails_its_requests_only(engine, broken_model, damage):
+    if damage == "corrupt weights":
+        (broken_model / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken" + b"\0" * 64)
+    elif damage == "missing weights":
+        (broken_model / "model.safetensors").unlink()
+    else:
+        (broken_model / "config.json").unlink()
+    with pytest.raises(LoadFailed):
+        engine.load(str(broken_model)).result(30)
+    events = list(engine.generate(chat("hi", model=str(broken_model))))
+    assert len(events) == 1 and isinstance(events[0], Failed) and isinstance(events[0].error, LoadFailed)
+    entry = next(e for e in engine.status().entries if e.model == str(broken_model))
+    assert entry.state == "failed" and entry.error
+    assert texts(list(engine.generate(chat("hi", max_tokens=3))))  # the engine still serves
+
+
+def test_idle_entries_are_unloaded(make_engine):
+    engine = make_engine(idle_timeout=0.3)
+    engine.load("tiny").result(30)
+    engine.load("tiny", pin=True)
+    engine.load("wide").result(30)
+    deadline = time.monotonic() + 5
+    while states(engine).get("wide") != "unloaded" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert states(engine) == {"tiny": "loaded", "wide": "unloaded"}  # pinned stays
