@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Union
 
+import httpx
 import ipywidgets as widgets
 import openai
 
@@ -89,6 +90,14 @@ class Comparison(list):
         return pandas.DataFrame(self)
 
 
+# Widgets' HTML has the line height of a form control; text reads better tighter.
+TEXT = "line-height:1.4"
+
+
+def _small(text: str) -> str:
+    return f'<div style="{TEXT}; font-size:smaller">{html.escape(text)}</div>'
+
+
 class Column(widgets.VBox):
     """One target's column: its id, the answer so far, and its live numbers."""
 
@@ -105,19 +114,11 @@ class Column(widgets.VBox):
         )
 
     def show(self, run: Run) -> None:
-        if run.error:
-            self.body.value = f'<div style="{TEXT}; color:var(--jp-error-color1, #c00)">{html.escape(run.error)}</div>'
-        else:
-            self.body.value = f'<div style="{TEXT}; white-space:pre-wrap; overflow-wrap:anywhere">{html.escape(run.answer)}</div>'
+        # What arrived stays, even when the stream broke off afterwards.
+        answer = f'<div style="{TEXT}; white-space:pre-wrap; overflow-wrap:anywhere">{html.escape(run.answer)}</div>'
+        error = f'<div style="{TEXT}; color:var(--jp-error-color1, #c00)">{html.escape(run.error or "")}</div>'
+        self.body.value = answer * bool(run.answer) + error * bool(run.error)
         self.stats.value = _small(_stats_line(run))
-
-
-# Widgets' HTML has the line height of a form control; text reads better tighter.
-TEXT = "line-height:1.4"
-
-
-def _small(text: str) -> str:
-    return f'<div style="{TEXT}; font-size:smaller">{html.escape(text)}</div>'
 
 
 def _stats_line(run: Run) -> str:
@@ -148,14 +149,18 @@ SUMMARY_COLUMNS = [
 ]
 
 
+SUMMARY_STYLE = (
+    "<style>.mlxwb-summary th, .mlxwb-summary td {padding: 2px 10px 2px 0; text-align: left; vertical-align: top}"
+    " .mlxwb-summary th {white-space: nowrap}</style>"
+)
+
+
 def summary_table(records: Iterable[dict]) -> str:
-    cell = "padding:2px 10px 2px 0; text-align:left; vertical-align:top"
-    head = "".join(f'<th style="{cell}; white-space:nowrap">{title}</th>' for _, title in SUMMARY_COLUMNS)
+    head = "".join(f"<th>{title}</th>" for _, title in SUMMARY_COLUMNS)
     rows = "".join(
-        "<tr>" + "".join(f'<td style="{cell}">{_cell(r[key])}</td>' for key, _ in SUMMARY_COLUMNS) + "</tr>"
-        for r in records
+        "<tr>" + "".join(f"<td>{_cell(r[key])}</td>" for key, _ in SUMMARY_COLUMNS) + "</tr>" for r in records
     )
-    return f'<table style="{TEXT}; border-collapse:collapse; margin-top:6px"><tr>{head}</tr>{rows}</table>'
+    return f'{SUMMARY_STYLE}<table class="mlxwb-summary" style="{TEXT}; margin-top:6px"><tr>{head}</tr>{rows}</table>'
 
 
 class CompareView(widgets.VBox):
@@ -187,7 +192,7 @@ class CompareView(widgets.VBox):
 
     def run(self) -> Comparison:
         """Stream every target at once; blocks until all are over and returns their records.
-        An interrupt closes every stream (the server cancels them) and is re-raised."""
+        An interrupt closes every stream (the server cancels them), then is re-raised."""
         client = self.endpoint.openai_client()
         start = threading.Barrier(len(self.runs))
         workers = [
@@ -207,8 +212,8 @@ class CompareView(widgets.VBox):
             raise
         finally:
             self._render()
-        self.records = Comparison(run.record() for run in self.runs)
-        self.summary.value = summary_table(self.records)
+            self.records = Comparison(run.record() for run in self.runs)
+            self.summary.value = summary_table(self.records)
         return self.records
 
     def _render(self) -> None:
@@ -234,7 +239,7 @@ class CompareView(widgets.VBox):
                     self._take(run, chunk)
         except openai.APIStatusError as e:
             run.error = _api_message(e)
-        except openai.APIError as e:
+        except (openai.APIError, httpx.HTTPError) as e:  # no answer, or the stream broke off
             run.error = f"{type(e).__name__}: {e}"
         finally:
             run.ended = time.monotonic()
@@ -273,10 +278,11 @@ def compare(
 
     targets: ids such as "demo" or "demo:upper", or (model, adapter) pairs.
     Every target gets the same sampling parameters: temperature=0, max_tokens=256
-    and seed=0 unless given, and any other OpenAI parameter (top_p, stop, ...). Returns one record per target
-    (answer, finish_reason, error, token counts, TTFT, tokens/s); `.df` gives
-    them as a pandas DataFrame. A target that fails shows its error in its
-    column while the others finish.
+    and seed=0 unless given, plus any other OpenAI parameter (top_p, stop, ...).
+    Returns one record per target (answer, finish_reason, error, token counts,
+    TTFT, tokens/s); `.df` gives them as a pandas DataFrame. A target that fails
+    shows its error in its column while the others finish. Interrupting the
+    kernel stops every stream (the server cancels them).
     """
     from IPython.display import display
 
