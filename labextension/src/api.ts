@@ -101,9 +101,12 @@ export class PoolClient {
     const response = await ServerConnection.makeRequest(url, init, this.settings);
     const text = await response.text();
     const data = parseJSON(text);
+    if (response.status === 404 && !data?.error) {
+      throw new Error('the mlx_workbench server extension is not enabled on this server (404)');
+    }
     if (!response.ok) {
       // The server answers OpenAI-style errors: {"error": {"message", ...}}.
-      const message = data?.error?.message ?? (text.trim() || response.statusText);
+      const message = data?.error?.message ?? response.statusText;
       throw new Error(`${response.status}: ${message}`);
     }
     return data as T;

@@ -27,7 +27,7 @@ export class PoolPanel extends VDomRenderer<PoolModel> {
             <refreshIcon.react tag="span" />
           </Button>
         </header>
-        {error && <p className="mlx-Error">Cannot reach the MLX server: {error}</p>}
+        {error && <p className="mlx-Error">MLX server unavailable: {error}</p>}
         {status && <EngineSection status={status} />}
         {status && (
           <section className="mlx-Models">
