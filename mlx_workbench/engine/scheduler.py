@@ -23,7 +23,7 @@ from mlx_lm.generate import BatchGenerator
 from .cache import PromptCache
 from .config import EngineConfig
 from .errors import ContextLengthExceeded, EngineError, GenerationFailed, InvalidRequest
-from .pool import Entry, Pool, release_memory
+from .pool import Entry, Pool
 from .requests import (Delta, Done, Event, Failed, Finished, GenerationRequest, Progress, Started,
                        Usage)
 from .sampling import StopStrings, make_logits_processors, make_sampler, token_logprob
@@ -229,14 +229,16 @@ class Scheduler:
                 self._emit(choice.sub, Progress(cached + r.progress[0], cached + r.progress[1]))
         self.generated_tokens += len(responses)
         self._window_tokens += len(responses)
+        now = time.perf_counter()
         stopped = []
         for r in responses:
             choice = batch.choices[r.uid]
-            if self._on_token(choice, r.token, r.logprobs, r.finish_reason):
-                stopped.append(r.uid)  # a stop string: the generator does not know
-            elif r.finish_reason is not None:
+            stop_string = self._on_token(choice, r.token, r.logprobs, r.finish_reason, now)
+            if r.finish_reason is not None:
                 self._store(batch, r.all_tokens, r.prompt_cache)
-                self._finish(batch, choice, r.finish_reason)
+                self._finish(batch, choice, "stop" if stop_string else r.finish_reason)
+            elif stop_string:
+                stopped.append(r.uid)  # the generator does not know: remove it
         if stopped:
             for uid, (kv, tokens) in batch.generator.remove(stopped, return_prompt_caches=True).items():
                 self._store(batch, tokens, kv)
@@ -244,10 +246,9 @@ class Scheduler:
         if batch.waiting:
             self._admit(batch)
 
-    def _on_token(self, choice: Choice, token: int, row: mx.array, finish: Optional[str]) -> bool:
+    def _on_token(self, choice: Choice, token: int, row: mx.array, finish: Optional[str], now: float) -> bool:
         """Turn one token into text for `choice`; True if a stop string ended it."""
         sub = choice.sub
-        now = time.perf_counter()
         if sub.first_token is None:
             sub.first_token = now
         sub.last_token = now
@@ -390,7 +391,6 @@ class Scheduler:
         self.batches.clear()
         self.cache.clear()
         self.pool.release_all()
-        release_memory()
         self.busy = False
 
 
