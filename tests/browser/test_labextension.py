@@ -78,6 +78,31 @@ def test_status_bar_shows_the_server_state(lab, page, status_item, screenshot):
     assert_drawn(screenshot("status-item", of=status_item), min_colors=4)  # drawn text, not an empty box
 
 
+def test_warning_colour_near_the_budget(page, status_item, screenshot):
+    """The demo model is far too small to fill a budget on purpose, so the real
+    status answer is passed through with its active memory raised to 95%."""
+    text = status_item.locator(".mlx-StatusItem-text")
+    expect(text).to_have_attribute("data-level", "ok", timeout=LIVE)
+    normal = text.evaluate("node => getComputedStyle(node).color")
+
+    def near_budget(route):
+        response = route.fetch()
+        status = response.json()
+        status["memory"]["active"] = int(status["memory"]["budget"] * 0.95)
+        route.fulfill(response=response, json=status)
+
+    status_url = re.compile(r"/mlx/api/status\b")  # ServerConnection adds ?<cache buster>
+    page.route(status_url, near_budget)
+    try:
+        expect(text).to_have_attribute("data-level", "warn", timeout=LIVE)
+        expect(text).to_contain_text(f"486 MB / {BUDGET}")
+        assert text.evaluate("node => getComputedStyle(node).color") != normal
+        screenshot("warn", of=status_item)
+    finally:
+        page.unroute(status_url)
+    expect(text).to_have_attribute("data-level", "ok", timeout=LIVE)
+
+
 def test_load_pin_unload_through_the_sidebar(lab, panel, status_item, screenshot):
     names = panel.locator(".mlx-Model-name")
     expect(names).to_have_text(["demo", "demo:upper", "demo:pirate", "broken"])
