@@ -106,6 +106,7 @@ class Scheduler:
         self.busy = False  # some batch has sequences to step
         self.generated_tokens = 0
         self._touched: list[Submission] = []
+        self._changed = False  # a request started or ended since the last snapshot
         self._window_tokens, self._window_start = 0, time.perf_counter()
         self.snapshot = EngineStatus(state="running", queue_limit=config.queue_limit)
         self.publish()
@@ -135,9 +136,9 @@ class Scheduler:
         self._after_job()
 
     def _after_job(self) -> None:
-        self._flush()
         self.busy = any(b.choices for b in self.batches.values())
         self.publish()
+        self._flush()
 
     # ---- admission ---------------------------------------------------------
 
@@ -204,6 +205,7 @@ class Scheduler:
             sub.choices.append(choice)
             batch.choices[uid] = choice
         self._emit(sub, Started(prompt_tokens=len(sub.prompt), cached_tokens=sub.cached_tokens))
+        self._changed = True
 
     # ---- the step ----------------------------------------------------------
 
@@ -211,10 +213,11 @@ class Scheduler:
         for batch in list(self.batches.values()):
             if batch.choices:
                 self._step(batch)
-        self._flush()
         self.busy = any(b.choices for b in self.batches.values())
-        if time.perf_counter() - self._window_start >= PUBLISH_INTERVAL:
+        # Before the events go out, so that a caller who sees Done sees the status after it.
+        if self._changed or time.perf_counter() - self._window_start >= PUBLISH_INTERVAL:
             self.publish()
+        self._flush()
 
     def _step(self, batch: Batch) -> None:
         try:
@@ -312,7 +315,7 @@ class Scheduler:
         self._end(sub, Failed(error))
 
     def _end(self, sub: Submission, event: Event) -> None:
-        sub.ended = True
+        sub.ended, self._changed = True, True
         sub.leave_queue()
         self._emit(sub, event)
         self.submissions.pop(sub.request.id, None)
@@ -365,6 +368,7 @@ class Scheduler:
         rate = self._window_tokens / elapsed if elapsed >= 0.05 else self.snapshot.tokens_per_second
         if elapsed >= 0.05:
             self._window_tokens, self._window_start = 0, now
+        self._changed = False
         self.snapshot = EngineStatus(
             state="running",
             entries=[e.status() for e in self.pool.entries.values()],
@@ -385,13 +389,14 @@ class Scheduler:
         for sub in list(self.submissions.values()):
             if not sub.ended:
                 self._fail(sub, error)
-        self._flush()
         for batch in self.batches.values():
             batch.generator.close()
         self.batches.clear()
         self.cache.clear()
         self.pool.release_all()
         self.busy = False
+        self.publish()
+        self._flush()
 
 
 _device = None

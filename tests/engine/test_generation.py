@@ -84,6 +84,25 @@ def test_stop_string_across_tokens(engine):
     assert [e.reason for e in events if isinstance(e, Finished)] == ["stop"]
 
 
+def test_stop_string_completed_by_the_last_allowed_token(engine):
+    full = texts(run(engine, chat("hello", max_tokens=10)))[0]
+    events = run(engine, chat("hello", max_tokens=10, stop=[full]))
+    assert texts(events) == [""]
+    assert [e.reason for e in events if isinstance(e, Finished)] == ["stop"]
+
+
+def test_status_counts_requests_and_tokens(engine):
+    stream = engine.generate(chat("hello", max_tokens=300))
+    next(stream)
+    status = engine.status()
+    assert status.active_requests == 1
+    assert next(e for e in status.entries if e.id == "tiny").active_requests == 1
+    list(stream)
+    status = engine.status()
+    assert status.generated_tokens >= 300 and status.tokens_per_second > 0
+    assert status.active_requests == 0 and status.memory.active > 0 and status.memory.device
+
+
 def test_logprobs(engine):
     events = run(engine, chat("hello", max_tokens=6, logprobs=True, top_logprobs=3))
     logprobs = [lp for e in events if isinstance(e, Delta) for lp in e.logprobs]
