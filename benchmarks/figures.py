@@ -16,8 +16,8 @@ from .workload import Workload
 async def warm_up(workload: Workload, systems: list) -> None:
     """First requests compile kernels and grow buffers; none of that is measured."""
     for system in systems:
-        await system.streams(workload, [workload.fresh_prompt()], 4)
-        await system.streams(workload, [workload.fresh_prompt() for _ in range(4)], 4)
+        await system.streams(workload, [workload.fresh_prompt()], 2)
+        await system.streams(workload, [workload.fresh_prompt() for _ in range(2)], 2)
 
 
 async def one_stream(workload: Workload, systems: list) -> dict:
@@ -62,7 +62,7 @@ async def conversation(workload: Workload, systems: list) -> dict:
     ttfts: dict[str, list[float]] = {s.label: [] for s in systems}
     for turn in range(1, workload.turns + 1):
         for system in systems:
-            (trace,) = await system.streams(workload, [chats[system.label]], workload.max_tokens)
+            (trace,) = await system.streams(workload, [chats[system.label]], workload.turn_tokens)
             ttfts[system.label].append(trace.ttft)
             chats[system.label] = workload.next_turn(chats[system.label], trace.text, turn + 1)
     return {label: {"ttft_s": values} for label, values in ttfts.items()}

@@ -159,6 +159,7 @@ def plot(results: dict, path: Path) -> None:
             ["tokens/s", "ms", "ms"],
         ):
             ax.set(title=f"{name}: {title}", xlabel=xlabel, ylabel=ylabel)
+            ax.set_xticks(sorted({x for line in ax.lines for x in line.get_xdata()}))
             ax.grid(alpha=0.3)
             if ax.lines:
                 ax.legend(fontsize=8)

@@ -50,14 +50,15 @@ def progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-async def benchmark(quick: bool, scratch: Path) -> dict:
+async def benchmark(names: list[str], quick: bool, scratch: Path) -> dict:
     from mlx_workbench.demo import DEMO_MODELS
 
-    workloads = [demo_workload(quick, scratch)] + ([] if quick else [random_workload(scratch)])
+    make = {"demo": lambda: demo_workload(quick, scratch), "random-135m": lambda: random_workload(scratch)}
+    workloads = [make[name]() for name in names]
     models = {w.name: {"path": w.path, "adapters": w.adapters} for w in workloads}
     # Figure 5 loads a second model during the demo streams: the heavy 135M one
-    # in a full run, the small ChatML demo model in a quick one.
-    stall_model = workloads[-1].name if not quick else "demo-chatml"
+    # when it is benchmarked too, else the small ChatML demo model.
+    stall_model = "random-135m" if "random-135m" in models else "demo-chatml"
     models.setdefault(stall_model, {"path": DEMO_MODELS["demo-chatml"]["path"], "adapters": {}})
 
     results = {"machine": machine(), "settings": {"quick": quick}, "models": {}}
@@ -67,7 +68,7 @@ async def benchmark(quick: bool, scratch: Path) -> dict:
         for workload in workloads:
             results["settings"][workload.name] = {
                 "path": workload.path, "max_tokens": workload.max_tokens, "concurrency": workload.concurrency,
-                "turns": workload.turns, "repetitions": workload.reps, "logit_bias": workload.logit_bias,
+                "turns": workload.turns, "turn_tokens": workload.turn_tokens, "repetitions": workload.reps, "logit_bias": workload.logit_bias,
             }
             progress(f"{workload.name}: loading raw mlx_lm and starting mlx_lm.server")
             raw, server = RawMLX(workload), MLXLMServer(workload)
@@ -106,11 +107,13 @@ async def benchmark(quick: bool, scratch: Path) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="demo model only, tiny settings (smoke test)")
+    parser.add_argument("--models", help="comma-separated: demo,random-135m (default: both; --quick: demo)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="folder for results.json/png")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mlxwb-bench-") as scratch:
-        results = asyncio.run(benchmark(args.quick, Path(scratch)))
+        names = args.models.split(",") if args.models else ["demo"] if args.quick else ["demo", "random-135m"]
+        results = asyncio.run(benchmark(names, args.quick, Path(scratch)))
     results["settings"]["wall_s"] = time.perf_counter() - started
     print(report.tables(results))
     json_path, png_path = report.write(results, args.out)

@@ -29,6 +29,7 @@ class Workload:
     max_tokens: int
     concurrency: list[int]
     turns: int  # figure 3; 0 skips it
+    turn_tokens: int  # answer length per turn: the whole chat must fit a small context
     reps: int  # repetitions of figures 1 and 2 (medians are reported)
     stall_tokens: int = 0  # figure 5 stream length; 0 skips it
     _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
@@ -74,13 +75,15 @@ def demo_workload(quick: bool, scratch: Path) -> Workload:
         max_tokens=16 if quick else 128,
         concurrency=[1, 4] if quick else [1, 4, 8, 16],
         turns=3 if quick else 10,
+        turn_tokens=16 if quick else 32,
         reps=1 if quick else 3,
         stall_tokens=64 if quick else 512,
     )
 
 
 def random_workload(scratch: Path) -> Workload:
-    """Short runs: a 135M model decodes at a few tokens/s on a CPU."""
+    """Short runs: a 135M model decodes at a few tokens/s on MLX's CPU backend,
+    so one stream, 4 streams (one repetition each) and the memory figure."""
     path = models.random_model()
     return Workload(
         name="random-135m",
@@ -88,7 +91,8 @@ def random_workload(scratch: Path) -> Workload:
         adapters=models.extra_adapters(path, 3, scratch / "random-135m"),
         stop_ids=stop_ids(str(path)),
         max_tokens=16,
-        concurrency=[1, 4],
+        concurrency=[4],
         turns=0,
+        turn_tokens=0,
         reps=1,
     )
