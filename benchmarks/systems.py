@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,11 +27,10 @@ from typing import Optional
 
 from openai import AsyncOpenAI
 
+from tests.server import JupyterProcess, free_port, start_jupyter
+
 from .timing import Trace, now
 from .workload import Workload
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from server import JupyterProcess, free_port, start_jupyter  # noqa: E402
 
 
 class ConcurrentRequests:
@@ -109,6 +109,7 @@ class MLXLMServer(OpenAIClientSystem):
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.log.unlink()
 
 
 def _answers(url: str) -> bool:
@@ -123,7 +124,8 @@ class Workbench(OpenAIClientSystem):
     label = "mlx_workbench endpoint"
 
     def __init__(self, models: dict[str, dict]):
-        config = Path(tempfile.mkdtemp(prefix="mlxwb-bench-")) / "jupyter_server_config.py"
+        self.config_dir = Path(tempfile.mkdtemp(prefix="mlxwb-bench-"))
+        config = self.config_dir / "jupyter_server_config.py"
         config.write_text(
             "c.ServerApp.jpserver_extensions = {'mlx_workbench': True}\n"
             f"c.MLXWorkbench.models = {models!r}\n"
@@ -171,6 +173,7 @@ class Workbench(OpenAIClientSystem):
     async def close(self) -> None:
         await super().close()
         self.server.stop()
+        shutil.rmtree(self.config_dir)
 
 
 class EngineInProcess(ConcurrentRequests):
@@ -187,12 +190,12 @@ class EngineInProcess(ConcurrentRequests):
     async def _stream(self, workload: Workload, messages: list[dict], max_tokens: int, trace: Trace) -> None:
         from mlx_workbench.engine.requests import Delta, Done, Failed, GenerationRequest, SamplingParams
 
+        trace.sent = now()
         request = GenerationRequest(
             model=workload.name,
             messages=messages,
             sampling=SamplingParams(max_tokens=max_tokens, temperature=0.0, logit_bias=workload.logit_bias),
         )
-        trace.sent = now()
         async for event in self.engine.agenerate(request):
             if isinstance(event, Delta):
                 trace.arrived(event.text)
