@@ -66,8 +66,9 @@ class Choice:
 
     __slots__ = ("sub", "index", "uid", "detokenizer", "stops", "ids", "logprobs", "tokens", "open")
 
-    def __init__(self, sub: Submission, index: int, uid: int, tokenizer, stop: list[str]):
-        self.sub, self.index, self.uid = sub, index, uid
+    def __init__(self, sub: Submission, index: int, tokenizer, stop: list[str]):
+        self.sub, self.index = sub, index
+        self.uid: Optional[int] = None  # in the generator once set
         self.detokenizer = tokenizer.detokenizer
         self.stops = StopStrings(stop) if stop else None
         self.ids: list[int] = []  # tokens whose text is not sent yet
@@ -184,28 +185,40 @@ class Scheduler:
         self.busy = self.busy or bool(batch.choices)
 
     def _insert(self, batch: Batch, sub: Submission) -> None:
-        request, entry = sub.request, batch.entry
-        params, n = request.sampling, request.n
+        entry, n = batch.entry, sub.request.n
         cache, rest = self.cache.fetch(entry.id, sub.prompt)
         sub.cached_tokens = len(sub.prompt) - len(rest)
+        sub.choices = [Choice(sub, i, entry.tokenizer, sub.request.sampling.stop) for i in range(n)]
+        # n > 1: prefill once for choice 0; the others copy its KV cache (see _fork).
+        first = sub.choices[:1] if n > 1 and len(rest) > 1 else sub.choices
+        self._start(batch, first, rest, cache, sub.prompt[: sub.cached_tokens])
+        self._emit(sub, Started(prompt_tokens=len(sub.prompt), cached_tokens=sub.cached_tokens))
+        self._changed = True
+
+    def _fork(self, batch: Batch, choice: Choice) -> None:
+        """Choice 0 has processed all but the last prompt token: start the others from a copy."""
+        ((kv, tokens),) = batch.generator.extract_cache([choice.uid]).values()
+        self._start(batch, choice.sub.choices[1:], choice.sub.prompt[len(tokens):], kv, tokens)
+
+    def _start(self, batch: Batch, choices: list[Choice], rest: list[int], kv, cached: list[int]) -> None:
+        """Put `choices` into the generator: `rest` of the prompt on top of `kv` (holding `cached`)."""
+        sub, entry = choices[0].sub, batch.entry
+        params = sub.request.sampling
         max_tokens = min(params.max_tokens, self.config.max_tokens_cap)
         if entry.context_length is not None:
             max_tokens = min(max_tokens, entry.context_length - len(sub.prompt))
-        vocab = entry.config.get("vocab_size")
+        processors = make_logits_processors(params, entry.config.get("vocab_size"), len(sub.prompt))
         uids = batch.generator.insert(
-            [rest] * n,
-            max_tokens=[max_tokens] * n,
-            caches=[copy.deepcopy(cache) if cache and i else cache for i in range(n)],
-            all_tokens=[sub.prompt[: sub.cached_tokens] for _ in range(n)],
-            samplers=[make_sampler(params, i) for i in range(n)],
-            logits_processors=[make_logits_processors(params, vocab, len(sub.prompt))] * n,
+            [rest] * len(choices),
+            max_tokens=[max_tokens] * len(choices),
+            caches=[copy.deepcopy(kv) if kv else None for _ in choices],
+            all_tokens=[list(cached) for _ in choices],
+            samplers=[make_sampler(params, c.index) for c in choices],
+            logits_processors=[processors] * len(choices),
         )
-        for index, uid in enumerate(uids):
-            choice = Choice(sub, index, uid, entry.tokenizer, params.stop)
-            sub.choices.append(choice)
+        for choice, uid in zip(choices, uids):
+            choice.uid = uid
             batch.choices[uid] = choice
-        self._emit(sub, Started(prompt_tokens=len(sub.prompt), cached_tokens=sub.cached_tokens))
-        self._changed = True
 
     # ---- the step ----------------------------------------------------------
 
@@ -227,9 +240,12 @@ class Scheduler:
             return self._fail_batch(batch, GenerationFailed(f"Generation failed: {e}"))
         for r in prompt_responses:
             choice = batch.choices.get(r.uid)
-            if not r.end_of_prompt and choice is not None and choice.index == 0:
-                cached = choice.sub.cached_tokens
-                self._emit(choice.sub, Progress(cached + r.progress[0], cached + r.progress[1]))
+            if r.end_of_prompt or choice is None or choice.index:
+                continue
+            cached = choice.sub.cached_tokens
+            self._emit(choice.sub, Progress(cached + r.progress[0], cached + r.progress[1]))
+            if r.end_of_segment and choice.sub.choices[-1].uid is None:
+                self._fork(batch, choice)
         self.generated_tokens += len(responses)
         self._window_tokens += len(responses)
         now = time.perf_counter()
@@ -282,7 +298,7 @@ class Scheduler:
     # ---- endings -----------------------------------------------------------
 
     def _finish(self, batch: Batch, choice: Choice, reason: str) -> None:
-        del batch.choices[choice.uid]
+        batch.choices.pop(choice.uid, None)
         choice.open = False
         sub = choice.sub
         self._emit(sub, Finished(choice.index, reason))
@@ -304,8 +320,8 @@ class Scheduler:
             if sub in batch.waiting:
                 batch.waiting.remove(sub)
             open_choices = [c for c in sub.choices if c.open]
-            if open_choices:
-                batch.generator.remove([c.uid for c in open_choices])
+            if any(c.uid is not None for c in open_choices):
+                batch.generator.remove([c.uid for c in open_choices if c.uid is not None])
             for choice in open_choices:
                 self._finish(batch, choice, "cancelled")
         if not sub.ended:

@@ -66,6 +66,14 @@ def test_n_choices_share_the_prompt(engine):
     assert len(set(sampled)) > 1  # each choice has its own random stream
 
 
+def test_n_choices_process_the_prompt_once(make_engine):
+    engine = make_engine(prompt_cache_size=0)
+    events = run(engine, chat("how are you today?", n=3, max_tokens=6))
+    assert len(texts(events)) == 3
+    counters = engine._scheduler.batches["tiny"].generator._counters
+    assert counters.prompt_tokens == events[0].prompt_tokens - 1  # the last token starts each choice
+
+
 async def test_seeded_request_gives_the_same_output_alone_and_batched(engine):
     seeded = chat("hello", max_tokens=20, temperature=1.0, seed=1234)
     alone = texts(await run_async(engine, seeded))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import pytest
@@ -146,3 +147,16 @@ def test_idle_entries_are_unloaded(make_engine):
     while states(engine).get("wide") != "unloaded" and time.monotonic() < deadline:
         time.sleep(0.05)
     assert states(engine) == {"tiny": "loaded", "wide": "unloaded"}  # pinned stays
+
+
+def test_a_hugging_face_repo_id_loads_from_the_hub_cache(engine, models, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    snapshot = tmp_path / "models--someone--tiny-chat" / "snapshots" / ("0" * 40)
+    shutil.copytree(models["tiny"], snapshot)
+    (tmp_path / "models--someone--tiny-chat" / "refs").mkdir()
+    (tmp_path / "models--someone--tiny-chat" / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    entry = engine.load("someone/tiny-chat").result(30)
+    assert entry.state == "loaded" and entry.progress == 1.0
+    assert texts(list(engine.generate(chat("hi", model="someone/tiny-chat", max_tokens=3))))
