@@ -40,7 +40,7 @@ class RawMLX:
             max_tokens=max_tokens, logits_processors=self.processors,
         ):
             trace.arrived(response.text)
-            trace.tokens = response.generation_tokens
+            trace.tokens, trace.prompt_tokens = response.generation_tokens, response.prompt_tokens
         return trace
 
     def _batch(self, chats: list[list[dict]], max_tokens: int) -> list[Trace]:

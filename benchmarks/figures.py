@@ -59,13 +59,20 @@ async def conversation(workload: Workload, systems: list) -> dict:
     chat client would send them, so a prompt cache can reuse the whole history."""
     opening = workload.fresh_prompt()
     chats = {s.label: opening for s in systems}
-    ttfts: dict[str, list[float]] = {s.label: [] for s in systems}
+    traces: dict[str, list[Trace]] = {s.label: [] for s in systems}
     for turn in range(1, workload.turns + 1):
         for system in systems:
             (trace,) = await system.streams(workload, [chats[system.label]], workload.turn_tokens)
-            ttfts[system.label].append(trace.ttft)
+            traces[system.label].append(trace)
             chats[system.label] = workload.next_turn(chats[system.label], trace.text, turn + 1)
-    return {label: {"ttft_s": values} for label, values in ttfts.items()}
+    return {
+        label: {
+            "ttft_s": [t.ttft for t in turns],
+            "prompt_tokens": [t.prompt_tokens for t in turns],
+            "cached_tokens": [t.cached_tokens for t in turns],
+        }
+        for label, turns in traces.items()
+    }
 
 
 async def adapter_memory(workload: Workload, raw, pools: list) -> dict:

@@ -70,8 +70,9 @@ class OpenAIClientSystem(ConcurrentRequests):
         async for chunk in stream:
             if chunk.choices:
                 trace.arrived(chunk.choices[0].delta.content or "")
-            if chunk.usage:
-                trace.tokens = chunk.usage.completion_tokens
+            if usage := chunk.usage:
+                trace.tokens, trace.prompt_tokens = usage.completion_tokens, usage.prompt_tokens
+                trace.cached_tokens = getattr(usage.prompt_tokens_details, "cached_tokens", None) or 0
 
     async def close(self) -> None:
         await self.client.close()
@@ -200,7 +201,9 @@ class EngineInProcess(ConcurrentRequests):
             if isinstance(event, Delta):
                 trace.arrived(event.text)
             elif isinstance(event, Done):
-                trace.tokens = event.usage.completion_tokens
+                usage = event.usage
+                trace.tokens, trace.prompt_tokens, trace.cached_tokens = (
+                    usage.completion_tokens, usage.prompt_tokens, usage.cached_tokens)
             elif isinstance(event, Failed):
                 raise event.error
 

@@ -23,6 +23,8 @@ class Trace:
     arrivals: list[float] = field(default_factory=list)
     tokens: int = 0
     text: str = ""
+    prompt_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens a prompt cache served
 
     def arrived(self, text: str) -> None:
         if text:

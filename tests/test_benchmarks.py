@@ -7,6 +7,8 @@ with equal work, not how fast anything is: timings on a shared machine are noise
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,12 +23,18 @@ POOLS = {"mlx_workbench engine", "mlx_workbench endpoint"}
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    proc = subprocess.run(
+    # Its own session, so a timeout also ends the servers it started.
+    proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=280,
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
-    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    return proc.stdout, json.loads((out / "results.json").read_text()), out / "results.png"
+    try:
+        stdout, stderr = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+    assert proc.returncode == 0, f"stdout:\n{stdout}\nstderr:\n{stderr}"
+    return stdout, json.loads((out / "results.json").read_text()), out / "results.png"
 
 
 def test_every_figure_measures_every_system(run):
