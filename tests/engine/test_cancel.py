@@ -8,7 +8,7 @@ import time
 
 from mlx_workbench.engine.requests import Delta, Done, Finished
 
-from conftest import chat, texts
+from engine_helpers import chat, texts
 
 
 def wait_until(predicate, timeout: float = 10.0) -> None:

@@ -12,7 +12,7 @@ from mlx_workbench.engine.errors import ContextLengthExceeded, InvalidRequest, M
 from mlx_workbench.engine.requests import (Delta, Done, Failed, Finished, GenerationRequest, Progress,
                                            SamplingParams, Started)
 
-from conftest import chat, texts
+from engine_helpers import chat, texts
 
 PROMPTS = ["hello", "how are you today?", "the quick brown fox", "0123456789", "lazy dog", "world"]
 

@@ -14,7 +14,7 @@ from mlx_workbench.engine import engine as engine_module
 from mlx_workbench.engine.errors import EngineNotReady, EngineStopped, GenerationFailed
 from mlx_workbench.engine.requests import Delta, Done, Failed, Started
 
-from conftest import chat, texts
+from engine_helpers import chat, texts
 
 
 def test_a_job_that_raises_fails_its_caller_only(engine):

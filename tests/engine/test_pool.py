@@ -10,7 +10,7 @@ import pytest
 from mlx_workbench.engine.errors import LoadFailed, MemoryBudgetExceeded
 from mlx_workbench.engine.requests import Done, Failed, Started
 
-from conftest import chat, texts
+from engine_helpers import chat, texts
 
 
 def states(engine) -> dict[str, str]:
