@@ -245,14 +245,21 @@ class Scheduler:
             cached = choice.sub.cached_tokens
             self._emit(choice.sub, Progress(cached + r.progress[0], cached + r.progress[1]))
             if r.end_of_segment and choice.sub.choices[-1].uid is None:
-                self._fork(batch, choice)
+                self._guarded(choice.sub, self._fork, batch, choice)
         self.generated_tokens += len(responses)
         self._window_tokens += len(responses)
         now = time.perf_counter()
         stopped = []
         for r in responses:
-            choice = batch.choices[r.uid]
-            stop_string = self._on_token(choice, r.token, r.logprobs, r.finish_reason, now)
+            choice = batch.choices.get(r.uid)
+            if choice is None:  # its request failed earlier in this step
+                continue
+            try:
+                stop_string = self._on_token(choice, r.token, r.logprobs, r.finish_reason, now)
+            except Exception as e:
+                log.exception("request %s failed", choice.sub.request.id)
+                self._fail(choice.sub, GenerationFailed(f"{type(e).__name__}: {e}"))
+                continue
             if r.finish_reason is not None:
                 self._store(batch, r.all_tokens, r.prompt_cache)
                 self._finish(batch, choice, "stop" if stop_string else r.finish_reason)
@@ -315,24 +322,27 @@ class Scheduler:
         )
 
     def _cancel(self, sub: Submission) -> None:
-        batch = self.batches.get(sub.entry.id) if sub.entry else None
-        if batch is not None:
-            if sub in batch.waiting:
-                batch.waiting.remove(sub)
-            open_choices = [c for c in sub.choices if c.open]
-            if any(c.uid is not None for c in open_choices):
-                batch.generator.remove([c.uid for c in open_choices if c.uid is not None])
-            for choice in open_choices:
-                self._finish(batch, choice, "cancelled")
-        if not sub.ended:
-            self._end(sub, Done(self._usage(sub)))
+        for choice in sub.choices:
+            if choice.open:
+                self._emit(sub, Finished(choice.index, "cancelled"))
+        self._end(sub, Done(self._usage(sub)))
 
     def _fail(self, sub: Submission, error: EngineError) -> None:
         self._end(sub, Failed(error))
 
     def _end(self, sub: Submission, event: Event) -> None:
+        """The request's last event: whatever of it is still queued or in a batch leaves."""
         sub.ended, self._changed = True, True
         sub.leave_queue()
+        batch = self.batches.get(sub.entry.id) if sub.entry else None
+        if batch is not None:
+            if sub in batch.waiting:
+                batch.waiting.remove(sub)
+            uids = [c.uid for c in sub.choices if c.open and batch.choices.pop(c.uid, None)]
+            if uids:
+                batch.generator.remove(uids)
+        for choice in sub.choices:
+            choice.open = False
         self._emit(sub, event)
         self.submissions.pop(sub.request.id, None)
         if sub.entry is not None:

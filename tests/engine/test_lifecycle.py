@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mlx_workbench.engine import engine as engine_module
+from mlx_workbench.engine import scheduler as scheduler_module
 from mlx_workbench.engine.errors import EngineNotReady, EngineStopped, GenerationFailed
 from mlx_workbench.engine.requests import Delta, Done, Failed, Started
 
@@ -25,6 +26,20 @@ def test_a_job_that_raises_fails_its_caller_only(engine):
         engine._device.submit(boom).result(10)
     assert engine.status().state == "running" and engine.status().restarts == 0
     assert texts(list(engine.generate(chat("hi", max_tokens=3))))
+
+
+def test_a_request_that_raises_on_the_device_thread_fails_alone(engine, monkeypatch):
+    def broken_logprob(*args):
+        raise RuntimeError("logprob broke")
+
+    monkeypatch.setattr(scheduler_module, "token_logprob", broken_logprob)
+    healthy = engine.generate(chat("hello", max_tokens=30))
+    assert isinstance(next(healthy), Started)
+    events = list(engine.generate(chat("hi", logprobs=True)))
+    assert isinstance(events[-1], Failed) and "logprob broke" in events[-1].error.message
+    assert isinstance(events[-1].error, GenerationFailed)
+    assert isinstance(list(healthy)[-1], Done)
+    assert engine.status().restarts == 0 and engine.status().active_requests == 0
 
 
 def test_a_model_that_raises_fails_its_batch_only(engine):
