@@ -132,7 +132,8 @@ class MemoryGauge(widgets.HTML):
             )
         other = active - sum(self.shares.values())
         if other > 0:
-            segments.append(_segment(other, scale, "#9c9c9c", f"other active memory (KV caches, buffers): {human_bytes(other)}"))
+            title = f"other active memory (KV caches, buffers): {human_bytes(other)}"
+            segments.append(_segment(other, scale, "#9c9c9c", title))
         segments.append(_segment(cache, scale, "#d5d5d5", f"cache, free for reuse: {human_bytes(cache)}"))
         peak_mark = (
             f'<div title="peak {human_bytes(peak)}" style="position:absolute; top:0; bottom:0; '
@@ -152,7 +153,8 @@ class MemoryGauge(widgets.HTML):
 def _segment(size: int, scale: int, color: str, title: str) -> str:
     width = max(0.0, min(size / scale, 1.0)) * 100
     # A small model against a large budget still gets a visible sliver.
-    return f'<div title="{html.escape(title)}" style="width:{width:.2f}%; min-width:{2 if size else 0}px; background:{color}"></div>'
+    style = f"width:{width:.2f}%; min-width:{2 if size else 0}px; background:{color}"
+    return f'<div title="{html.escape(title)}" style="{style}"></div>'
 
 
 def _width(width: str) -> widgets.Layout:
@@ -284,7 +286,8 @@ class PoolPanel(widgets.VBox):
         try:
             call()
         except WorkbenchError as e:
-            self.message.value = f'<span style="color:{ERROR}">{action} {html.escape(target)}: {html.escape(str(e))}</span>'
+            text = html.escape(f"{action} {target}: {e}")
+            self.message.value = f'<span style="color:{ERROR}">{text}</span>'
         else:
             self.message.value = ""
         self.refresh()
