@@ -13,6 +13,8 @@ from queue import Empty
 
 from jupyter_client.manager import start_new_kernel
 
+from mlx_workbench.demo import load_answers
+
 
 @dataclass
 class Execution:
@@ -89,7 +91,7 @@ def kernel_env(**env: str) -> dict:
     return {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), **env}
 
 
-ANSWERS = json.loads((Path(__file__).parents[2] / "mlx_workbench/demo/answers.json").read_text())
+ANSWERS = load_answers()
 
 
 def answer(model: str, user: str, adapter: str | None = None, system: str | None = None) -> str:
