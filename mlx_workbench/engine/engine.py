@@ -111,16 +111,8 @@ class Engine:
     # ---- generation --------------------------------------------------------
 
     async def agenerate(self, request: GenerationRequest) -> AsyncIterator[Event]:
-        loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
-
-        def send(batch: list[Event]) -> None:
-            try:
-                loop.call_soon_threadsafe(events.put_nowait, batch)
-            except RuntimeError:  # the caller's loop is closed: nobody is listening
-                self.cancel(request.id)
-
-        self._submit(request, send)
+        self._submit(request, events.put_nowait, asyncio.get_running_loop())
         ended = False
         try:
             while not ended:
@@ -148,7 +140,9 @@ class Engine:
         if self._device is not None:
             self._device.post(self._scheduler.cancel, request_id)
 
-    def _submit(self, request: GenerationRequest, send: Callable[[list[Event]], None]) -> None:
+    def _submit(self, request: GenerationRequest, send: Callable[[list[Event]], None],
+                loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
+        """Queue `request`; its events go to `send`, called on `loop` if given."""
         if self._state != "running":
             raise EngineNotReady(f"The engine is {self._state}." + (f" {self._error}" if self._error else ""))
         model, adapter = self._resolve(request.model, request.adapter)
@@ -164,10 +158,18 @@ class Engine:
             if self._queued >= self.config.queue_limit:
                 raise QueueFull(self.config.queue_limit)
             self._queued += 1
-        sub = Submission(request, model, adapter, send, self._dequeued)
+        sub = Submission(request, model, adapter, send, self._dequeued, loop)
         job = self._device.submit(self._scheduler.add, sub)
-        # The device thread died before running it: end the request anyway.
-        job.add_done_callback(lambda f: f.exception() and (sub.leave_queue(), send([Failed(f.exception())])))
+        job.add_done_callback(lambda f: f.exception() and self._never_ran(sub, f.exception()))
+
+    @staticmethod
+    def _never_ran(sub: Submission, error: BaseException) -> None:
+        """The device thread ended before it took the request: end it anyway."""
+        sub.leave_queue()
+        if sub.loop is None:
+            sub.send([Failed(error)])
+        else:
+            sub.loop.call_soon_threadsafe(sub.send, [Failed(error)])
 
     def _dequeued(self) -> None:
         with self._lock:

@@ -10,6 +10,7 @@ cross-thread wake-up per request.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import time
@@ -44,6 +45,7 @@ class Submission:
     adapter: Optional[str]
     send: Callable[[list[Event]], None]  # delivers a batch of events to the caller's channel
     dequeued: Callable[[], None]  # tells the engine the request left the queue
+    loop: Optional[asyncio.AbstractEventLoop] = None  # where `send` must run; None: any thread
     submitted: float = field(default_factory=time.perf_counter)
     entry: Optional[Entry] = None
     prompt: list[int] = field(default_factory=list)
@@ -374,10 +376,24 @@ class Scheduler:
         sub.outbox.append(event)
 
     def _flush(self) -> None:
+        """Send what this step produced: one wake-up per event loop, however many
+        of its requests are in the batch."""
+        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
         for sub in self._touched:
             events, sub.outbox = sub.outbox, []
-            sub.send(events)
+            if sub.loop is None:
+                sub.send(events)
+            else:
+                by_loop.setdefault(sub.loop, []).append((sub, events))
         self._touched.clear()
+        for loop, deliveries in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, deliveries)
+            except RuntimeError:  # the loop is closed: nobody listens any more
+                for sub, _ in deliveries:
+                    if not sub.ended:
+                        self._cancel(sub)
+                self._touched.clear()
 
     def tick(self) -> Optional[float]:
         """Idle housekeeping: unload idle entries, let tokens/s decay to 0."""
@@ -423,6 +439,11 @@ class Scheduler:
         self.busy = False
         self.publish()
         self._flush()
+
+
+def _deliver(deliveries: list) -> None:
+    for sub, events in deliveries:
+        sub.send(events)
 
 
 _device = None
