@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from widgets_harness import greedy_answer
+from widgets_harness import shared_prompt
 
 
 def load(api, *targets: str) -> None:
@@ -15,11 +15,12 @@ def load(api, *targets: str) -> None:
 
 
 def test_each_column_gets_its_exact_greedy_answer(kernel, api):
-    prompt, targets = "What is the capital of France?", ["demo", ("demo", "upper"), "demo-chatml"]
+    prompt, answers = shared_prompt("demo", "demo:upper", "demo-chatml")
+    targets = ["demo", ("demo", "upper"), "demo-chatml"]  # ids and (model, adapter) pairs alike
     kernel.run(f"records = mlx_workbench.compare({prompt!r}, {targets!r})", timeout=120)
     records = kernel.value("records")
     assert [r["target"] for r in records] == ["demo", "demo:upper", "demo-chatml"]
-    assert [r["answer"] for r in records] == [greedy_answer(t, prompt) for t in ("demo", "demo:upper", "demo-chatml")]
+    assert [r["answer"] for r in records] == answers
     for record in records:
         assert record["finish_reason"] == "stop" and record["error"] is None
         assert record["completion_tokens"] > 0 and record["prompt_tokens"] > 0
@@ -30,13 +31,14 @@ def test_each_column_gets_its_exact_greedy_answer(kernel, api):
 
 def test_targets_stream_at_the_same_time(kernel, api):
     """While the comparison runs, the server reports more than one request in flight."""
-    prompt, targets = "Tell me a story.", ["demo", "demo-chatml"]
+    targets = ["demo", "demo-chatml"]
+    prompt, answers = shared_prompt(*targets, longest=True)
     load(api, *targets)
     most_active, done = 0, threading.Event()
 
     def watch():
         nonlocal most_active
-        while not done.is_set():
+        while not done.wait(0.005):
             most_active = max(most_active, api.status()["active_requests"])
 
     watcher = threading.Thread(target=watch)
@@ -46,12 +48,12 @@ def test_targets_stream_at_the_same_time(kernel, api):
     finally:
         done.set()
         watcher.join()
-    assert [r["answer"] for r in records] == [greedy_answer(t, prompt) for t in targets]
+    assert [r["answer"] for r in records] == answers
     assert most_active >= 2
 
 
 def test_an_unknown_model_fails_in_its_column_while_the_others_finish(kernel, api):
-    prompt = "What is 3 + 4?"
+    prompt, (demo, pirate) = shared_prompt("demo", "demo:pirate")
     kernel.run(
         "from IPython.display import display\n"
         "from mlx_workbench.kernel.compare import CompareView\n"
@@ -61,7 +63,7 @@ def test_an_unknown_model_fails_in_its_column_while_the_others_finish(kernel, ap
         timeout=120,
     )
     records = kernel.value("records")
-    assert [r["answer"] for r in records] == [greedy_answer("demo", prompt), "", greedy_answer("demo:pirate", prompt)]
+    assert [r["answer"] for r in records] == [demo, "", pirate]
     assert [r["error"] is None for r in records] == [True, False, True]
     assert "no-such-model" in records[1]["error"] and records[1]["error"].startswith("404")
     column = kernel.value("{'body': view.columns[1].body.value, 'stats': view.columns[1].stats.value}")

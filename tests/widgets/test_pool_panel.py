@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from widgets_harness import greedy_answer
+from widgets_harness import shared_prompt
 
 
 def state(status: dict, entry_id: str) -> str:
@@ -92,16 +92,14 @@ def test_shown_panel_follows_the_server_and_stops_when_closed(kernel, api):
 
 
 def test_compare_form_in_the_panel(kernel, api):
+    prompt, answers = shared_prompt("demo", "demo:upper")
     kernel.run("p = mlx_workbench.panel()\n"
-               "p.prompt.value = 'What is the capital of France?'\n"
+               f"p.prompt.value = {prompt!r}\n"
                "p.targets.value = ('demo', 'demo:upper')\n"
                "p.compare_button.click()")
     assert kernel.value("p.compare_button.disabled") in (True, False)  # the click returned at once
     records = kernel.wait_for("p.comparison.children[0].records", timeout=60)
-    assert [r["answer"] for r in records] == [
-        greedy_answer("demo", "What is the capital of France?"),
-        greedy_answer("demo:upper", "What is the capital of France?"),
-    ]
+    assert [r["answer"] for r in records] == answers
     kernel.wait_for("not p.compare_button.disabled")
     kernel.run("p.close()")
 

@@ -19,14 +19,24 @@ REPO = Path(__file__).resolve().parents[2]
 ANSWERS = REPO / "mlx_workbench" / "demo" / "answers.json"
 
 
-def greedy_answer(target: str, user: str) -> str:
-    """The demo model's exact greedy answer to `user` (no system prompt) from answers.json."""
-    model, _, adapter = target.partition(":")
-    (answer,) = [
-        row["answer"] for row in json.loads(ANSWERS.read_text())
-        if row["model"] == model and row["adapter"] == (adapter or None) and not row["system"] and row["user"] == user
-    ]
-    return answer
+def greedy_answers(*targets: str) -> dict[str, dict[str, str]]:
+    """user prompt -> {target: exact greedy answer}, for the prompts (without a system
+    prompt) that answers.json answers for every one of `targets`."""
+    by_prompt: dict[str, dict[str, str]] = {}
+    for row in json.loads(ANSWERS.read_text()):
+        target = f"{row['model']}:{row['adapter']}" if row["adapter"] else row["model"]
+        if target in targets and not row["system"]:
+            by_prompt.setdefault(row["user"], {})[target] = row["answer"]
+    return {user: answers for user, answers in by_prompt.items() if len(answers) == len(targets)}
+
+
+def shared_prompt(*targets: str, longest: bool = False) -> tuple[str, list[str]]:
+    """A prompt every target has an exact answer for (the one with the longest answers
+    if asked), and those answers in the targets' order."""
+    prompts = greedy_answers(*targets)
+    assert prompts, f"answers.json has no prompt answered by all of {targets}"
+    user = max(prompts, key=lambda u: sum(map(len, prompts[u].values()))) if longest else next(iter(prompts))
+    return user, [prompts[user][t] for t in targets]
 
 
 class Api:
