@@ -15,15 +15,16 @@ from queue import Empty
 import httpx
 from jupyter_client.manager import start_new_kernel
 
+from mlx_workbench.demo import load_answers
+
 REPO = Path(__file__).resolve().parents[2]
-ANSWERS = REPO / "mlx_workbench" / "demo" / "answers.json"
 
 
 def greedy_answers(*targets: str) -> dict[str, dict[str, str]]:
     """user prompt -> {target: exact greedy answer}, for the prompts (without a system
     prompt) that answers.json answers for every one of `targets`."""
     by_prompt: dict[str, dict[str, str]] = {}
-    for row in json.loads(ANSWERS.read_text()):
+    for row in load_answers():
         target = f"{row['model']}:{row['adapter']}" if row["adapter"] else row["model"]
         if target in targets and not row["system"]:
             by_prompt.setdefault(row["user"], {})[target] = row["answer"]
