@@ -15,6 +15,7 @@ import json
 import math
 import re
 import time
+from dataclasses import replace
 from http.client import responses
 from typing import Optional
 
@@ -126,10 +127,13 @@ class BaseHandler(APIHandler):
                 code="invalid_api_key",
             )
             self.set_header("WWW-Authenticate", "Bearer")
-        elif isinstance(exc, web.HTTPError) and exc.log_message:
-            error = ApiError(status_code, exc.log_message % exc.args)
+        elif isinstance(exc, web.HTTPError):
+            message = exc.log_message % exc.args if exc.log_message else responses.get(status_code, "Error")
+            error = ApiError(status_code, message)
+        elif exc is not None:
+            error = api_error(exc)
         else:
-            error = api_error(exc) if exc else ApiError(status_code, responses.get(status_code, "Error"))
+            error = ApiError(status_code, responses.get(status_code, "Error"))
         if status_code != error.status_code:
             self.set_status(error.status_code)
         for name, value in error.headers.items():
@@ -349,15 +353,19 @@ class LoadHandler(EntryHandler):
     async def post(self):
         body: s.LoadRequest = self.parse(s.LoadRequest)
         model, adapter = split_model_id(body.model, body.adapter)
+        known = self.engine.model_ids()
+        if adapter and f"{model}:{adapter}" not in known:  # refused now rather than in a 202's aftermath
+            raise api_error(errors.ModelNotFound(f"{model}:{adapter}", known))
         future = self.call(self.engine.load, model, adapter, pin=body.pin)
         if body.wait or future.done():
             self.send(s.EntryResponse(entry=await self.entry(future)))
             return
         entry_id = model + (f":{adapter}" if adapter else "")
-        entry = next(
-            (e for e in self.engine.status().entries if e.id == entry_id),
-            EntryStatus(id=entry_id, model=model, adapter=adapter, state="loading"),
-        )
+        current = next((e for e in self.engine.status().entries if e.id == entry_id), None)
+        if current is None:
+            entry = EntryStatus(id=entry_id, model=model, adapter=adapter, state="loading")
+        else:  # the device thread may not have taken the job yet
+            entry = current if current.state == "loaded" else replace(current, state="loading", error=None)
         self.send(s.EntryResponse(entry=entry), 202)
 
 

@@ -1,0 +1,55 @@
+"""Pool admin: mlx/api/status, models/load, models/unload, models/pin."""
+
+from __future__ import annotations
+
+import time
+
+from mlx_workbench import __version__
+
+
+def entry(http, entry_id: str) -> dict | None:
+    return next((e for e in http.get("mlx/api/status").json()["entries"] if e["id"] == entry_id), None)
+
+
+def test_status(http):
+    status = http.get("mlx/api/status").json()
+    assert status["version"] == __version__
+    assert status["openai_base_url"] == "/mlx/v1"
+    assert status["default_model"] == "demo"
+    configured = {m["name"]: m for m in status["configured"]}
+    assert set(configured["demo"]["adapters"]) == {"upper", "pirate"}
+    assert status["state"] == "running"
+    assert {"active", "peak", "cache", "budget", "device"} <= set(status["memory"])
+    assert status["memory"]["budget"] > 0
+    for key in ("active_requests", "queued_requests", "queue_limit", "tokens_per_second", "generated_tokens",
+                "prompt_cache_hits", "prompt_cache_misses", "restarts"):
+        assert isinstance(status[key], (int, float)), key
+
+
+def test_load_at_once_then_poll(http):
+    http.post("mlx/api/models/unload", json={"model": "demo-chatml"}).raise_for_status()
+    started = http.post("mlx/api/models/load", json={"model": "demo-chatml"})
+    assert started.status_code == 202
+    assert started.json()["entry"]["id"] == "demo-chatml"
+    assert started.json()["entry"]["state"] in ("loading", "loaded")
+    deadline = time.monotonic() + 60
+    while entry(http, "demo-chatml")["state"] != "loaded" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    loaded = entry(http, "demo-chatml")
+    assert loaded["state"] == "loaded" and loaded["memory_bytes"] > 0 and loaded["family"]
+
+
+def test_load_wait_pin_unload(http):
+    loaded = http.post("mlx/api/models/load", json={"model": "demo:pirate", "wait": True, "pin": True})
+    assert loaded.status_code == 200
+    body = loaded.json()["entry"]
+    assert (body["id"], body["adapter"], body["state"], body["pinned"]) == ("demo:pirate", "pirate", "loaded", True)
+
+    unpinned = http.post("mlx/api/models/pin", json={"model": "demo", "adapter": "pirate", "pinned": False})
+    assert unpinned.json()["entry"]["pinned"] is False
+
+    unloaded = http.post("mlx/api/models/unload", json={"model": "demo:pirate"})
+    assert unloaded.status_code == 200
+    assert unloaded.json()["entry"]["state"] == "unloaded"
+    assert entry(http, "demo:pirate")["state"] == "unloaded"
+    assert entry(http, "demo")["state"] == "loaded"  # the base stays

@@ -1,0 +1,67 @@
+"""mlx/api/openapi.json describes every endpoint, and real answers fit its schemas."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import jsonschema
+import pytest
+
+from mlx_workbench.api.handlers import HANDLERS
+
+HELLO = [{"role": "user", "content": "Hello"}]
+
+
+@pytest.fixture(scope="module")
+def document(http) -> dict:
+    response = http.get("mlx/api/openapi.json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def validator(document: dict, name: str) -> jsonschema.Draft202012Validator:
+    """A validator for components.schemas[name] that resolves its $refs in the document."""
+    schema = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_document_covers_every_route(document):
+    assert document["openapi"].startswith("3.1")
+    routes = {"/" + re.sub(r"\(\.\+\)", "{model_id}", pattern) for pattern, _ in HANDLERS if ".*" not in pattern}
+    assert routes == set(document["paths"])
+    assert document["paths"]["/mlx/health"]["get"]["security"] == []
+
+
+def test_every_ref_resolves(document):
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(document)))
+    assert refs and refs <= set(document["components"]["schemas"])
+
+
+def test_real_answers_fit_the_schemas(document, http):
+    chat = http.post("mlx/v1/chat/completions", json={"model": "demo", "messages": HELLO, "max_tokens": 3,
+                                                      "logprobs": True, "top_logprobs": 1})
+    validator(document, "ChatCompletion").validate(chat.json())
+    text = http.post("mlx/v1/completions", json={"model": "demo", "prompt": "Hello", "max_tokens": 3, "logprobs": 1})
+    validator(document, "Completion").validate(text.json())
+    validator(document, "ModelList").validate(http.get("mlx/v1/models").json())
+    validator(document, "StatusResponse").validate(http.get("mlx/api/status").json())
+    validator(document, "HealthResponse").validate(http.get("mlx/health").json())
+    bad = http.post("mlx/v1/chat/completions", json={"model": "demo", "messages": "nope"})
+    validator(document, "ErrorResponse").validate(bad.json())
+
+    with http.stream("POST", "mlx/v1/chat/completions", json={"model": "demo", "messages": HELLO, "max_tokens": 3,
+                                                                "stream": True, "stream_options": {"include_usage": True}}) as r:
+        events = [line[len("data: "):] for line in r.iter_lines() if line.startswith("data: ")]
+    chunk = validator(document, "ChatCompletionChunk")
+    for event in events[:-1]:
+        chunk.validate(json.loads(event))
+
+
+def test_request_schema_rejects_what_the_server_rejects(document, http):
+    request = validator(document, "ChatCompletionRequest")
+    good = {"model": "demo", "messages": HELLO, "temperature": 0.5, "stop": "x"}
+    request.validate(good)
+    for bad in ({"model": "demo", "messages": HELLO, "temperature": 9}, {"model": "demo"}):
+        assert not request.is_valid(bad)
+        assert http.post("mlx/v1/chat/completions", json=bad).status_code == 400

@@ -1,0 +1,89 @@
+"""Event streams: framing on the wire, concurrency, a client that goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from mlx_workbench.api.sse import with_heartbeat
+from mlx_workbench.demo import DEMO_MODELS
+from conftest import messages
+
+EVENT = re.compile(rb"data: (\{[^\n]*\})\n\n")
+
+
+def endless(model: str = "demo") -> dict:
+    """logit_bias that forbids the model's end tokens: it generates until max_tokens."""
+    config = json.loads((Path(DEMO_MODELS[model]["path"]) / "generation_config.json").read_text())
+    eos = config["eos_token_id"]
+    return {str(token): -100 for token in (eos if isinstance(eos, list) else [eos])}
+
+
+def test_sse_framing_byte_for_byte(http, answers):
+    row = answers()[0]
+    body = {"model": "demo", "messages": messages(row), "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}}
+    with http.stream("POST", "mlx/v1/chat/completions", json=body) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert response.headers["cache-control"] == "no-cache"
+        raw = response.read()
+    # Nothing but `data: <json>` events, each closed by a blank line, then [DONE].
+    assert raw.endswith(b"data: [DONE]\n\n")
+    events = EVENT.findall(raw[: -len(b"data: [DONE]\n\n")])
+    assert b"".join(b"data: " + e + b"\n\n" for e in events) + b"data: [DONE]\n\n" == raw
+    chunks = [json.loads(e) for e in events]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks[:-1]) == row["answer"]
+    assert chunks[-2]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0
+
+
+async def test_concurrent_streams(async_openai_client, answers):
+    rows = (answers() + answers(adapter="upper"))[:8]
+
+    async def ask(row):
+        model = row["model"] + (f":{row['adapter']}" if row["adapter"] else "")
+        stream = await async_openai_client.chat.completions.create(
+            model=model, messages=messages(row), temperature=0, stream=True
+        )
+        return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+    replies = await asyncio.gather(*(ask(row) for row in rows))
+    assert replies == [row["answer"] for row in rows]
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_client_disconnect_cancels(jupyter_server, http, stream):
+    body = {"model": "demo", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4000,
+            "logit_bias": endless(), "stream": stream}
+    if stream:
+        with http.stream("POST", "mlx/v1/chat/completions", json=body) as response:
+            lines = response.iter_lines()
+            assert next(lines).startswith("data: ")  # generating; now hang up
+    else:
+        with pytest.raises(Exception):  # the client gives up waiting
+            http.post("mlx/v1/chat/completions", json=body, timeout=0.5)
+    deadline = time.monotonic() + 30
+    while http.get("mlx/api/status").json()["active_requests"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert http.get("mlx/api/status").json()["active_requests"] == 0
+    mode = "stream" if stream else "json"
+    assert f"mlx chat demo ({mode}): client gone, cancelled" in jupyter_server.log()
+
+
+async def test_heartbeat_yields_none_while_waiting_without_losing_items():
+    async def slow():
+        for i in range(3):
+            await asyncio.sleep(0.25)
+            yield i
+
+    seen = [item async for item in with_heartbeat(slow(), interval=0.1)]
+    assert [i for i in seen if i is not None] == [0, 1, 2]
+    assert None in seen
