@@ -229,7 +229,8 @@ class Engine:
             entry.pinned = pin
 
         def ready(entry, error):
-            result.set_exception(error) if error else result.set_result(entry.status())
+            if not result.done():  # the caller may have cancelled it
+                result.set_exception(error) if error else result.set_result(entry.status())
 
         pool.acquire(model, adapter, ready)
 
@@ -237,7 +238,7 @@ class Engine:
         model, adapter = self._resolve(model, adapter)
         pool = self._scheduler.pool
         entry = pool.entry(model, adapter)
-        busy = [e for e in [entry, *pool.adapters_of(entry)] if e.active_requests]
+        busy = [e for e in pool.with_adapters(entry) if e.active_requests]
         if busy:
             raise InvalidRequest(f"'{busy[0].id}' is serving {busy[0].active_requests} requests; "
                                  "unload it once they finish.", param="model")

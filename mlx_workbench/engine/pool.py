@@ -143,8 +143,12 @@ class Pool:
 
     def _download(self, entry: Entry, repo_id: str) -> None:
         """Helper thread: fetch a Hugging Face repo (weights are 90% of progress)."""
+        def progress(fraction: float) -> None:
+            entry.progress = 0.9 * fraction
+            self._post(self.changed)
+
         try:
-            entry.path = download(repo_id, lambda fraction: setattr(entry, "progress", 0.9 * fraction))
+            entry.path = download(repo_id, progress)
             self._post(self._load, entry, None, None)
         except Exception as e:
             self._post(self._done, entry, LoadFailed(f"Could not download '{repo_id}': {e}"))
@@ -236,15 +240,18 @@ class Pool:
             self.unload(victims[0])
 
     def _evictable(self, entry: Entry) -> bool:
-        family = [entry] + (self.adapters_of(entry) if entry.adapter is None else [])
-        return all(not e.pinned and e.active_requests == 0 for e in family)
+        return all(not e.pinned and e.active_requests == 0 for e in self.with_adapters(entry))
 
-    def adapters_of(self, base: Entry) -> list[Entry]:
-        return [e for e in self.entries.values() if e.model == base.model and e.adapter and e.state == "loaded"]
+    def with_adapters(self, entry: Entry) -> list[Entry]:
+        """`entry`, and if it is a base, its loaded adapters: what unloading it unloads."""
+        if entry.adapter is not None:
+            return [entry]
+        return [entry] + [e for e in self.entries.values()
+                          if e.model == entry.model and e.adapter and e.state == "loaded"]
 
     def unload(self, entry: Entry) -> None:
         """Unload `entry` (a base takes its adapters with it) and free the memory."""
-        for e in [entry] + (self.adapters_of(entry) if entry.adapter is None else []):
+        for e in self.with_adapters(entry):
             e.state, e.progress = "unloaded", 0.0
             self._release(e)
         release_memory()

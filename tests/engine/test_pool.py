@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from mlx_workbench.engine.errors import LoadFailed, MemoryBudgetExceeded
+from mlx_workbench.engine.errors import InvalidRequest, LoadFailed, MemoryBudgetExceeded
 from mlx_workbench.engine.requests import Done, Failed, Started
 
 from engine_helpers import chat, texts
@@ -102,6 +102,20 @@ def test_unloading_a_base_unloads_its_adapters(engine):
     assert states(engine) == {"tiny": "loaded", "tiny:a": "loaded"}
     engine.unload("tiny").result(30)
     assert states(engine) == {"tiny": "unloaded", "tiny:a": "unloaded"}
+
+
+def test_unloading_an_adapter_keeps_its_base(engine):
+    engine.load("tiny:a").result(30)
+    engine.unload("tiny", "a").result(30)
+    assert states(engine) == {"tiny": "loaded", "tiny:a": "unloaded"}
+
+
+def test_an_entry_serving_requests_is_not_unloaded(engine):
+    stream = engine.generate(chat("hello", model="tiny:a", max_tokens=400))
+    next(stream)
+    with pytest.raises(InvalidRequest):
+        engine.unload("tiny").result(30)  # its adapter is busy
+    stream.close()
 
 
 def test_two_loads_of_the_same_model_share_one(engine, monkeypatch):
