@@ -111,8 +111,8 @@ class Scheduler:
         self._touched: list[Submission] = []
         self._changed = False  # a request started or ended since the last snapshot
         self._window_tokens, self._window_start = 0, time.perf_counter()
+        # The device thread publishes the first real snapshot (memory readings are MLX calls).
         self.snapshot = EngineStatus(state="running", queue_limit=config.queue_limit)
-        self.publish()
 
     # ---- jobs (run between steps) -----------------------------------------
 
