@@ -79,10 +79,7 @@ def explain(error: Exception, endpoint: Endpoint, partial: bool) -> str:
     body = getattr(error, "body", None)
     message = body.get("message") if isinstance(body, dict) and body.get("message") else error.message
     if isinstance(error, (openai.AuthenticationError, openai.PermissionDeniedError)):
-        return (
-            f"The {endpoint.describe()} refused the token ({error.status_code}). "
-            "Connect with the right one: `%mlx_connect URL --token TOKEN`."
-        )
+        return endpoint.token_refused(error.status_code)
     if isinstance(error, openai.NotFoundError) and "Known models" not in message:
         message += known_models(endpoint)
     return message + kept

@@ -65,6 +65,12 @@ class Endpoint:
             timeout=httpx.Timeout(None, connect=10.0),
         )
 
+    def token_refused(self, status: int) -> str:
+        return (
+            f"The {self.describe()} refused the token ({status}). "
+            "Connect with the right one: `%mlx_connect URL --token TOKEN`."
+        )
+
     # ---- pool admin API --------------------------------------------------------
 
     def status(self) -> dict:
@@ -95,6 +101,8 @@ class Endpoint:
             )
         except httpx.TransportError as e:
             raise WorkbenchError(f"Cannot reach the {self.describe()}: {e}. Is it still running?") from None
+        if response.status_code in (401, 403):
+            raise WorkbenchError(self.token_refused(response.status_code))
         if response.is_error:
             raise WorkbenchError(error_message(response))
         return response.json()

@@ -49,8 +49,10 @@ def test_busy_server_says_so(kernel_for):
 
 def test_wrong_token(kernel_for, server):
     kernel = kernel_for(server.url, "not-the-token")
-    message = error_of(kernel.execute("%%mlx_chat --model demo\nHello!"))
-    assert "refused the token" in message and "%mlx_connect URL --token TOKEN" in message
+    for code in ["%%mlx_chat --model demo\nHello!", "%mlx_models"]:
+        message = error_of(kernel.execute(code))
+        assert message.startswith(f"The mlx_workbench server at {server.url} refused the token (40")
+        assert message.endswith("Connect with the right one: `%mlx_connect URL --token TOKEN`.")
 
 
 @pytest.fixture
