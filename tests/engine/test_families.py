@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import mlx.core as mx
 import pytest
+from mlx_lm import load
+from mlx_lm.generate import generate_step
+from mlx_lm.utils import load_config
 
 from family_tokenizers import family_tokenizer  # noqa: F401 (fixture)
 from mlx_workbench.engine.errors import InvalidRequest
+from mlx_workbench.demo import DEMO_MODELS, load_answers
 from mlx_workbench.engine.families import FAMILIES, detect_family
 
 CHAT = [
@@ -204,3 +212,32 @@ def test_every_family_has_a_distinct_marker_and_stop_tokens():
     markers = [f.marker for f in FAMILIES]
     assert len(set(markers)) == len(markers) and all(markers)
     assert all(f.stop_tokens and f.template for f in FAMILIES)
+
+
+DEMO_FAMILIES = {"demo": "llama3", "demo-chatml": "chatml"}
+
+
+@pytest.mark.parametrize("name", DEMO_FAMILIES)
+def test_demo_models_answer_the_prompts_their_family_renders(name):
+    """The rendered prompt is exactly the format the demo model was trained on:
+    greedy decoding until a family stop id gives answers.json's answer."""
+    path = Path(DEMO_MODELS[name]["path"])
+    model, tokenizer = load(str(path))
+    config = load_config(path)
+    generation_config = json.loads((path / "generation_config.json").read_text())
+    family = detect_family(config, tokenizer)
+    assert family.name == DEMO_FAMILIES[name]
+    stops = family.stop_token_ids(tokenizer, generation_config, config)
+    assert set(generation_config["eos_token_id"]) <= stops
+    assert {tokenizer.convert_ids_to_tokens(i) for i in stops} <= set(family.stop_tokens)
+    rows = [r for r in load_answers() if r["model"] == name and r["adapter"] is None]
+    assert rows
+    for row in rows:
+        messages = [{"role": "system", "content": row["system"]}] if row["system"] else []
+        prompt = family.render(tokenizer, [*messages, {"role": "user", "content": row["user"]}])
+        answer = []
+        for token, _ in generate_step(mx.array(prompt), model, max_tokens=64):
+            if token in stops:
+                break
+            answer.append(token)
+        assert tokenizer.decode(answer) == row["answer"], row
