@@ -56,22 +56,26 @@ async def concurrency(workload: Workload, systems: list) -> dict:
 
 async def conversation(workload: Workload, systems: list) -> dict:
     """Figure 3: a multi-turn chat; each system gets its own answers back, as a
-    chat client would send them, so a prompt cache can reuse the whole history."""
-    opening = workload.fresh_prompt()
-    chats = {s.label: opening for s in systems}
-    traces: dict[str, list[Trace]] = {s.label: [] for s in systems}
-    for turn in range(1, workload.turns + 1):
-        for system in systems:
-            (trace,) = await system.streams(workload, [chats[system.label]], workload.turn_tokens)
-            traces[system.label].append(trace)
-            chats[system.label] = workload.next_turn(chats[system.label], trace.text, turn + 1)
+    chat client would send them, so a prompt cache can reuse the whole history.
+    Each turn's TTFT is the median over `reps` conversations."""
+    traces: dict[str, list[list[Trace]]] = {s.label: [] for s in systems}
+    for _ in range(workload.reps):
+        opening = workload.fresh_prompt()
+        chats = {s.label: opening for s in systems}
+        for runs in traces.values():
+            runs.append([])
+        for turn in range(1, workload.turns + 1):
+            for system in systems:
+                (trace,) = await system.streams(workload, [chats[system.label]], workload.turn_tokens)
+                traces[system.label][-1].append(trace)
+                chats[system.label] = workload.next_turn(chats[system.label], trace.text, turn + 1)
     return {
         label: {
-            "ttft_s": [t.ttft for t in turns],
-            "prompt_tokens": [t.prompt_tokens for t in turns],
-            "cached_tokens": [t.cached_tokens for t in turns],
+            "ttft_s": [median([t.ttft for t in turn]) for turn in zip(*runs)],
+            "prompt_tokens": [t.prompt_tokens for t in runs[-1]],
+            "cached_tokens": [t.cached_tokens for t in runs[-1]],
         }
-        for label, turns in traces.items()
+        for label, runs in traces.items()
     }
 
 

@@ -108,7 +108,7 @@ def tables(results: dict) -> str:
                                "TTFT p50 ms", "TTFT p99 ms", "gap p99 ms"], rows))
         if chat := fig.get("conversation"):
             turns = len(next(iter(chat.values()))["ttft_s"])
-            out.append(_table("Figure 3: TTFT ms per conversation turn", [
+            out.append(_table("Figure 3: TTFT ms per conversation turn (median of the repetitions)", [
                 "system", *map(str, range(1, turns + 1)), "last/first", "last prompt: tokens (cached)"], [
                 [s, *(_fmt(t, 1e3) for t in v["ttft_s"]), _fmt(ratio(v["ttft_s"][-1], v["ttft_s"][0]), digits=2),
                  f"{v['prompt_tokens'][-1]} ({v['cached_tokens'][-1]})"]
