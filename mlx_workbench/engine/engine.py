@@ -72,6 +72,7 @@ class Engine:
         self._state, self._error = "starting", None
         self._launch()
         self._state = "running"
+        self._preload()
         # Release the models on the device thread even if the owner never calls stop().
         engine = weakref.ref(self)
         atexit.register(lambda: engine() and engine().stop())
@@ -80,9 +81,11 @@ class Engine:
         self._scheduler = Scheduler(self.config, post=lambda *job: self._device.post(*job))
         self._device = DeviceThread(self._scheduler, on_exit=self._device_exited)
         self._device.start()
+
+    def _preload(self) -> None:
         for model_id in self.config.preload:
-            model, adapter = self._resolve(model_id, None)
-            self.load(model, adapter)
+            self.load(*self._resolve(model_id, None)).add_done_callback(
+                lambda f, m=model_id: f.exception() and log.error("preloading %s failed: %s", m, f.exception()))
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._device is None or self._state == "stopped":
@@ -102,6 +105,7 @@ class Engine:
         self._restarts += 1
         log.warning("restarting the MLX device thread (restart %d)", self._restarts)
         self._launch()
+        self._preload()
 
     def status(self) -> EngineStatus:
         snapshot = self._scheduler.snapshot if self._scheduler else EngineStatus(state="stopped")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,25 @@ def kill_device_thread(engine) -> None:
         raise RuntimeError("device thread crash")
 
     scheduler.step = die
+
+
+def test_preloaded_models_load_at_start_and_after_a_restart(make_engine):
+    engine = make_engine(preload=["tiny:a", "wide"])
+    wait_for(lambda: loaded(engine) == {"tiny", "tiny:a", "wide"})
+    kill_device_thread(engine)
+    list(engine.generate(chat("hello", max_tokens=5)))
+    wait_for(lambda: engine.status().restarts == 1 and loaded(engine) == {"tiny", "tiny:a", "wide"})
+
+
+def loaded(engine) -> set[str]:
+    return {e.id for e in engine.status().entries if e.state == "loaded"}
+
+
+def wait_for(predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
 
 
 def test_device_thread_death_is_reported_and_restarted(engine):
