@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 
-from mlx_workbench.engine.requests import Delta, Done, Finished
+from mlx_workbench.engine.requests import Delta, Done, Finished, Started
 
 from engine_helpers import chat, texts
 
@@ -80,3 +80,13 @@ def test_cancel_while_waiting_for_room_in_the_batch(make_engine):
     assert results[0].usage.completion_tokens == 0
     assert engine.status().queued_requests == 0
     busy.close()
+
+
+def test_a_consumer_whose_event_loop_ends_cancels(engine):
+    async def read_two():
+        stream = engine.agenerate(chat("hello", max_tokens=400))
+        return [await anext(stream), await anext(stream)]  # never closed by us
+
+    first = asyncio.run(read_two())  # asyncio.run closes the abandoned generator
+    assert isinstance(first[0], Started)
+    wait_until(lambda: engine.status().active_requests == 0 and not engine._scheduler.submissions)
