@@ -68,7 +68,7 @@ def test_shutdown_with_streams_running_exits_0(sig):
 
     def stream():
         body = {"model": "demo", "messages": [{"role": "user", "content": "Hello"}], "stream": True,
-                "max_tokens": 4000, "logit_bias": endless()}
+                "max_tokens": 1500, "logit_bias": endless()}
         headers = {"Authorization": f"token {server.token}"}
         with httpx.stream("POST", server.openai_base_url + "/chat/completions", json=body, headers=headers,
                           timeout=60) as response:
