@@ -360,11 +360,10 @@ class Scheduler:
             self._fail(sub, error)
 
     def _release(self, entry: Entry) -> None:
-        """The pool drops `entry`: nothing of ours may keep its arrays alive."""
+        """The pool drops `entry` (never while it serves a request): nothing of ours
+        may keep its arrays alive."""
         batch = self.batches.pop(entry.id, None)
         if batch is not None:
-            for sub in {c.sub for c in batch.choices.values()} | set(batch.waiting):
-                self._fail(sub, EngineError(f"The model '{entry.id}' was unloaded."))
             batch.generator.close()
         self.cache.drop(entry.id)
 

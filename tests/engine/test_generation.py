@@ -127,7 +127,7 @@ def test_text_prompt_and_token_ids(engine):
     assert ids[0].prompt_tokens == 4 and isinstance(ids[-1], Done)
     bad = run(engine, GenerationRequest(model="tiny", prompt=[10**6], sampling=SamplingParams(max_tokens=5)))
     assert isinstance(bad[-1], Failed) and isinstance(bad[-1].error, InvalidRequest)
-    text = run(engine, GenerationRequest(model="tiny", prompt="hello world", sampling=SamplingParams(max_tokens=5)))
+    text = run(engine, GenerationRequest(model="tiny", prompt="hello world", sampling=SamplingParams(temperature=0, max_tokens=5)))
     assert isinstance(text[-1], Done) and text[-1].usage.completion_tokens == 5
 
 
