@@ -99,8 +99,9 @@ class Engine:
         """On the dying device thread, after it released its MLX state."""
         if self._state in ("stopping", "stopped") or device is not self._device:
             return
+        self._error = f"The MLX device thread died: {device.error!r}"  # kept after a restart too
         if self._restarts >= MAX_RESTARTS:
-            self._state, self._error = "failed", f"The MLX device thread died: {device.error!r}"
+            self._state = "failed"
             return
         self._restarts += 1
         log.warning("restarting the MLX device thread (restart %d)", self._restarts)

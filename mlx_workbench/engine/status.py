@@ -49,4 +49,4 @@ class EngineStatus:
     prompt_cache_hits: int = 0
     prompt_cache_misses: int = 0
     restarts: int = 0  # device thread restarts after a crash
-    error: Optional[str] = None  # why state is "failed"
+    error: Optional[str] = None  # why the device thread last died (restarted, or "failed" once given up)
