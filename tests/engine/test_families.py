@@ -236,7 +236,7 @@ def test_demo_models_answer_the_prompts_their_family_renders(name):
         messages = [{"role": "system", "content": row["system"]}] if row["system"] else []
         prompt = family.render(tokenizer, [*messages, {"role": "user", "content": row["user"]}])
         answer = []
-        for token, _ in generate_step(mx.array(prompt), model, max_tokens=64):
+        for token, _ in generate_step(mx.array(prompt), model, max_tokens=400):
             if token in stops:
                 break
             answer.append(token)
