@@ -135,7 +135,7 @@ def detect_family(config: dict, tokenizer) -> Family:
             return family
     kinds = [config.get("model_type") or "", *(config.get("architectures") or [])]
     for family in FAMILIES:
-        if any(kind.lower().startswith(family.model_types) for kind in kinds if family.model_types):
+        if any(kind.lower().startswith(family.model_types) for kind in kinds):
             return family
     return DEFAULT
 
@@ -170,10 +170,13 @@ def _text_content(where: str, content) -> str:
     texts = []
     for j, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
-        if kind != "text" or not isinstance(part.get("text"), str):
-            what = f"a {kind!r} part" if kind else "a part that is not {'type': 'text', 'text': str}"
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "text":
+            raise _invalid(f"{where}.content[{j}] is a text part without a string 'text'.")
+        else:
+            what = f"a {kind!r} part" if kind else "not a {'type': 'text', 'text': str} part"
             raise _invalid(f"{where}.content[{j}] is {what}; this model accepts text only.")
-        texts.append(part["text"])
     return "\n".join(texts)  # as vLLM joins text parts
 
 
