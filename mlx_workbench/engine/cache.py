@@ -15,8 +15,9 @@ from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, trim_prom
 
 
 class PromptCache:
-    def __init__(self, max_size: int):
+    def __init__(self, max_size: int, max_bytes: Optional[int] = None):
         self.max_size = max_size  # cached prefixes per entry; 0 disables the cache
+        self.max_bytes = max_bytes  # over all entries; None: no limit
         self.hits = 0
         self.misses = 0
         self._by_entry: dict[str, LRUPromptCache] = {}
@@ -44,6 +45,9 @@ class PromptCache:
         if self.max_size > 0 and tokens:
             lru = self._by_entry.setdefault(key, LRUPromptCache(max_size=self.max_size))
             lru.insert_cache(key, list(tokens), kv_cache)
+        while self.max_bytes is not None and self.nbytes > self.max_bytes:
+            biggest = max(self._by_entry.values(), key=lambda lru: lru.nbytes)
+            biggest.trim_to(n_sequences=len(biggest) - 1)  # drops its least recently used prefix
 
     def drop(self, key: str) -> None:
         """Forget what is cached for entry `key` (it was unloaded)."""

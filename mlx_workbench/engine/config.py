@@ -32,4 +32,5 @@ class EngineConfig:
     preload: list[str] = field(default_factory=list)  # model ids ("name" or "name:adapter") loaded at start
     completion_batch_size: int = 32
     prefill_step_size: int = 2048
-    prompt_cache_size: int = 16  # cached prompt prefixes kept for reuse
+    prompt_cache_size: int = 16  # cached prompt prefixes kept for reuse, per loaded entry
+    prompt_cache_bytes: Optional[int] = None  # bound on all cached KV bytes; None: no limit

@@ -103,7 +103,7 @@ class Scheduler:
         self.config = config
         self.pool = Pool(config, post, self._release)
         self.pool.changed = self.publish
-        self.cache = PromptCache(config.prompt_cache_size)
+        self.cache = PromptCache(config.prompt_cache_size, config.prompt_cache_bytes)
         self.batches: dict[str, Batch] = {}
         self.submissions: dict[str, Submission] = {}
         self.busy = False  # some batch has sequences to step

@@ -194,3 +194,15 @@ def test_prompt_cache_reuses_the_conversation_prefix(engine):
     assert events[-1].usage.cached_tokens == started.cached_tokens
     status = engine.status()
     assert status.prompt_cache_hits >= 1 and status.prompt_cache_misses >= 1
+
+
+def test_prompt_cache_stays_within_its_byte_bound(make_engine):
+    unbounded = make_engine()
+    for p in PROMPTS:
+        run(unbounded, chat(p, max_tokens=30))
+    everything = unbounded._scheduler.cache.nbytes
+    bound = everything // 2
+    engine = make_engine(prompt_cache_bytes=bound)
+    for p in PROMPTS:
+        run(engine, chat(p, max_tokens=30))
+    assert 0 < engine._scheduler.cache.nbytes <= bound
