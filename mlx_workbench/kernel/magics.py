@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Optional
 
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.utils.process import arg_split
 from traitlets import Float
 
 from .chat import Conversation, Interrupted, default_model, stream_answer
@@ -20,6 +21,15 @@ from .display import LiveArea, human_bytes, table
 
 DEFAULT_CHAT = "default"
 SAMPLING = ("temperature", "top_p", "max_tokens", "seed", "stop")  # options named as in the OpenAI API
+
+
+def parse(magic, line: str):
+    """The magic's arguments, quotes grouping words and then removed as in a shell.
+
+    IPython's parse_argstring keeps the quotes: the system prompt of
+    `--system "Be brief."` would be sent with them.
+    """
+    return magic.parser.parse_args(arg_split(line, posix=True))
 
 
 def model_id(model: str, adapter: Optional[str]) -> str:
@@ -70,7 +80,7 @@ class MLXMagics(Magics):
         the generation on the server; what arrived stays in the cell, and the turn
         is not added to the history. The answer is the cell's result (`_`).
         """
-        args = parse_argstring(self.mlx_chat, line)
+        args = parse(self.mlx_chat, line)
         user = cell.strip()
         if not user:
             raise WorkbenchError("Write the message in the cell, below the %%mlx_chat line.")
@@ -93,7 +103,7 @@ class MLXMagics(Magics):
     @line_magic
     def mlx_history(self, line: str):
         """Show (or --clear) the turns of a conversation."""
-        args = parse_argstring(self.mlx_history, line)
+        args = parse(self.mlx_history, line)
         conversation = self.chats.get(args.chat)
         if args.clear:
             self.chats.pop(args.chat, None)
@@ -117,7 +127,7 @@ class MLXMagics(Magics):
     @line_magic
     def mlx_connect(self, line: str):
         """Use another server for the magics; without a URL, find the Jupyter server again."""
-        args = parse_argstring(self.mlx_connect, line)
+        args = parse(self.mlx_connect, line)
         self._endpoint = connect(args.url, args.token) if args.url else discover()
         health = probe(self._endpoint.server_url) if self._endpoint.is_workbench else None
         if health:
@@ -153,7 +163,7 @@ class MLXMagics(Magics):
     @line_magic
     def mlx_load(self, line: str):
         """Load a model (and adapter) into the server's pool, showing progress."""
-        args = parse_argstring(self.mlx_load, line)
+        args = parse(self.mlx_load, line)
         model, _, adapter = model_id(args.model, args.adapter).partition(":")
         id = model_id(model, adapter)
         # The waiting request gives the outcome (or the error); status polls give progress meanwhile.
@@ -177,7 +187,7 @@ class MLXMagics(Magics):
     @line_magic
     def mlx_unload(self, line: str):
         """Unload a model (or one adapter) from the server's pool."""
-        args = parse_argstring(self.mlx_unload, line)
+        args = parse(self.mlx_unload, line)
         model, _, adapter = model_id(args.model, args.adapter).partition(":")
         entry = self.endpoint.unload(model, adapter or None)
         print(f"Unloaded {entry['id']}.")
