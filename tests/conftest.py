@@ -13,7 +13,7 @@ import pytest
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
-from server import JupyterProcess, start_jupyter  # noqa: E402
+from server import JupyterProcess, start_jupyter
 
 ANSWERS = TESTS.parent / "mlx_workbench" / "demo" / "answers.json"
 

@@ -6,8 +6,6 @@ arrive; otherwise it accumulates the choices and makes the one response.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from ..engine import requests as engine
 from . import schemas as s
 
@@ -31,7 +29,7 @@ class ResponseBuilder:
         self.logprobs = logprobs
         self.texts: list[list[str]] = [[] for _ in range(n)]
         self.token_logprobs: list[list[engine.TokenLogprob]] = [[] for _ in range(n)]
-        self.finish_reasons: list[Optional[str]] = [None] * n
+        self.finish_reasons: list[str | None] = [None] * n
 
     def add(self, delta: engine.Delta) -> None:
         self.texts[delta.index].append(delta.text)
@@ -63,17 +61,13 @@ class ResponseBuilder:
 # ---- chat ---------------------------------------------------------------------
 
 
+def _top(t: engine.TopLogprob) -> s.TopLogprob:
+    return s.TopLogprob(token=t.token, logprob=t.logprob, bytes=list(t.token.encode()))
+
+
 def chat_logprobs(tokens: list[engine.TokenLogprob]) -> s.ChoiceLogprobs:
     return s.ChoiceLogprobs(
-        content=[
-            s.TokenLogprob(
-                token=t.token,
-                logprob=t.logprob,
-                bytes=list(t.token.encode()),
-                top_logprobs=[s.TopLogprob(token=k.token, logprob=k.logprob, bytes=list(k.token.encode())) for k in t.top],
-            )
-            for t in tokens
-        ]
+        content=[s.TokenLogprob(**_top(t).model_dump(), top_logprobs=[_top(k) for k in t.top]) for t in tokens]
     )
 
 
@@ -87,7 +81,7 @@ class ChatBuilder(ResponseBuilder):
         opening = s.ChunkDelta(role="assistant", content="")
         return [self._chunk([s.ChunkChoice(index=i, delta=opening)]) for i in range(len(self.texts))]
 
-    def delta_chunk(self, delta: engine.Delta) -> Optional[s.ChatCompletionChunk]:
+    def delta_chunk(self, delta: engine.Delta) -> s.ChatCompletionChunk | None:
         if not delta.text and not delta.logprobs:
             return None
         logprobs = chat_logprobs(delta.logprobs) if self.logprobs and delta.logprobs else None
@@ -134,7 +128,7 @@ class TextBuilder(ResponseBuilder):
             self.offsets[index] += len(t.token)
         return result
 
-    def _chunk(self, choice: Optional[s.CompletionChoice], **fields) -> s.Completion:
+    def _chunk(self, choice: s.CompletionChoice | None, **fields) -> s.Completion:
         choices = [choice] if choice else []
         return s.Completion(id=self.id, created=self.created, model=self.model, choices=choices, **fields)
 
@@ -143,7 +137,7 @@ class TextBuilder(ResponseBuilder):
             return []
         return [self._chunk(s.CompletionChoice(index=i, text=self.echo)) for i in range(len(self.texts))]
 
-    def delta_chunk(self, delta: engine.Delta) -> Optional[s.Completion]:
+    def delta_chunk(self, delta: engine.Delta) -> s.Completion | None:
         if not delta.text and not delta.logprobs:
             return None
         logprobs = self._logprobs(delta.index, delta.logprobs) if self.logprobs and delta.logprobs else None

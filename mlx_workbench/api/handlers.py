@@ -17,7 +17,6 @@ import re
 import time
 from dataclasses import replace
 from http.client import responses
-from typing import Optional
 
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import APIHandler
@@ -38,7 +37,9 @@ from .sse import ClientGone, EventStream, with_heartbeat
 class ApiError(web.HTTPError):
     """An error answered as {"error": {...}}; raise it from any handler."""
 
-    def __init__(self, status: int, message: str, type: str = "invalid_request_error", param=None, code=None, headers=None):
+    def __init__(
+        self, status: int, message: str, type: str = "invalid_request_error", param=None, code=None, headers=None
+    ):
         super().__init__(status, log_message=message.replace("%", "%%"))
         self.detail = s.ErrorDetail(message=message, type=type, param=param, code=code)
         self.headers = headers or {}
@@ -83,7 +84,8 @@ def validation_error(exc: ValidationError) -> ApiError:
         message = f"Invalid request: {reason}."
     else:
         message = f"Invalid value for '{param}': {reason}."
-    return ApiError(400, message, param=param, code="missing_required_parameter" if first["type"] == "missing" else "invalid_value")
+    code = "missing_required_parameter" if first["type"] == "missing" else "invalid_value"
+    return ApiError(400, message, param=param, code=code)
 
 
 # ---- base ---------------------------------------------------------------------------
@@ -144,7 +146,7 @@ class BaseHandler(APIHandler):
 # ---- OpenAI: generation -----------------------------------------------------------------
 
 
-def split_model_id(model_id: str, adapter: Optional[str]) -> tuple[str, Optional[str]]:
+def split_model_id(model_id: str, adapter: str | None) -> tuple[str, str | None]:
     """"name:adapter" -> (name, adapter); the "adapter" field must agree with it."""
     name, sep, id_adapter = model_id.rpartition(":")
     if not (sep and name and id_adapter):
@@ -158,7 +160,7 @@ class GenerationHandler(BaseHandler):
     """Runs one GenerationRequest and answers it as JSON or as an event stream."""
 
     endpoint = ""
-    _request_id: Optional[str] = None
+    _request_id: str | None = None
     _client_gone = False
 
     def on_connection_close(self) -> None:
@@ -192,7 +194,7 @@ class GenerationHandler(BaseHandler):
             await events.aclose()  # cancels the request unless it ended
         self._log_generation(body, request, last, time.monotonic() - submitted)
 
-    async def _collect(self, events, builder: ResponseBuilder) -> Optional[Done]:
+    async def _collect(self, events, builder: ResponseBuilder) -> Done | None:
         async for event in events:
             if isinstance(event, Delta):
                 builder.add(event)
@@ -322,7 +324,9 @@ class StatusHandler(BaseHandler):
     @web.authenticated
     def get(self):
         config = self.workbench.engine_config
-        configured = [s.ConfiguredModel(name=m.name, path=m.path, adapters=list(m.adapters)) for m in config.models.values()]
+        configured = [
+            s.ConfiguredModel(name=m.name, path=m.path, adapters=list(m.adapters)) for m in config.models.values()
+        ]
         info = s.ServerInfo(
             version=self.workbench.version,
             openai_base_url=url_path_join(self.base_url, "mlx/v1"),

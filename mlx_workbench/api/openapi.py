@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Optional
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -30,8 +29,8 @@ class Operation:
     path: str
     summary: str
     responses: dict  # status -> (response model or None, description)
-    request: Optional[type[BaseModel]] = None
-    chunk: Optional[type[BaseModel]] = None  # each `data:` event when the request asks to stream
+    request: type[BaseModel] | None = None
+    chunk: type[BaseModel] | None = None  # each `data:` event when the request asks to stream
     authenticated: bool = True
 
 
@@ -96,7 +95,10 @@ def openapi_document(version: str, base_url: str = "/") -> dict:
             content = _json_content(refs[(model, "serialization")] if model else {"type": "object"})
             if status == "200" and op.chunk:
                 # Each `data:` event of the stream, which ends with `data: [DONE]` (3.2 calls it itemSchema).
-                content["text/event-stream"] = {"schema": {"type": "string"}, "x-itemSchema": refs[(op.chunk, "serialization")]}
+                content["text/event-stream"] = {
+                    "schema": {"type": "string"},
+                    "x-itemSchema": refs[(op.chunk, "serialization")],
+                }
             response = {"description": description, "content": content}
             if status == "429":
                 response["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}}

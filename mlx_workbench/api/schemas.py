@@ -11,7 +11,7 @@ import dataclasses
 import time
 import typing
 import uuid
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 
@@ -25,7 +25,7 @@ def _omit_none(value) -> bool:
     return value is None
 
 
-def OmittedIfNone(**kwargs):  # noqa: N802 -- reads as a type in field declarations
+def OmittedIfNone(**kwargs):
     """A field left out of the JSON when None, as OpenAI leaves out absent ones."""
     return Field(None, exclude_if=_omit_none, **kwargs)
 
@@ -36,8 +36,8 @@ def OmittedIfNone(**kwargs):  # noqa: N802 -- reads as a type in field declarati
 class ErrorDetail(BaseModel):
     message: str
     type: str
-    param: Optional[str] = None
-    code: Optional[str] = None
+    param: str | None = None
+    code: str | None = None
 
 
 class ErrorResponse(BaseModel):
@@ -58,22 +58,22 @@ class GenerationParams(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(min_length=1, description='A model id: "name" or "name:adapter".')
-    adapter: Optional[str] = Field(None, min_length=1, description="Extension: a LoRA adapter of `model`.")
-    max_tokens: Optional[int] = Field(None, ge=1)
+    adapter: str | None = Field(None, min_length=1, description="Extension: a LoRA adapter of `model`.")
+    max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     n: int = Field(1, ge=1, le=MAX_CHOICES)
     stream: bool = False
-    stream_options: Optional[StreamOptions] = None
-    stop: Union[str, list[str], None] = Field(None, validate_default=True)
-    seed: Optional[int] = None
+    stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = Field(None, validate_default=True)
+    seed: int | None = None
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
-    logit_bias: Optional[dict[int, Annotated[float, Field(ge=-100.0, le=100.0)]]] = None
+    logit_bias: dict[int, Annotated[float, Field(ge=-100.0, le=100.0)]] | None = None
     top_k: int = Field(0, ge=0, description="Extension: sample from the k most likely tokens (0: all).")
     min_p: float = Field(0.0, ge=0.0, le=1.0, description="Extension.")
     repetition_penalty: float = Field(1.0, gt=0.0, description="Extension: 1.0 disables it.")
-    user: Optional[str] = None
+    user: str | None = None
 
     @field_validator("stop")
     @classmethod
@@ -89,7 +89,7 @@ class GenerationParams(BaseModel):
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
 
-    def requested_max_tokens(self) -> Optional[int]:
+    def requested_max_tokens(self) -> int | None:
         return self.max_tokens
 
     def sampling(self, max_tokens_cap: int) -> SamplingParams:
@@ -127,10 +127,10 @@ class TextPart(BaseModel):
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: Union[str, list[TextPart], None] = Field(
+    content: str | list[TextPart] | None = Field(
         None, description="Text, or a list of text parts (other part types are not supported)."
     )
-    name: Optional[str] = None
+    name: str | None = None
 
     def for_template(self) -> dict:
         """The plain {"role", "content"} dict a chat template renders."""
@@ -143,9 +143,9 @@ class ChatMessage(BaseModel):
 
 class ChatCompletionRequest(GenerationParams):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: Optional[int] = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = False
-    top_logprobs: Optional[int] = Field(None, ge=0, le=20)
+    top_logprobs: int | None = Field(None, ge=0, le=20)
 
     @field_validator("top_logprobs")
     @classmethod
@@ -154,7 +154,7 @@ class ChatCompletionRequest(GenerationParams):
             raise ValueError("top_logprobs requires logprobs to be true")
         return top_logprobs
 
-    def requested_max_tokens(self) -> Optional[int]:
+    def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
     def wants_logprobs(self) -> bool:
@@ -165,13 +165,13 @@ class ChatCompletionRequest(GenerationParams):
 
 
 class CompletionRequest(GenerationParams):
-    prompt: Union[str, list[int], list[str], list[list[int]]] = Field(
+    prompt: str | list[int] | list[str] | list[list[int]] = Field(
         description="One prompt: a string or token ids (a list holding one of them is accepted too)."
     )
     echo: bool = False
-    logprobs: Optional[int] = Field(None, ge=0, le=5)
-    suffix: Optional[str] = None
-    best_of: Optional[int] = Field(None, ge=1)
+    logprobs: int | None = Field(None, ge=0, le=5)
+    suffix: str | None = None
+    best_of: int | None = Field(None, ge=1)
 
     @field_validator("prompt")
     @classmethod
@@ -250,7 +250,7 @@ class CompletionUsage(BaseModel):
 class TopLogprob(BaseModel):
     token: str
     logprob: float
-    bytes: Optional[list[int]] = None
+    bytes: list[int] | None = None
 
 
 class TokenLogprob(TopLogprob):
@@ -258,20 +258,20 @@ class TokenLogprob(TopLogprob):
 
 
 class ChoiceLogprobs(BaseModel):
-    content: Optional[list[TokenLogprob]] = None
-    refusal: Optional[list[TokenLogprob]] = None
+    content: list[TokenLogprob] | None = None
+    refusal: list[TokenLogprob] | None = None
 
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: Optional[str] = None
-    refusal: Optional[str] = None
+    content: str | None = None
+    refusal: str | None = None
 
 
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
-    logprobs: Optional[ChoiceLogprobs] = None
+    logprobs: ChoiceLogprobs | None = None
     finish_reason: FinishReason
 
 
@@ -282,19 +282,19 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: CompletionUsage
-    system_fingerprint: Optional[str] = None
+    system_fingerprint: str | None = None
 
 
 class ChunkDelta(BaseModel):
-    role: Optional[Literal["assistant"]] = OmittedIfNone()
-    content: Optional[str] = OmittedIfNone()
+    role: Literal["assistant"] | None = OmittedIfNone()
+    content: str | None = OmittedIfNone()
 
 
 class ChunkChoice(BaseModel):
     index: int
     delta: ChunkDelta
-    logprobs: Optional[ChoiceLogprobs] = None
-    finish_reason: Optional[FinishReason] = None
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: FinishReason | None = None
 
 
 class ChatCompletionChunk(BaseModel):
@@ -306,8 +306,8 @@ class ChatCompletionChunk(BaseModel):
     created: int
     model: str
     choices: list[ChunkChoice]
-    usage: Optional[CompletionUsage] = OmittedIfNone()
-    system_fingerprint: Optional[str] = None
+    usage: CompletionUsage | None = OmittedIfNone()
+    system_fingerprint: str | None = None
 
 
 # ---- responses: text completions --------------------------------------------------
@@ -323,8 +323,8 @@ class CompletionLogprobs(BaseModel):
 class CompletionChoice(BaseModel):
     index: int
     text: str
-    logprobs: Optional[CompletionLogprobs] = None
-    finish_reason: Optional[FinishReason] = None
+    logprobs: CompletionLogprobs | None = None
+    finish_reason: FinishReason | None = None
 
 
 class Completion(BaseModel):
@@ -336,8 +336,8 @@ class Completion(BaseModel):
     created: int
     model: str
     choices: list[CompletionChoice]
-    usage: Optional[CompletionUsage] = OmittedIfNone()
-    system_fingerprint: Optional[str] = None
+    usage: CompletionUsage | None = OmittedIfNone()
+    system_fingerprint: str | None = None
 
 
 # ---- models ---------------------------------------------------------------------------
@@ -364,11 +364,11 @@ class EntryRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     model: str = Field(min_length=1)
-    adapter: Optional[str] = Field(None, min_length=1)
+    adapter: str | None = Field(None, min_length=1)
 
 
 class LoadRequest(EntryRequest):
-    pin: Optional[bool] = Field(None, description="Pin (never evict) or unpin once loaded; null keeps it.")
+    pin: bool | None = Field(None, description="Pin (never evict) or unpin once loaded; null keeps it.")
     wait: bool = Field(False, description="Answer 200 once loaded instead of 202 at once.")
 
 
@@ -393,7 +393,7 @@ class ConfiguredModel(BaseModel):
 class ServerInfo(BaseModel):
     version: str
     openai_base_url: str = Field(description='Path of the OpenAI API under the server, e.g. "/mlx/v1".')
-    default_model: Optional[str]
+    default_model: str | None
     configured: list[ConfiguredModel]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Optional, TypeVar
+from typing import TypeVar
 
 from jupyter_server.base.handlers import APIHandler
 from pydantic import BaseModel
@@ -65,11 +65,11 @@ class EventStream:
             raise ClientGone() from e
 
 
-async def with_heartbeat(events: AsyncIterator[T], interval: float = KEEPALIVE_SECONDS) -> AsyncIterator[Optional[T]]:
+async def with_heartbeat(events: AsyncIterator[T], interval: float = KEEPALIVE_SECONDS) -> AsyncIterator[T | None]:
     """Yield the items of `events`, and None whenever `interval` seconds pass
     without one. The pending read is kept, not cancelled: cancelling an engine
     iterator would cancel the request."""
-    pending: Optional[asyncio.Future] = None
+    pending: asyncio.Future | None = None
     try:
         while True:
             pending = pending or asyncio.ensure_future(anext(events))

@@ -92,7 +92,8 @@ def test_prompt_too_long_is_400_context_length_exceeded(openai_client, http):
 def test_no_token_and_wrong_token_are_401(jupyter_server):
     url = jupyter_server.url + "mlx/v1/chat/completions"
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "token wrong"}):
-        assert_error(httpx.post(url, json={"model": "demo", "messages": HELLO}, headers=headers), 401, "invalid_api_key")
+        response = httpx.post(url, json={"model": "demo", "messages": HELLO}, headers=headers)
+        assert_error(response, 401, "invalid_api_key")
     bad = openai.OpenAI(base_url=jupyter_server.openai_base_url, api_key="wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         bad.models.list()

@@ -13,9 +13,9 @@ import pytest
 from jupyter_client import BlockingKernelClient
 from jupyter_core.paths import jupyter_runtime_dir
 from server import start_jupyter
+from test_streaming import endless
 
 from mlx_workbench.app import device_memory, model_spec, parse_memory
-from test_streaming import endless
 
 
 def test_memory_sizes():
@@ -70,13 +70,12 @@ def test_shutdown_with_streams_running_exits_0(sig):
         body = {"model": "demo", "messages": [{"role": "user", "content": "Hello"}], "stream": True,
                 "max_tokens": 1500, "logit_bias": endless()}
         headers = {"Authorization": f"token {server.token}"}
-        with httpx.stream("POST", server.openai_base_url + "/chat/completions", json=body, headers=headers,
-                          timeout=60) as response:
-            events = (line[len("data: "):] for line in response.iter_lines() if line.startswith("data: "))
+        url = server.openai_base_url + "/chat/completions"
+        with httpx.stream("POST", url, json=body, headers=headers, timeout=60) as response:
+            events = (line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: "))
             last = next(events)
-            generating.wait()
-            for last in events:
-                pass
+            generating.wait()  # every stream is generating: now the server is told to stop
+            last = [last, *events][-1]
         last_events.append(json.loads(last))
 
     threads = [threading.Thread(target=stream) for _ in range(2)]

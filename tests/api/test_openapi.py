@@ -50,8 +50,9 @@ def test_real_answers_fit_the_schemas(document, http):
     bad = http.post("mlx/v1/chat/completions", json={"model": "demo", "messages": "nope"})
     validator(document, "ErrorResponse").validate(bad.json())
 
-    with http.stream("POST", "mlx/v1/chat/completions", json={"model": "demo", "messages": HELLO, "max_tokens": 3,
-                                                                "stream": True, "stream_options": {"include_usage": True}}) as r:
+    streamed = {"model": "demo", "messages": HELLO, "max_tokens": 3, "stream": True,
+                "stream_options": {"include_usage": True}}
+    with http.stream("POST", "mlx/v1/chat/completions", json=streamed) as r:
         events = [line[len("data: "):] for line in r.iter_lines() if line.startswith("data: ")]
     chunk = validator(document, "ChatCompletionChunk")
     for event in events[:-1]:

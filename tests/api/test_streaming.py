@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import messages
 
 from mlx_workbench.api.sse import with_heartbeat
 from mlx_workbench.demo import DEMO_MODELS
-from conftest import messages
 
 EVENT = re.compile(rb"data: (\{[^\n]*\})\n\n")
 
