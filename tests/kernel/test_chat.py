@@ -38,11 +38,19 @@ def test_answers_are_the_demo_models_greedy_answers(kernel, row):
     assert reply(kernel.execute(f"%%mlx_chat {options}\n{row['user']}")) == row["answer"]
 
 
-def test_turns_build_a_conversation_that_keeps_model_and_system(kernel):
+def test_turns_build_a_conversation_that_keeps_model_and_system(kernel, openai_client):
     first = reply(kernel.execute('%%mlx_chat --new --model demo --system "Answer in upper case."\nWhat is the capital of Italy?'))
     second = reply(kernel.execute("%%mlx_chat\nHello!"))
     assert first == answer("demo", "What is the capital of Italy?", system="Answer in upper case.")
-    assert second == answer("demo", "Hello!", system="Answer in upper case.")
+    # The second turn was asked with the whole conversation: the API gives the same answer to it.
+    conversation = [
+        {"role": "system", "content": "Answer in upper case."},
+        {"role": "user", "content": "What is the capital of Italy?"},
+        {"role": "assistant", "content": first},
+        {"role": "user", "content": "Hello!"},
+    ]
+    api = openai_client.chat.completions.create(model="demo", messages=conversation, temperature=0)
+    assert second == api.choices[0].message.content
     assert history(kernel) == (
         "Chat 'default' with demo, 2 turn(s).\n"
         "system: Answer in upper case.\n"
