@@ -88,7 +88,7 @@ def explain(error: Exception, endpoint: Endpoint, partial: bool) -> str:
 def known_models(endpoint: Endpoint) -> str:
     try:
         ids = [model.id for model in endpoint.openai_client().models.list()]
-    except openai.APIError:
+    except (openai.APIError, ValueError):  # mlx_lm.server may answer an empty body
         return ""
     return f" Known models: {', '.join(ids) or 'none'}."
 
@@ -102,7 +102,7 @@ def default_model(endpoint: Endpoint) -> str:
         try:
             model = next(iter(endpoint.openai_client().models.list()), None)
             model = model and model.id
-        except openai.APIError:
+        except (openai.APIError, ValueError):
             model = None
     if not model:
         raise WorkbenchError(
