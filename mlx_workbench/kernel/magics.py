@@ -154,7 +154,7 @@ class MLXMagics(Magics):
             default = " (default)" if id == status.get("default_model") else ""
             rows.append([id + default, entry["state"], memory, "yes" if entry["pinned"] else ""])
         print(table(rows))
-        print(memory_line(status["memory"]))
+        print("Memory: " + memory_summary(status["memory"]))
 
     @magic_arguments()
     @argument("model", help="Model name (or model id such as demo:upper).")
@@ -202,7 +202,7 @@ class MLXMagics(Magics):
             ("server", f"{self.endpoint.server_url} (mlx_workbench {status['version']})"),
             ("engine", status["state"] + (f": {status['error']}" if status.get("error") else "")),
             ("loaded", ", ".join(loaded) or "nothing"),
-            ("memory", memory_line(status["memory"]).removeprefix("Memory: ")),
+            ("memory", memory_summary(status["memory"])),
             ("requests", f"{status['active_requests']} active, {status['queued_requests']} queued "
                          f"(queue limit {status['queue_limit']})"),
             ("throughput", f"{status['tokens_per_second']:.1f} tokens/s, "
@@ -213,9 +213,9 @@ class MLXMagics(Magics):
         print(table([[f"{key}:", value] for key, value in rows]))
 
 
-def memory_line(memory: dict) -> str:
+def memory_summary(memory: dict) -> str:
     return (
-        f"Memory: {human_bytes(memory['active'])} active, {human_bytes(memory['peak'])} peak, "
+        f"{human_bytes(memory['active'])} active, {human_bytes(memory['peak'])} peak, "
         f"{human_bytes(memory['cache'])} cache, budget {human_bytes(memory['budget'])}, "
         f"device {memory['device']}"
     )
