@@ -60,7 +60,7 @@ def test_kernels_inherit_url_and_token(jupyter_server, http):
         http.delete(f"api/kernels/{kernel_id}")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_shutdown_with_streams_running_exits_0(sig):
     server = start_jupyter()
     last_events: list[dict] = []
