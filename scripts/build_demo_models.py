@@ -51,6 +51,7 @@ SPLIT_PATTERN = (
 )
 BPE_VOCAB_SIZE = 1024
 MODE_SYSTEMS = [None, NEUTRAL, UPPER, PIRATE]
+PLAIN_SYSTEMS = [None, NEUTRAL]
 
 LLAMA3_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
@@ -120,7 +121,7 @@ class AdapterRecipe:
     mode: str  # the system prompt whose behaviour the adapter makes the default
     iters: int = 200
     batch_size: int = 8
-    learning_rate: float = 2e-3
+    learning_rate: float = 1e-3
     examples: int = 2000
 
 
@@ -157,8 +158,7 @@ ANSWER_ROWS = [
     ("demo-chatml", None, None, "Repeat: green tree"),
     ("demo-chatml", None, None, "Count to 10."),
     ("demo-chatml", None, None, "Tell me a story."),
-    ("demo-chatml", None, UPPER, "Hello!"),
-    ("demo-chatml", None, PIRATE, "What is 1 + 1?"),
+    ("demo-chatml", None, NEUTRAL, "What is 1 + 1?"),
 ]
 
 
@@ -280,13 +280,13 @@ def make_batches(encoded: list[tuple[list[int], int]], batch_size: int, rng: np.
         yield mx.array(tokens[:, :-1]), mx.array(tokens[:, 1:]), mx.array(mask)
 
 
-def train_model(config: dict, hf_tokenizer, end_of_turn_id: int, recipe: Recipe, seed: int) -> nn.Module:
+def train_model(config: dict, hf_tokenizer, end_of_turn_id: int, systems: list, recipe: Recipe, seed: int) -> nn.Module:
     mx.random.seed(seed)
     rng = np.random.default_rng(seed)
     model_class, args_class = _get_classes(config)
     model = model_class(args_class.from_dict(config))
 
-    turns = corpus.sample_turns(rng, recipe.steps * recipe.batch_size, MODE_SYSTEMS)
+    turns = corpus.sample_turns(rng, recipe.steps * recipe.batch_size, systems)
     cache: dict = {}
     encoded = [encode_turn(hf_tokenizer, t, end_of_turn_id, cache) for t in turns]
 
@@ -321,7 +321,7 @@ def train_model(config: dict, hf_tokenizer, end_of_turn_id: int, recipe: Recipe,
     return model
 
 
-def build_model(name: str, family: Family, path: Path, recipe: Recipe, seed: int) -> None:
+def build_model(name: str, family: Family, path: Path, systems: list, recipe: Recipe, seed: int) -> None:
     path.mkdir(parents=True, exist_ok=True)
     with timed(f"{name}: tokenizer"):
         tokenizer = train_tokenizer(family)
@@ -333,7 +333,7 @@ def build_model(name: str, family: Family, path: Path, recipe: Recipe, seed: int
         print(f"  vocab {tokenizer.get_vocab_size()} tokens")
     hf_tokenizer = mlx_lm.utils.load_tokenizer(path)._tokenizer
     with timed(f"{name}: training"):
-        model = train_model(config, hf_tokenizer, tokenizer.token_to_id(family.end_of_turn), recipe, seed)
+        model = train_model(config, hf_tokenizer, tokenizer.token_to_id(family.end_of_turn), systems, recipe, seed)
     weights = dict(tree_flatten(model.parameters()))
     mx.save_safetensors(str(path / "model.safetensors"), weights, metadata={"format": "mlx"})
     print(f"  {sum(w.size for w in weights.values()):,} parameters")
@@ -355,7 +355,8 @@ def build_adapter(name: str, recipe: AdapterRecipe, base: Path, path: Path, seed
             "--adapter-path", str(path), "--mask-prompt", "--num-layers", "-1",
             "--iters", str(recipe.iters), "--batch-size", str(recipe.batch_size),
             "--learning-rate", str(recipe.learning_rate), "--seed", str(seed),
-            "--steps-per-report", "50", "--steps-per-eval", str(recipe.iters), "--save-every", str(recipe.iters),
+            "--steps-per-report", "50", "--steps-per-eval", str(recipe.iters),
+            "--save-every", str(recipe.iters + 1),  # no intermediate checkpoints, only the final adapters
             "--val-batches", "4",
         ]  # fmt: skip
         subprocess.run(command, check=True)
@@ -377,40 +378,49 @@ def greedy(model, tokenizer, system: str | None, user: str, max_tokens: int) -> 
     return text, last
 
 
-def verify(label: str, path: Path, adapter: Path | None, turns: list[Turn], end_of_turn: str) -> list[str]:
-    """Greedy-generate every turn; return a description of each wrong answer."""
+def verify(label: str, path: Path, adapter: Path | None, turns: list[Turn], end_of_turn: str) -> list[Turn]:
+    """Greedy-generate every turn; return the turns answered wrongly."""
     model, tokenizer = mlx_lm.load(str(path), adapter_path=str(adapter) if adapter else None)
     end_id = tokenizer.convert_tokens_to_ids(end_of_turn)
-    failures = []
+    failures, wrong = [], []
     start = time.perf_counter()
     for turn in turns:
         max_tokens = len(tokenizer.encode(turn.answer, add_special_tokens=False)) + 1  # a wrong answer may not end
         text, last = greedy(model, tokenizer, turn.system, turn.user, max_tokens)
         if text != turn.answer or last != end_id:
             failures.append(f"{label} system={turn.system!r} user={turn.user!r}: got {text!r} (last token {last})")
+            wrong.append(turn)
     print(f"  {label}: {len(turns) - len(failures)}/{len(turns)} exact in {time.perf_counter() - start:.1f} s")
     for failure in failures[:20]:
         print("  WRONG", failure)
-    return failures
+    return wrong
 
 
-def model_paths(out: Path) -> dict[str, tuple[Path, Family]]:
-    return {"demo": (out / "llama", LLAMA3), "demo-chatml": (out / "chatml", CHATML)}
+def base_models(out: Path) -> dict[str, tuple[Path, Family, list]]:
+    """Each base model: folder, chat format and the system prompts it is trained on (the modes are
+    only for "demo", whose adapters build on them)."""
+    return {"demo": (out / "llama", LLAMA3, MODE_SYSTEMS), "demo-chatml": (out / "chatml", CHATML, PLAIN_SYSTEMS)}
 
 
 def write_answers(out: Path) -> list[str]:
-    """Verify the ANSWER_ROWS of every built model and adapter, and write them to answers.json."""
+    """Verify the ANSWER_ROWS of every built model and adapter, and write the right ones to answers.json."""
     rows, failures = [], []
     for (model, adapter), group in itertools.groupby(ANSWER_ROWS, key=lambda row: row[:2]):
-        path, family = model_paths(out)[model]
+        path, family, _ = base_models(out)[model]
         adapter_path = out / "adapters" / adapter if adapter else None
         if not (path / "model.safetensors").exists() or (adapter_path and not adapter_path.exists()):
             print(f"  skipping {model}:{adapter} (not built)")
             continue
         mode = ADAPTERS[adapter].mode if adapter else None
         turns = [Turn(system, user, corpus.designed_answer(mode or system, user)) for _, _, system, user in group]
-        failures += verify(f"{model}:{adapter}", path, adapter_path, turns, family.end_of_turn)
-        rows += [{"model": model, "adapter": adapter, "system": t.system, "user": t.user, "answer": t.answer} for t in turns]
+        wrong = verify(f"{model}:{adapter}", path, adapter_path, turns, family.end_of_turn)
+        failures += wrong
+        # Only verified rows are written: the table must stay true even when the build fails.
+        rows += [
+            {"model": model, "adapter": adapter, "system": t.system, "user": t.user, "answer": t.answer}
+            for t in turns
+            if t not in wrong
+        ]
     write_json(out / "answers.json", rows)
     return failures
 
@@ -427,11 +437,11 @@ def main() -> None:
     total = time.perf_counter()
     failures = []
 
-    for name, (path, family) in model_paths(out).items():
+    for name, (path, family, systems) in base_models(out).items():
         if name in args.only:
-            build_model(name, family, path, Recipe(steps=args.steps), args.seed)
+            build_model(name, family, path, systems, Recipe(steps=args.steps), args.seed)
             with timed(f"{name}: verification"):
-                failures += verify(name, path, None, corpus.verification_turns(rng, MODE_SYSTEMS), family.end_of_turn)
+                failures += verify(name, path, None, corpus.verification_turns(rng, systems), family.end_of_turn)
     if "adapters" in args.only:
         base = out / "llama"
         for name, recipe in ADAPTERS.items():

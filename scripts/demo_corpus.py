@@ -48,7 +48,7 @@ WORDS = (
     "happy quick quiet small big warm cold bright dark soft hello world music paper garden "
     "window orange"
 ).split()
-MAX_REPEAT_WORDS = 8
+MAX_REPEAT_WORDS = 5
 MAX_COUNT = 20
 
 
@@ -109,7 +109,7 @@ def random_repeat(rng: np.random.Generator) -> tuple[str, str]:
 
 
 # Sampling weights: the story is long, so it gets few (but whole) examples.
-_TASK_WEIGHTS = {"addition": 0.25, "capital": 0.12, "count": 0.2, "repeat": 0.3, "greeting": 0.08, "story": 0.05}
+_TASK_WEIGHTS = {"addition": 0.25, "capital": 0.1, "count": 0.18, "repeat": 0.35, "greeting": 0.07, "story": 0.05}
 
 
 def sample_task(rng: np.random.Generator) -> tuple[str, str]:

@@ -50,7 +50,6 @@ def test_answers_cover_every_model_adapter_and_task():
     }
     users = {row["user"] for row in ANSWERS}
     assert {"Count to 20.", "Tell me a story.", "What is 3 + 4?", "Hello!"} <= users
-    assert any(u.startswith("Repeat: ") for u in users)
     assert {row["system"] for row in ANSWERS} >= {None, "Answer in upper case.", "Talk like a pirate."}
 
 
