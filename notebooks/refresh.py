@@ -1,6 +1,6 @@
 """Re-execute the example notebooks, each against a fresh server, and store their outputs.
 
-    .venv/bin/python notebooks/refresh.py [notebook.ipynb ...]
+    .venv/bin/python notebooks/refresh.py [notebook.ipynb ...]   (default: the three below)
 
 The stored outputs are what nbval checks (see conftest.py): run this after
 changing a notebook or what the demo models answer, and review the diff.
@@ -17,11 +17,12 @@ from nbclient import NotebookClient
 from conftest import restart_server, stop_server
 
 HERE = Path(__file__).parent
+NOTEBOOKS = ["quickstart.ipynb", "openai_client.ipynb", "magics_and_memory.ipynb"]
 
 
 def main(paths: list[str]) -> None:
     try:
-        for path in [Path(p) for p in paths] or sorted(HERE.glob("*.ipynb")):
+        for path in [Path(p) for p in paths or [HERE / name for name in NOTEBOOKS]]:
             restart_server()
             notebook = nbformat.read(path, as_version=4)
             NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
