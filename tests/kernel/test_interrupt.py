@@ -36,7 +36,7 @@ def test_interrupt_cancels_the_generation_on_the_server(kernel, server):
 
     kernel.execute("%config MLXMagics.update_interval = 0")  # interrupt as early as possible
     try:
-        run = kernel.execute(f"%%mlx_chat --model demo\n{STORY}", on_message=once_text_arrives(kernel.interrupt))
+        run = kernel.execute(f"%%mlx_chat --chat story --model demo\n{STORY}", on_message=once_text_arrives(kernel.interrupt))
     finally:
         kernel.execute("%config MLXMagics.update_interval = 0.05")
 
@@ -46,7 +46,7 @@ def test_interrupt_cancels_the_generation_on_the_server(kernel, server):
     ]
     partial = partial_answer(run, "interrupted")
     assert story.startswith(partial) and len(partial) < len(story)
-    assert history(kernel).startswith("Chat 'default' with demo, 1 turn(s).")  # only "Hello!"
+    assert history(kernel, "story") == "No chat named 'story'. Chats: default.\n"
 
     deadline = time.monotonic() + 30
     while (status := server_status(server))["active_requests"] and time.monotonic() < deadline:
