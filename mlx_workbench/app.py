@@ -134,6 +134,10 @@ class MLXWorkbench(ExtensionApp):
         self.generations: set[asyncio.Task] = set()  # handlers answering a generation
         self.engine.start()
         atexit.register(self.engine.stop)  # when the server exits without stop_extension
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            # Without a terminal Jupyter leaves SIGINT to KeyboardInterrupt, which stops the
+            # loop past every cleanup; stop as on SIGTERM so streams end and models are freed.
+            signal.signal(signal.SIGINT, self.serverapp._signal_stop)
         self.started_at = int(time.time())
         budget = self.engine_config.memory_budget
         self.log.info(
@@ -151,10 +155,6 @@ class MLXWorkbench(ExtensionApp):
         os.environ["MLX_WORKBENCH_URL"] = serverapp.connection_url
         os.environ["MLX_WORKBENCH_TOKEN"] = serverapp.identity_provider.token or ""
         self.log.info("mlx_workbench: OpenAI API at %smlx/v1", serverapp.connection_url)
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            # Without a terminal Jupyter leaves SIGINT to KeyboardInterrupt, which stops the
-            # loop past every cleanup; stop as on SIGTERM so streams end and models are freed.
-            signal.signal(signal.SIGINT, serverapp._signal_stop)
 
     async def stop_extension(self):
         # Fails in-flight requests with EngineStopped and releases the models on the device
