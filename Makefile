@@ -25,4 +25,4 @@ lab: $(STAMP)
 
 test: $(STAMP)
 	@command -v chromium >/dev/null || scripts/install_chromium.sh
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks

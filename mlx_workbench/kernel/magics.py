@@ -212,6 +212,13 @@ class MLXMagics(Magics):
         ]
         print(table([[f"{key}:", value] for key, value in rows]))
 
+    @line_magic
+    def mlx_panel(self, line: str):
+        """The pool panel: models, load/unload/pin, live memory, queue and throughput."""
+        from .widgets import panel  # ipywidgets only when a panel is asked for
+
+        return panel(endpoint=self.endpoint)
+
 
 def memory_summary(memory: dict) -> str:
     return (
