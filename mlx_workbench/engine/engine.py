@@ -235,6 +235,7 @@ class Engine:
 
         def ready(entry, error):
             if not result.done():  # the caller may have cancelled it
+                self._scheduler.publish()  # whoever the answer wakes sees the new state
                 result.set_exception(error) if error else result.set_result(entry.status())
 
         pool.acquire(model, adapter, ready)
@@ -249,11 +250,13 @@ class Engine:
                                  "unload it once they finish.", param="model")
         if entry.state == "loaded":
             pool.unload(entry)
+        self._scheduler.publish()
         result.set_result(entry.status())
 
     def _pin(self, result: Future, model: str, adapter: Optional[str], pinned: bool) -> None:
         model, adapter = self._resolve(model, adapter)
         entry = self._scheduler.pool.entry(model, adapter)
         entry.pinned = pinned
+        self._scheduler.publish()
         result.set_result(entry.status())
 
