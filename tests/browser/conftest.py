@@ -65,8 +65,10 @@ def lab_without_server_extension(tmp_path_factory) -> JupyterProcess:
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Browser:
+    # Playwright's sync API runs an event loop in the main thread while it is open:
+    # closing it with each module keeps asyncio.run() usable by the tests after ours.
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
