@@ -139,6 +139,8 @@ class Pool:
         if local.exists():
             entry.path = local
             return self._load(entry, None, None)
+        if spec.path.startswith(("/", ".", "~")):  # meant as a folder, not a repo id
+            return self._done(entry, LoadFailed(f"No model folder at '{spec.path}'."))
         threading.Thread(target=self._download, args=(entry, spec.path), daemon=True).start()
 
     def _download(self, entry: Entry, repo_id: str) -> None:

@@ -135,6 +135,11 @@ def test_loading_a_path_registers_it(engine, models):
     assert entry.state == "loaded" and str(models["wide"]) in engine.model_ids()
 
 
+def test_a_missing_folder_is_named_as_such_not_downloaded(engine, tmp_path):
+    with pytest.raises(LoadFailed, match="No model folder at"):
+        engine.load(str(tmp_path / "nowhere")).result(30)
+
+
 @pytest.mark.parametrize("damage", ["corrupt weights", "missing weights", "missing config"])
 def test_a_failing_load_fails_its_requests_only(engine, broken_model, damage):
     if damage == "corrupt weights":
