@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from mlx_lm.utils import load_tokenizer
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tiny_model import train_bpe
 
 CORPUS = [
     "Hello! What is the capital of France? Paris. Count to five: 1, 2, 3, 4, 5. "
@@ -100,15 +100,7 @@ def build_tokenizer_folder(path: Path, family: str, template: bool = True, confi
     template, `config` replaces the family's config.json."""
     spec = FAMILY_TOKENIZERS[family]
     path.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(
-        CORPUS,
-        trainers.BpeTrainer(
-            vocab_size=400, special_tokens=spec["specials"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-        ),
-    )
+    tok = train_bpe(CORPUS, 400, spec["specials"])
     tok.save(str(path / "tokenizer.json"))
     tokenizer_config = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": spec["eos"]}
     if spec["bos"]:

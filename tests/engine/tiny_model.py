@@ -21,17 +21,23 @@ CHAT_TEMPLATE = (
 CORPUS = ["hello world, how are you today? the quick brown fox jumps over the lazy dog 0123456789"] * 4
 
 
-def build_tiny_llama(path: Path, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
+def train_bpe(corpus: list[str], vocab_size: int, specials: list[str]) -> Tokenizer:
+    """A small byte-level BPE with `specials` as special tokens."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.train_from_iterator(
-        CORPUS,
+        corpus,
         trainers.BpeTrainer(
-            vocab_size=300, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+            vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
         ),
     )
+    return tok
+
+
+def build_tiny_llama(path: Path, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    tok = train_bpe(CORPUS, 300, SPECIALS)
     tok.save(str(path / "tokenizer.json"))
     ids = {s: tok.token_to_id(s) for s in SPECIALS}
     (path / "tokenizer_config.json").write_text(json.dumps({
