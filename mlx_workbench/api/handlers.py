@@ -162,6 +162,7 @@ class GenerationHandler(BaseHandler):
     endpoint = ""
     _request_id: str | None = None
     _client_gone = False
+    _tokens = 0  # completion tokens received from the engine
 
     def on_connection_close(self) -> None:
         super().on_connection_close()
@@ -170,6 +171,9 @@ class GenerationHandler(BaseHandler):
             self.engine.cancel(self._request_id)
 
     async def generate(self, body: s.GenerationParams, request: GenerationRequest, builder: ResponseBuilder) -> None:
+        if self._client_gone:  # hung up while the request was read or authenticated: nothing to run
+            self.log.info("%s: client gone before the request was queued", self._describe(body, request))
+            return
         self._request_id = request.id
         submitted = time.monotonic()
         task = asyncio.current_task()  # so that server shutdown waits for this answer
@@ -183,8 +187,9 @@ class GenerationHandler(BaseHandler):
         try:
             if isinstance(first, Failed):
                 raise api_error(first.error)
-            assert isinstance(first, Started), first
-            if body.stream:
+            if not isinstance(first, Started):  # Done: cancelled while it queued, the client hung up
+                last = None
+            elif body.stream:
                 last = await self._stream(events, body, builder)
             else:
                 last = await self._collect(events, builder)
@@ -197,6 +202,7 @@ class GenerationHandler(BaseHandler):
     async def _collect(self, events, builder: ResponseBuilder) -> Done | None:
         async for event in events:
             if isinstance(event, Delta):
+                self._tokens += len(event.token_ids)
                 builder.add(event)
             elif isinstance(event, Finished):
                 builder.finish(event.index, event.reason)
@@ -219,6 +225,7 @@ class GenerationHandler(BaseHandler):
                 if event is None:
                     await stream.keepalive()
                 elif isinstance(event, Delta):
+                    self._tokens += len(event.token_ids)
                     chunk = builder.delta_chunk(event)
                     if chunk is not None:
                         await stream.send(chunk)
@@ -239,12 +246,11 @@ class GenerationHandler(BaseHandler):
 
     def _log_generation(self, body: s.GenerationParams, request: GenerationRequest, last, seconds: float) -> None:
         """One line per request: what a person tuning the server wants to see."""
-        model = request.model + (f":{request.adapter}" if request.adapter else "")
-        what = f"mlx {self.endpoint} {model} ({'stream' if body.stream else 'json'})"
+        what = self._describe(body, request)
         if isinstance(last, Failed):
             self.log.warning("%s: failed after %.2fs: %s", what, seconds, last.error)
         elif last is None:
-            self.log.info("%s: client gone, cancelled after %.2fs", what, seconds)
+            self.log.info("%s: client gone, cancelled after %.2fs and %d tokens", what, seconds, self._tokens)
         else:
             u = last.usage
             rate = u.completion_tokens / u.generation_seconds if u.generation_seconds > 0 else 0.0
@@ -252,6 +258,10 @@ class GenerationHandler(BaseHandler):
                 "%s: prompt %d tokens (%d cached), completion %d tokens, TTFT %.0f ms, %.1f tokens/s",
                 what, u.prompt_tokens, u.cached_tokens, u.completion_tokens, u.time_to_first_token * 1000, rate,
             )
+
+    def _describe(self, body: s.GenerationParams, request: GenerationRequest) -> str:
+        model = request.model + (f":{request.adapter}" if request.adapter else "")
+        return f"mlx {self.endpoint} {model} ({'stream' if body.stream else 'json'})"
 
     def request_for(self, body: s.GenerationParams, **prompt) -> GenerationRequest:
         model, adapter = split_model_id(body.model, body.adapter)

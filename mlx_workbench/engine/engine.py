@@ -143,7 +143,7 @@ class Engine:
 
     def cancel(self, request_id: str) -> None:
         if self._device is not None:
-            self._device.post(self._scheduler.cancel, request_id)
+            self._device.post(self._scheduler.cancel, request_id, self._scheduler.steps)
 
     def _submit(self, request: GenerationRequest, send: Callable[[list[Event]], None],
                 loop: Optional[asyncio.AbstractEventLoop] = None) -> None:

@@ -108,6 +108,9 @@ class Scheduler:
         self.submissions: dict[str, Submission] = {}
         self.busy = False  # some batch has sequences to step
         self.generated_tokens = 0
+        self.steps = 0  # decode steps started; read by other threads to stamp their cancels
+        self.cancelled_requests = 0
+        self.steps_after_cancel = 0
         self._touched: list[Submission] = []
         self._changed = False  # a request started or ended since the last snapshot
         self._window_tokens, self._window_start = 0, time.perf_counter()
@@ -132,16 +135,28 @@ class Scheduler:
             log.exception("request %s failed", sub.request.id)
             self._fail(sub, GenerationFailed(f"{type(e).__name__}: {e}"))
 
-    def cancel(self, request_id: str) -> None:
+    def cancel(self, request_id: str, asked_at_step: int) -> None:
+        """`asked_at_step`: `self.steps` when the cancel was asked, on the caller's thread."""
         sub = self.submissions.get(request_id)
         if sub is not None:
+            self.cancelled_requests += 1
+            self.steps_after_cancel = max(self.steps_after_cancel, self.steps - asked_at_step)
             self._cancel(sub)
         self._after_job()
 
     def _after_job(self) -> None:
-        self.busy = any(b.choices for b in self.batches.values())
+        self._settle()
         self.publish()
         self._flush()
+
+    def _settle(self) -> None:
+        """Drop the batches left with nothing to do: an idle generator would keep its last
+        step's arrays alive; a new one costs nothing. Then say whether there is work."""
+        for key, batch in list(self.batches.items()):
+            if not batch.choices and not batch.waiting:
+                batch.generator.close()
+                del self.batches[key]
+        self.busy = any(b.choices for b in self.batches.values())
 
     # ---- admission ---------------------------------------------------------
 
@@ -225,10 +240,11 @@ class Scheduler:
     # ---- the step ----------------------------------------------------------
 
     def step(self) -> None:
+        self.steps += 1
         for batch in list(self.batches.values()):
             if batch.choices:
                 self._step(batch)
-        self.busy = any(b.choices for b in self.batches.values())
+        self._settle()
         # Before the events go out, so that a caller who sees Done sees the status after it.
         if self._changed or time.perf_counter() - self._window_start >= PUBLISH_INTERVAL:
             self.publish()
@@ -421,6 +437,8 @@ class Scheduler:
             queue_limit=self.config.queue_limit,
             tokens_per_second=rate,
             generated_tokens=self.generated_tokens,
+            cancelled_requests=self.cancelled_requests,
+            steps_after_cancel=self.steps_after_cancel,
             prompt_cache_hits=self.cache.hits,
             prompt_cache_misses=self.cache.misses,
         )

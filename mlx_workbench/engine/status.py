@@ -46,6 +46,10 @@ class EngineStatus:
     queue_limit: int = 0
     tokens_per_second: float = 0.0  # decode rate over the last few seconds, all requests
     generated_tokens: int = 0  # since start
+    cancelled_requests: int = 0  # ended by a cancel (client gone, kernel interrupt) since start
+    # The most decode steps that started between a cancel being asked and the request leaving
+    # its batch; 0 means each cancel took effect before the next step.
+    steps_after_cancel: int = 0
     prompt_cache_hits: int = 0
     prompt_cache_misses: int = 0
     restarts: int = 0  # device thread restarts after a crash

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from jupyter_client import BlockingKernelClient
 from jupyter_core.paths import jupyter_runtime_dir
+from demo_requests import endless
 from server import start_jupyter
-from test_streaming import endless
 
 from mlx_workbench.app import device_memory, model_spec, parse_memory
 

@@ -6,23 +6,15 @@ import asyncio
 import json
 import re
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 from conftest import messages
+from demo_requests import endless
 
 from mlx_workbench.api.sse import with_heartbeat
-from mlx_workbench.demo import DEMO_MODELS
 
 EVENT = re.compile(rb"data: (\{[^\n]*\})\n\n")
-
-
-def endless(model: str = "demo") -> dict:
-    """logit_bias that forbids the model's end tokens: it generates until max_tokens."""
-    config = json.loads((Path(DEMO_MODELS[model]["path"]) / "generation_config.json").read_text())
-    eos = config["eos_token_id"]
-    return {str(token): -100 for token in (eos if isinstance(eos, list) else [eos])}
 
 
 def test_sse_framing_byte_for_byte(http, answers):

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from kernel_harness import ANSWERS, answer, error_of, history, reply
-
-STORY = "Tell me a story."
+from kernel_harness import ANSWERS, STORY, answer, error_of, history, reply
 
 
 def test_answer_streams_through_one_display_and_ends_as_markdown(kernel):

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import time
 
-from kernel_harness import answer, error_of, history, server_status
+from kernel_harness import STORY, answer, error_of, history, server_status
 from server import start_jupyter
-
-STORY = "Tell me a story."
 
 
 def once_text_arrives(action):
