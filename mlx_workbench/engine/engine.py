@@ -15,8 +15,8 @@
                                         # agenerate()/generate() cancels too
 
     # Errors known at submit time raise at once from agenerate()/generate(), before
-    # any event: EngineNotReady, QueueFull, ModelNotFound, InvalidRequest.
-    # Errors found on the device thread (ContextLengthExceeded, LoadFailed, ...)
+    # any event: EngineNotReady, ModelNotFound, InvalidRequest.
+    # Errors found on the device thread (QueueFull, ContextLengthExceeded, LoadFailed, ...)
     # arrive as Failed before Started.
 
     # pool admin; each returns a concurrent.futures.Future of the EntryStatus
@@ -43,7 +43,7 @@ from typing import AsyncIterator, Callable, Iterator, Optional
 
 from .config import EngineConfig
 from .device import DeviceThread
-from .errors import EngineNotReady, EngineStopped, InvalidRequest, ModelNotFound, QueueFull
+from .errors import EngineNotReady, EngineStopped, InvalidRequest, ModelNotFound
 from .requests import Done, Event, Failed, GenerationRequest
 from .scheduler import Scheduler, Submission
 from .status import EngineStatus
@@ -160,8 +160,6 @@ class Engine:
         if request.n > self.config.completion_batch_size:
             raise InvalidRequest(f"n must be at most {self.config.completion_batch_size}.", param="n")
         with self._lock:
-            if self._queued >= self.config.queue_limit:
-                raise QueueFull(self.config.queue_limit)
             self._queued += 1
         sub = Submission(request, model, adapter, send, self._dequeued, loop)
         job = self._device.submit(self._scheduler.add, sub)

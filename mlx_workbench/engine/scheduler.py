@@ -23,8 +23,8 @@ from mlx_lm.generate import BatchGenerator
 
 from .cache import PromptCache
 from .config import EngineConfig
-from .errors import ContextLengthExceeded, EngineError, GenerationFailed, InvalidRequest
-from .pool import Entry, Pool
+from .errors import ContextLengthExceeded, EngineError, GenerationFailed, InvalidRequest, QueueFull
+from .pool import Entry, Pool, entry_id
 from .requests import (Delta, Done, Event, Failed, Finished, GenerationRequest, Progress, Started,
                        Usage)
 from .sampling import StopStrings, make_logits_processors, make_sampler, token_logprob
@@ -120,10 +120,26 @@ class Scheduler:
     # ---- jobs (run between steps) -----------------------------------------
 
     def add(self, sub: Submission) -> None:
-        self.submissions[sub.request.id] = sub
-        self.pool.acquire(sub.model, sub.adapter,
-                          lambda entry, error: self._guarded(sub, self._prepare, sub, entry, error))
+        # Decided here, where the queue is: a burst can outrun the device thread, and
+        # counting on the caller's side then refused requests the batch had room for.
+        if self._must_wait(sub) and self._waiting() >= self.config.queue_limit:
+            self._fail(sub, QueueFull(self.config.queue_limit))
+        else:
+            self.submissions[sub.request.id] = sub
+            self.pool.acquire(sub.model, sub.adapter,
+                              lambda entry, error: self._guarded(sub, self._prepare, sub, entry, error))
         self._after_job()
+
+    def _must_wait(self, sub: Submission) -> bool:
+        """`sub` cannot join a batch now: its model must load first, or the batch is full."""
+        entry = self.pool.entries.get(entry_id(sub.model, sub.adapter))
+        if entry is None or entry.state != "loaded":
+            return True
+        batch = self.batches.get(entry.id)
+        return batch is not None and bool(batch.waiting or not batch.has_room(sub.request.n))
+
+    def _waiting(self) -> int:
+        return sum(1 for s in self.submissions.values() if s.queued)
 
     def _guarded(self, sub: Submission, fn: Callable, *args) -> None:
         """Run `fn`; if it raises, only `sub` fails."""
@@ -150,9 +166,12 @@ class Scheduler:
         self._flush()
 
     def _settle(self) -> None:
-        """Drop the batches left with nothing to do: an idle generator would keep its last
-        step's arrays alive; a new one costs nothing. Then say whether there is work."""
+        """After a step or a job: fill the room that requests ending (or cancelled) left;
+        drop the batches left with nothing to do (an idle generator would keep its last
+        step's arrays alive, and a new one costs nothing); say whether there is work."""
         for key, batch in list(self.batches.items()):
+            if batch.waiting:
+                self._admit(batch)
             if not batch.choices and not batch.waiting:
                 batch.generator.close()
                 del self.batches[key]
@@ -287,8 +306,6 @@ class Scheduler:
             for uid, (kv, tokens) in batch.generator.remove(stopped, return_prompt_caches=True).items():
                 self._store(batch, tokens, kv)
                 self._finish(batch, batch.choices[uid], "stop")
-        if batch.waiting:
-            self._admit(batch)
 
     def _on_token(self, choice: Choice, token: int, row: mx.array, finish: Optional[str], now: float) -> bool:
         """Turn one token into text for `choice`; True if a stop string ended it."""

@@ -165,25 +165,24 @@ def test_submit_time_errors_raise_before_any_event(make_engine):
 
 
 def test_queue_limit(make_engine):
-    engine = make_engine(queue_limit=2)
-    gate = threading.Event()
-    engine._device.submit(gate.wait)  # holds the device thread: submitted requests stay queued
-    queued = [engine.generate(chat(p)) for p in PROMPTS[:2]]
-    waiting = [threading.Thread(target=lambda s=s: results.append(list(s))) for s in queued]
+    engine = make_engine(queue_limit=1, completion_batch_size=1)
+    engine.load("tiny").result(30)
+    generating = engine.generate(chat("hello", max_tokens=400))
+    assert isinstance(next(generating), Started)  # fills the batch
     results: list = []
-    for t in waiting:
-        t.start()
-    deadline = time.monotonic() + 5
-    while engine.status().queued_requests < 2 and time.monotonic() < deadline:
+    waiting = engine.generate(chat("the quick brown fox", max_tokens=3))
+    threading.Thread(target=lambda: results.append(list(waiting))).start()
+    deadline = time.monotonic() + 5  # until the device thread has it waiting for the batch
+    while engine.status().entries[0].active_requests < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert engine.status().queued_requests == 2
-    with pytest.raises(QueueFull):
-        next(engine.generate(chat("one too many")))
-    gate.set()
-    for t in waiting:
-        t.join(30)
-    assert all(isinstance(events[-1], Done) for events in results)
-    assert engine.status().queued_requests == 0
+    # The queue is full too: one more is refused before it starts, the others carry on.
+    (refused,) = list(engine.generate(chat("one too many")))
+    assert isinstance(refused, Failed) and isinstance(refused.error, QueueFull)
+    generating.close()  # cancels: the waiting request gets the batch
+    deadline = time.monotonic() + 30
+    while not results and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert isinstance(results[0][-1], Done) and engine.status().queued_requests == 0
 
 
 def test_prompt_cache_reuses_the_conversation_prefix(engine):

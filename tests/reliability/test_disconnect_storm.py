@@ -97,7 +97,7 @@ async def test_disconnect_storm(server):
 
         rng = random.Random(9)
         cuts = [Cut.plan(rng, stream=i % 2 == 0) for i in range(REQUESTS)]
-        await asyncio.gather(*(hang_up(server, cut) for cut in cuts))
+        await asyncio.wait_for(asyncio.gather(*(hang_up(server, cut) for cut in cuts)), timeout=120)
 
         after = wait_idle(http, timeout=60)
         log = server.log()[log_start:]
