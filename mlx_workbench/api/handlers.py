@@ -55,6 +55,7 @@ _ENGINE_ERRORS: list[tuple[type, int, str, str]] = [
     (errors.EngineStopped, 503, "server_error", "engine_stopped"),
     (errors.MemoryBudgetExceeded, 503, "server_error", "memory_budget_exceeded"),
     (errors.LoadFailed, 503, "server_error", "model_load_failed"),
+    (errors.ChatTemplateFailed, 500, "server_error", "chat_template_error"),
     (errors.GenerationFailed, 500, "server_error", "generation_failed"),
 ]
 

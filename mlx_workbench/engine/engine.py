@@ -224,7 +224,8 @@ class Engine:
 
     def _load(self, result: Future, model: str, adapter: Optional[str], pin: Optional[bool]) -> None:
         pool = self._scheduler.pool
-        if adapter is None and not pool.spec(model) and not pool.spec(model.rpartition(":")[0]):
+        registers = adapter is None and not pool.spec(model) and not pool.spec(model.rpartition(":")[0])
+        if registers:
             pool.register(model)  # a path or repo id, not "configured:adapter"
         model, adapter = self._resolve(model, adapter)
         entry = pool.entry(model, adapter)
@@ -232,6 +233,8 @@ class Engine:
             entry.pinned = pin
 
         def ready(entry, error):
+            if error is not None and registers:
+                pool.forget(model)  # what does not load is no model: it stays unknown
             if not result.done():  # the caller may have cancelled it
                 self._scheduler.publish()  # whoever the answer wakes sees the new state
                 result.set_exception(error) if error else result.set_result(entry.status())
@@ -248,6 +251,8 @@ class Engine:
                                  "unload it once they finish.", param="model")
         if entry.state == "loaded":
             pool.unload(entry)
+        elif entry.state == "failed":
+            entry.state, entry.error = "unloaded", None  # the failure is forgotten; a load tries again
         self._scheduler.publish()
         result.set_result(entry.status())
 

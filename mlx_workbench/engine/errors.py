@@ -54,11 +54,16 @@ class EngineStopped(EngineError):
 
 
 class LoadFailed(EngineError):
-    """A model or adapter could not be loaded (missing or corrupt files, broken template)."""
+    """A model or adapter could not be loaded (missing or corrupt files)."""
 
 
 class MemoryBudgetExceeded(LoadFailed):
     """Loading would exceed the memory budget even after evicting what may be evicted."""
+
+
+class ChatTemplateFailed(EngineError):
+    """The model's chat template is broken: it does not parse, or fails while rendering
+    a valid conversation. Chat with this model cannot work; text completions can."""
 
 
 class GenerationFailed(EngineError):

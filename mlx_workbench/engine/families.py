@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from jinja2 import TemplateError
+from jinja2 import TemplateError, TemplateSyntaxError
 
-from .errors import InvalidRequest
+from .errors import ChatTemplateFailed, InvalidRequest
 
 ROLES = ("system", "user", "assistant")
 
@@ -183,8 +183,12 @@ def _text_content(where: str, content) -> str:
 def _apply_template(tokenizer, messages: list[dict], **kwargs) -> list[int]:
     try:
         return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, **kwargs))
+    except TemplateSyntaxError as e:
+        raise ChatTemplateFailed(f"The model's chat template is broken: {e.message} (line {e.lineno}).") from e
     except TemplateError as e:  # the template's raise_exception(): a conversation it refuses
         raise InvalidRequest(f"The model's chat template rejected the messages: {e}", param="messages") from e
+    except Exception as e:  # the messages are valid (validate_messages): the template is at fault
+        raise ChatTemplateFailed(f"The model's chat template failed: {type(e).__name__}: {e}.") from e
 
 
 def _fold_system(messages: list[dict]) -> list[dict]:

@@ -105,6 +105,11 @@ class Pool:
             self.config.models[model] = ModelSpec(name=model, path=model)
         return self.config.models[model]
 
+    def forget(self, model: str) -> None:
+        """Undo `register`: `model` is no longer known."""
+        self.config.models.pop(model, None)
+        self.entries.pop(model, None)
+
     def entry(self, model: str, adapter: Optional[str] = None) -> Entry:
         key = entry_id(model, adapter)
         if key not in self.entries:

@@ -274,7 +274,9 @@ class Scheduler:
             prompt_responses, responses = batch.generator.next()
         except Exception as e:
             log.exception("generation failed for %s", batch.entry.id)
-            return self._fail_batch(batch, GenerationFailed(f"Generation failed: {e}"))
+            first_line = str(e).partition("\n")[0]  # the whole of it is in the log
+            return self._fail_batch(batch, GenerationFailed(
+                f"The model '{batch.entry.id}' failed while generating: {type(e).__name__}: {first_line}"))
         for r in prompt_responses:
             choice = batch.choices.get(r.uid)
             if r.end_of_prompt or choice is None or choice.index:

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from mlx_workbench.engine.errors import InvalidRequest, LoadFailed, MemoryBudgetExceeded
+from mlx_workbench.engine.config import ModelSpec
+from mlx_workbench.engine.errors import InvalidRequest, LoadFailed, MemoryBudgetExceeded, ModelNotFound
 from mlx_workbench.engine.requests import Done, Failed, Started
 
 from engine_helpers import chat, texts
@@ -141,7 +142,7 @@ def test_a_missing_folder_is_named_as_such_not_downloaded(engine, tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["corrupt weights", "missing weights", "missing config"])
-def test_a_failing_load_fails_its_requests_only(engine, broken_model, damage):
+def test_a_failing_load_fails_its_requests_only(engine, make_engine, broken_model, damage):
     if damage == "corrupt weights":
         (broken_model / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken" + b"\0" * 64)
     elif damage == "missing weights":
@@ -150,11 +151,15 @@ def test_a_failing_load_fails_its_requests_only(engine, broken_model, damage):
         (broken_model / "config.json").unlink()
     with pytest.raises(LoadFailed):
         engine.load(str(broken_model)).result(30)
-    events = list(engine.generate(chat("hi", model=str(broken_model))))
+    with pytest.raises(ModelNotFound):  # a path that did not load was not kept as a model
+        next(engine.generate(chat("hi", model=str(broken_model))))
+    configured = make_engine(models={"broken": ModelSpec("broken", str(broken_model))})
+    events = list(configured.generate(chat("hi", model="broken")))
     assert len(events) == 1 and isinstance(events[0], Failed) and isinstance(events[0].error, LoadFailed)
-    entry = next(e for e in engine.status().entries if e.model == str(broken_model))
+    (entry,) = [e for e in configured.status().entries if e.model == "broken"]
     assert entry.state == "failed" and entry.error
-    assert texts(list(engine.generate(chat("hi", max_tokens=3))))  # the engine still serves
+    assert configured.unload("broken").result(30).state == "unloaded"  # the failure is forgotten
+    assert texts(list(configured.generate(chat("hi", max_tokens=3))))  # the engine still serves
 
 
 def test_idle_entries_are_unloaded(make_engine):

@@ -39,6 +39,17 @@ def entries(status: dict) -> dict[str, dict]:
     return {e["id"]: e for e in status["entries"]}
 
 
+def chat(http: httpx.Client, user: str, stream: bool, model: str = "demo") -> str:
+    """The greedy answer to `user`, as text, through a stream or one JSON response."""
+    body = {"model": model, "messages": [{"role": "user", "content": user}], "temperature": 0, "stream": stream}
+    if not stream:
+        response = http.post("mlx/v1/chat/completions", json=body).raise_for_status()
+        return response.json()["choices"][0]["message"]["content"]
+    with http.stream("POST", "mlx/v1/chat/completions", json=body) as response:
+        chunks = [json.loads(line[6:]) for line in response.raise_for_status().iter_lines() if line.startswith("data: {")]
+    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+
+
 @dataclass
 class HealthSamples:
     samples: list = field(default_factory=list)  # [milliseconds, http status, health status]

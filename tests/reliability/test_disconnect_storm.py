@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import admin, wait_idle
+from conftest import admin, chat, wait_idle
 from demo_requests import STORY, answer, endless
 from server import start_jupyter
 
@@ -132,12 +132,3 @@ async def test_disconnect_storm(server):
           f"tokens per cancelled request max {max(cancelled)}, steps after cancel {after['steps_after_cancel']}, "
           f"generated {after['generated_tokens'] - before['generated_tokens']} tokens")
 
-
-def chat(http, user: str, stream: bool) -> str:
-    """The demo model's greedy answer to `user`, as text."""
-    body = {"model": "demo", "messages": [{"role": "user", "content": user}], "temperature": 0, "stream": stream}
-    if not stream:
-        return http.post("mlx/v1/chat/completions", json=body).raise_for_status().json()["choices"][0]["message"]["content"]
-    with http.stream("POST", "mlx/v1/chat/completions", json=body) as response:
-        chunks = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
-    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
