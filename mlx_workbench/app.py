@@ -159,6 +159,9 @@ class MLXWorkbench(ExtensionApp):
     async def stop_extension(self):
         # Fails in-flight requests with EngineStopped and releases the models on the device
         # thread (models alive at exit can abort the process); then lets the handlers answer.
+        loaded = [e.id for e in self.engine.status().entries if e.state == "loaded"]
         await asyncio.to_thread(self.engine.stop, 10)
         if self.generations:
             await asyncio.wait(self.generations, timeout=5)
+        self.log.info("mlx_workbench: stopped; released %s; MLX memory in use %d bytes",
+                      ", ".join(loaded) or "no models", self.engine.status().memory.active)

@@ -19,6 +19,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jupyter_client import BlockingKernelClient
+from jupyter_core.paths import jupyter_runtime_dir
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -41,6 +44,17 @@ class JupyterProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def kernel_client(self, kernel_id: str, timeout: float = 60.0) -> BlockingKernelClient:
+        """A client of this server's kernel `kernel_id`, channels started, the kernel ready."""
+        client = BlockingKernelClient(connection_file=str(Path(jupyter_runtime_dir()) / f"kernel-{kernel_id}.json"))
+        client.load_connection_file()
+        client.start_channels()
+        deadline = time.monotonic() + timeout  # without a manager, wait_for_ready gives up unless the heart beats
+        while not client.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        client.wait_for_ready(timeout=timeout)
+        return client
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGINT twice (Jupyter asks once, then stops), SIGKILL as a last resort."""

@@ -173,8 +173,7 @@ class Scheduler:
             if batch.waiting:
                 self._admit(batch)
             if not batch.choices and not batch.waiting:
-                batch.generator.close()
-                del self.batches[key]
+                self._drop(key)
         self.busy = any(b.choices for b in self.batches.values())
 
     # ---- admission ---------------------------------------------------------
@@ -389,18 +388,22 @@ class Scheduler:
     def _fail_batch(self, batch: Batch, error: EngineError) -> None:
         """The model raised mid-step: fail the batch's requests, start a fresh generator."""
         subs = {c.sub for c in batch.choices.values()} | set(batch.waiting)
-        del self.batches[batch.entry.id]
-        batch.generator.close()
+        self._drop(batch.entry.id)
         for sub in subs:
             self._fail(sub, error)
 
     def _release(self, entry: Entry) -> None:
         """The pool drops `entry` (never while it serves a request): nothing of ours
         may keep its arrays alive."""
-        batch = self.batches.pop(entry.id, None)
-        if batch is not None:
-            batch.generator.close()
+        self._drop(entry.id)
         self.cache.drop(entry.id)
+
+    def _drop(self, key: str) -> None:
+        """Forget the batch of entry `key`, if there is one."""
+        batch = self.batches.pop(key, None)
+        if batch is not None:
+            mx.synchronize(batch.generator.stream)  # a step it started (async_eval) holds the weights
+            batch.generator.close()
 
     # ---- events and status -------------------------------------------------
 
@@ -467,9 +470,8 @@ class Scheduler:
         for sub in list(self.submissions.values()):
             if not sub.ended:
                 self._fail(sub, error)
-        for batch in self.batches.values():
-            batch.generator.close()
-        self.batches.clear()
+        for key in list(self.batches):  # no local may keep a batch (and its model) alive
+            self._drop(key)
         self.cache.clear()
         self.pool.release_all()
         self.busy = False

@@ -12,6 +12,7 @@ from pathlib import Path
 from queue import Empty
 
 from demo_requests import ANSWERS, STORY, answer  # noqa: F401 - what the kernel tests ask and expect
+from jupyter_client import BlockingKernelClient
 from jupyter_client.manager import start_new_kernel
 
 
@@ -51,8 +52,13 @@ class Execution:
 
 
 class Kernel:
-    def __init__(self, env: dict):
-        self.manager, self.client = start_new_kernel(kernel_name="python3", env=env)
+    def __init__(self, env: dict | None = None, client: BlockingKernelClient | None = None):
+        """A new kernel with environment `env`; or one a Jupyter server runs, reached
+        through `client` (interrupt or restart that one through the server's REST API)."""
+        if client is None:
+            self.manager, self.client = start_new_kernel(kernel_name="python3", env=env)
+        else:
+            self.manager, self.client = None, client
 
     def execute(self, code: str, timeout: float = 60.0, on_message=None) -> Execution:
         """Runs `code` and collects its iopub messages until the kernel is idle;

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 from server import JupyterProcess
 
+TESTS = Path(__file__).parents[1]
+sys.path[:0] = [str(TESTS / "engine"), str(TESTS / "kernel")]  # tiny_model, kernel_harness
 PROBE = Path(__file__).with_name("health_probe.py")
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +16,9 @@ import pytest
 from conftest import admin, chat, entries, health_probe, wait_idle
 from demo_requests import STORY, answer
 from server import start_jupyter
+from tiny_model import build_tiny_llama
 
 from mlx_workbench.demo import DEMO_MODELS
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
-from tiny_model import build_tiny_llama  # noqa: E402
 
 DEMO = Path(DEMO_MODELS["demo"]["path"])
 BUDGET = 8 * 2**20  # the demo model and a few broken copies fit (1.2 MB each); "too-big" (15 MB) does not
