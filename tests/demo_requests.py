@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 from pathlib import Path
+
+import httpx
 
 from mlx_workbench.demo import DEMO_MODELS, load_answers
 
@@ -24,3 +28,36 @@ def endless(model: str = "demo") -> dict:
     config = json.loads((Path(DEMO_MODELS[model]["path"]) / "generation_config.json").read_text())
     eos = config["eos_token_id"]
     return {str(token): -100 for token in (eos if isinstance(eos, list) else [eos])}
+
+
+@contextlib.contextmanager
+def other_users(server, streams: int = 16):
+    """Endless streams on demo-chatml while the block runs: the device thread shares each
+    step between them and the demo model, so that a demo answer takes seconds, not 0.2 s,
+    and a test can act in the middle of it."""
+    done = threading.Event()
+    streaming = threading.Barrier(streams + 1, timeout=60)
+
+    def stream():
+        body = {"model": "demo-chatml", "messages": [{"role": "user", "content": "Hello!"}], "stream": True,
+                "max_tokens": 2000, "logit_bias": endless("demo-chatml")}
+        headers = {"Authorization": f"token {server.token}"}
+        with httpx.stream("POST", server.openai_base_url + "/chat/completions", json=body, headers=headers,
+                          timeout=60) as response:
+            lines = response.iter_lines()
+            next(lines)
+            streaming.wait()
+            for _ in lines:
+                if done.is_set():
+                    break
+
+    threads = [threading.Thread(target=stream) for _ in range(streams)]
+    for t in threads:
+        t.start()
+    try:
+        streaming.wait()  # every one of them is generating
+        yield
+    finally:
+        done.set()
+        for t in threads:
+            t.join(timeout=30)

@@ -8,6 +8,7 @@ loopback with a random port and a known token; its log goes to a file that
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import signal
 import socket
@@ -44,6 +45,12 @@ class JupyterProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def cancelled(self, since: int = 0, model: str = "demo") -> list[int]:
+        """For each request to `model` whose client went away (logged after offset `since`
+        of the log): the completion tokens it had got by then."""
+        line = rf"mlx \w+ {re.escape(model)} \((?:stream|json)\): client gone, cancelled after [\d.]+s and (\d+) tokens"
+        return [int(n) for n in re.findall(line, self.log()[since:])]
 
     def kernel_client(self, kernel_id: str, timeout: float = 60.0) -> BlockingKernelClient:
         """A client of this server's kernel `kernel_id`, channels started, the kernel ready."""

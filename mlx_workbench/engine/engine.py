@@ -234,7 +234,7 @@ class Engine:
 
         def ready(entry, error):
             if error is not None and registers:
-                pool.forget(model)  # what does not load is no model: it stays unknown
+                pool.unregister(model)  # what does not load is no model; its failed entry says why
             if not result.done():  # the caller may have cancelled it
                 self._scheduler.publish()  # whoever the answer wakes sees the new state
                 result.set_exception(error) if error else result.set_result(entry.status())

@@ -105,10 +105,9 @@ class Pool:
             self.config.models[model] = ModelSpec(name=model, path=model)
         return self.config.models[model]
 
-    def forget(self, model: str) -> None:
-        """Undo `register`: `model` is no longer known."""
+    def unregister(self, model: str) -> None:
+        """Undo `register`: `model` is no model any more (its entry still tells why)."""
         self.config.models.pop(model, None)
-        self.entries.pop(model, None)
 
     def entry(self, model: str, adapter: Optional[str] = None) -> Entry:
         key = entry_id(model, adapter)

@@ -7,7 +7,7 @@ import asyncio
 
 import openai
 import pytest
-from conftest import admin, health_probe, wait_idle
+from reliability_harness import admin, health_probe, wait_idle
 from demo_requests import ANSWERS, STORY, answer
 from server import start_jupyter
 

@@ -4,7 +4,6 @@ middle of %%mlx_chat leaves the server healthy with nothing active."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import signal
@@ -13,8 +12,8 @@ import time
 
 import httpx
 import pytest
-from conftest import admin, wait_idle
-from demo_requests import STORY, answer, endless
+from reliability_harness import wait_idle
+from demo_requests import STORY, answer, endless, other_users
 from kernel_harness import Kernel, reply
 from server import start_jupyter
 
@@ -66,31 +65,6 @@ def test_stopping_the_server_ends_streams_releases_models_and_exits_0(sig):
     print(f"\nshutdown on {signal.Signals(sig).name} with {STREAMS} streams: exit 0 after {seconds:.2f} s")
 
 
-@contextlib.contextmanager
-def other_users(server, streams: int = 16):
-    """Endless streams on demo-chatml while the block runs: the device thread shares each
-    step between them and the demo model, so that a demo answer takes seconds, not 0.2 s."""
-    done = threading.Event()
-
-    def stream():
-        body = {"model": "demo-chatml", "messages": [{"role": "user", "content": "Hello!"}], "stream": True,
-                "max_tokens": 2000, "logit_bias": endless("demo-chatml")}
-        with admin(server) as http, http.stream("POST", "mlx/v1/chat/completions", json=body) as response:
-            for _ in response.iter_lines():
-                if done.is_set():
-                    break
-
-    threads = [threading.Thread(target=stream) for _ in range(streams)]
-    for t in threads:
-        t.start()
-    try:
-        yield
-    finally:
-        done.set()
-        for t in threads:
-            t.join(timeout=30)
-
-
 def test_kernel_restart_mid_answer_leaves_the_server_idle(jupyter_server, http):
     body = {"model": "demo", "messages": [{"role": "user", "content": STORY}], "temperature": 0}
     story = http.post("mlx/v1/chat/completions", json=body).json()
@@ -110,11 +84,10 @@ def test_kernel_restart_mid_answer_leaves_the_server_idle(jupyter_server, http):
             assert http.post(f"api/kernels/{kernel_id}/restart").status_code == 200
             # The server saw the kernel's connection go and cancelled its answer before the end.
             deadline = time.monotonic() + 30
-            while not (cut := re.findall(r"mlx chat demo \(stream\): client gone, cancelled after [\d.]+s and (\d+) tokens",
-                                         jupyter_server.log()[log_start:])):
+            while not (cut := jupyter_server.cancelled(since=log_start)):
                 assert time.monotonic() < deadline, jupyter_server.log()[log_start:]
                 time.sleep(0.1)
-        assert 3 < int(cut[0]) < story["usage"]["completion_tokens"], cut
+        assert 3 < cut[0] < story["usage"]["completion_tokens"], cut
         status = wait_idle(http)
         assert status["active_requests"] == status["queued_requests"] == 0, status
         health = http.get("mlx/health").json()
