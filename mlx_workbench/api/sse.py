@@ -34,6 +34,7 @@ class EventStream:
         h.set_header("Content-Type", CONTENT_TYPE)
         h.set_header("Cache-Control", "no-cache")
         h.set_header("X-Accel-Buffering", "no")  # tells proxies (nginx) not to buffer
+        h.request.connection.stream.set_nodelay(True)
         self.started = True
 
     async def send(self, event: BaseModel) -> None:
