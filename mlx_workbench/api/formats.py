@@ -6,6 +6,8 @@ arrive; otherwise it accumulates the choices and makes the one response.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..engine import requests as engine
 from . import schemas as s
 
@@ -17,6 +19,26 @@ def usage(u: engine.Usage) -> s.CompletionUsage:
         total_tokens=u.total_tokens,
         prompt_tokens_details=s.PromptTokensDetails(cached_tokens=u.cached_tokens),
     )
+
+
+def merge_deltas(events: list) -> list:
+    """`events` with each choice's Deltas merged into its first one: a choice's
+    text stays in order, and no Delta can follow its choice's Finished."""
+    merged: list = []
+    first: dict[int, engine.Delta] = {}
+    for event in events:
+        if not isinstance(event, engine.Delta):
+            merged.append(event)
+        elif (into := first.get(event.index)) is None:
+            first[event.index] = replace(event, token_ids=list(event.token_ids),
+                                         logprobs=None if event.logprobs is None else list(event.logprobs))
+            merged.append(first[event.index])
+        else:
+            into.text += event.text
+            into.token_ids += event.token_ids
+            if event.logprobs:
+                into.logprobs = (into.logprobs or []) + event.logprobs
+    return merged
 
 
 class ResponseBuilder:

@@ -10,7 +10,7 @@ status code; after that, a stream reports a failure as an `error` event.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import json
 import math
 import re
@@ -28,8 +28,8 @@ from ..engine import errors
 from ..engine.requests import Delta, Done, Failed, Finished, GenerationRequest, Progress, Started
 from ..engine.status import EntryStatus
 from . import schemas as s
-from .formats import ChatBuilder, ResponseBuilder, TextBuilder
-from .sse import ClientGone, EventStream, with_heartbeat
+from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
+from .sse import ClientGone, EventStream
 
 # ---- errors -----------------------------------------------------------------------
 
@@ -176,26 +176,39 @@ class GenerationHandler(BaseHandler):
         self.workbench.generations.add(task)
         task.add_done_callback(self.workbench.generations.discard)
         try:
-            events = self.engine.agenerate(request)
-            first = await anext(events)
+            batches = self.engine.astream(request)
+            first, *rest = await anext(batches)
         except errors.EngineError as e:
             raise api_error(e) from None
+        stream = None
         try:
             if isinstance(first, Failed):
                 raise api_error(first.error)
             assert isinstance(first, Started), first
             if body.stream:
-                last = await self._stream(events, body, builder)
+                stream = EventStream(self, self.workbench.sse_keepalive)
+                stream.start()
+                for chunk in builder.opening_chunks():
+                    stream.write(chunk)
+                answer = functools.partial(self._stream, stream, builder, body.include_usage)
             else:
-                last = await self._collect(events, builder)
+                answer = functools.partial(self._collect, builder)
+            batch = rest
+            while (last := await answer(batch)) is None:
+                batch = await anext(batches)
         except ClientGone:
             last = None
         finally:
-            await events.aclose()  # cancels the request unless it ended
+            if stream is not None:
+                stream.close()
+            await batches.aclose()  # cancels the request unless it ended
         self._log_generation(body, request, last, time.monotonic() - submitted)
 
-    async def _collect(self, events, builder: ResponseBuilder) -> Done | None:
-        async for event in events:
+    # Each answer takes the events in the batches they arrive in, and returns the
+    # request's last event (Done or Failed) once it has seen it.
+
+    async def _collect(self, builder: ResponseBuilder, batch: list) -> Done | None:
+        for event in batch:
             if isinstance(event, Delta):
                 builder.add(event)
             elif isinstance(event, Finished):
@@ -203,38 +216,35 @@ class GenerationHandler(BaseHandler):
             elif isinstance(event, Failed):
                 raise api_error(event.error)
             elif isinstance(event, Done):
-                if self._client_gone:
-                    return None
+                if self._client_gone:  # cancelled by the disconnect
+                    raise ClientGone()
                 self.send(builder.response(event.usage))
                 return event
         return None
 
-    async def _stream(self, events, body: s.GenerationParams, builder: ResponseBuilder) -> Done | Failed | None:
-        stream = EventStream(self)
-        stream.start()
-        for chunk in builder.opening_chunks():
-            await stream.send(chunk)
-        async with contextlib.aclosing(with_heartbeat(events)) as beating:
-            async for event in beating:
-                if event is None:
-                    await stream.keepalive()
-                elif isinstance(event, Delta):
-                    chunk = builder.delta_chunk(event)
-                    if chunk is not None:
-                        await stream.send(chunk)
-                elif isinstance(event, Finished):
-                    await stream.send(builder.finish_chunk(event.index, event.reason))
-                elif isinstance(event, Failed):
-                    # The 200 is gone: report in-band, as OpenAI does, and end without [DONE].
-                    await stream.fail(s.ErrorResponse(error=api_error(event.error).detail))
-                    return event
-                elif isinstance(event, Done):
-                    if body.include_usage:
-                        await stream.send(builder.usage_chunk(event.usage))
-                    await stream.done()
-                    return event
-                else:
-                    assert isinstance(event, Progress), event
+    async def _stream(self, stream: EventStream, builder: ResponseBuilder, include_usage: bool,
+                      batch: list) -> Done | Failed | None:
+        """One chunk per choice and batch: a client that falls behind gets the
+        tokens it missed in one delta, instead of ever more chunks to parse."""
+        for event in merge_deltas(batch):
+            if isinstance(event, Delta):
+                chunk = builder.delta_chunk(event)
+                if chunk is not None:
+                    stream.write(chunk)
+            elif isinstance(event, Finished):
+                stream.write(builder.finish_chunk(event.index, event.reason))
+            elif isinstance(event, Failed):
+                # The 200 is gone: report in-band, as OpenAI does, and end without [DONE].
+                stream.fail(s.ErrorResponse(error=api_error(event.error).detail))
+                return event
+            elif isinstance(event, Done):
+                if include_usage:
+                    stream.write(builder.usage_chunk(event.usage))
+                stream.done()
+                return event
+            else:
+                assert isinstance(event, Progress), event
+        await stream.flush()
         return None
 
     def _log_generation(self, body: s.GenerationParams, request: GenerationRequest, last, seconds: float) -> None:

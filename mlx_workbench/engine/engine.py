@@ -9,6 +9,8 @@
     # generation: events in order Started, (Progress*), (Delta | Finished)*, Done
     #             or, at any point, a final Failed
     async for event in engine.agenerate(request): ...   # from an asyncio loop
+    async for batch in engine.astream(request): ...     # the same, as lists of the events
+                                                        # that arrived since the last one
     for event in engine.generate(request): ...          # from any other thread
     engine.cancel(request.id)           # request ends with Finished(reason="cancelled")
                                         # for each open choice, then Done; breaking out of
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import queue
 import threading
@@ -116,14 +119,24 @@ class Engine:
     # ---- generation --------------------------------------------------------
 
     async def agenerate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        async with contextlib.aclosing(self.astream(request)) as batches:
+            async for batch in batches:
+                for event in batch:
+                    yield event
+
+    async def astream(self, request: GenerationRequest) -> AsyncIterator[list[Event]]:
+        """The events of `request` in batches: all that arrived since the caller
+        last asked, so a consumer that falls behind catches up in one go."""
         events: asyncio.Queue = asyncio.Queue()
         self._submit(request, events.put_nowait, asyncio.get_running_loop())
         ended = False
         try:
             while not ended:
-                for event in await events.get():
-                    ended = isinstance(event, (Done, Failed))
-                    yield event
+                batch = await events.get()
+                while not events.empty():
+                    batch += events.get_nowait()
+                ended = isinstance(batch[-1], (Done, Failed))
+                yield batch
         finally:
             if not ended:
                 self.cancel(request.id)
