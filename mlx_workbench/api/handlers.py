@@ -48,6 +48,7 @@ class ApiError(web.HTTPError):
 # engine error -> (status, type, code); the first matching class wins.
 _ENGINE_ERRORS: list[tuple[type, int, str, str]] = [
     (errors.ContextLengthExceeded, 400, "invalid_request_error", "context_length_exceeded"),
+    (errors.InvalidForModel, 400, "invalid_request_error", "invalid_for_model"),
     (errors.InvalidRequest, 400, "invalid_request_error", "invalid_value"),
     (errors.ModelNotFound, 404, "invalid_request_error", "model_not_found"),
     (errors.QueueFull, 429, "rate_limit_error", "queue_full"),
@@ -68,7 +69,7 @@ def api_error(exc: Exception) -> ApiError:
 
 
 # pydantic's loc names union members ('str', 'list[int]', 'TextPart'...); a param is fields and indexes only.
-_UNION_TAG = re.compile(r"^(str|int|float|bool|none|[A-Z]\w*|[\w-]+\[.*\])$")
+_UNION_TAG = re.compile(r"^(str|int|float|bool|none|[A-Z]\w*|[\w-]+\[.*\]|\[key\])$")
 
 
 def validation_error(exc: ValidationError) -> ApiError:
@@ -76,6 +77,9 @@ def validation_error(exc: ValidationError) -> ApiError:
     first = max(exc.errors(), key=lambda e: len(e["loc"]))
     param = ".".join(str(p) for p in first["loc"] if isinstance(p, int) or not _UNION_TAG.match(p)) or None
     reason = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "json_invalid":
+        return ApiError(400, f"The request body is not valid JSON: {reason.removeprefix('Invalid JSON: ')}.",
+                        code="invalid_json")
     if first["type"] == "missing":
         message = f"Missing required parameter: '{param}'."
     elif first["type"] == "model_type":
@@ -91,6 +95,17 @@ def validation_error(exc: ValidationError) -> ApiError:
 # ---- base ---------------------------------------------------------------------------
 
 
+def implemented_methods(handler: type[web.RequestHandler]) -> list[str]:
+    """The HTTP methods `handler` answers (the others are 405)."""
+    return [m for m in handler.SUPPORTED_METHODS
+            if getattr(handler, m.lower()) is not getattr(web.RequestHandler, m.lower())]
+
+
+def is_open(method) -> bool:
+    """Marked @allow_unauthenticated."""
+    return getattr(method, "__allow_unauthenticated", False)
+
+
 class BaseHandler(APIHandler):
     @property
     def workbench(self):
@@ -101,13 +116,17 @@ class BaseHandler(APIHandler):
     def engine(self):
         return self.workbench.engine
 
+    async def prepare(self):
+        await super().prepare()
+        # Jupyter only refuses what @web.authenticated guards; refuse an unknown path or
+        # method too, so that nothing under mlx/ but health answers without a token.
+        if not self.current_user and not is_open(getattr(self, self.request.method.lower())):
+            raise web.HTTPError(403)  # answered as 401 by write_error
+
     def parse(self, model: type[BaseModel]):
+        # pydantic parses the bytes itself: bounded nesting, UTF-8 checked, JSON types kept.
         try:
-            body = json.loads(self.request.body or b"null")
-        except ValueError as e:
-            raise ApiError(400, f"The request body is not valid JSON: {e}.", code="invalid_json") from None
-        try:
-            return model.model_validate(body)
+            return model.model_validate_json(self.request.body or b"null")
         except ValidationError as e:
             raise validation_error(e) from None
 
@@ -129,6 +148,14 @@ class BaseHandler(APIHandler):
                 code="invalid_api_key",
             )
             self.set_header("WWW-Authenticate", "Bearer")
+        elif status_code == 403 and "xsrf" in str(getattr(exc, "log_message", "")).lower():
+            error = ApiError(
+                403,
+                "A cookie-authenticated request that changes state needs the X-XSRFToken header "
+                "(the value of the _xsrf cookie); an API client should send the token instead "
+                "(Authorization: Bearer <token>).",
+                code="xsrf_check_failed",
+            )
         elif isinstance(exc, web.HTTPError):
             message = exc.log_message % exc.args if exc.log_message else responses.get(status_code, "Error")
             error = ApiError(status_code, message)
@@ -138,6 +165,8 @@ class BaseHandler(APIHandler):
             error = ApiError(status_code, responses.get(status_code, "Error"))
         if status_code != error.status_code:
             self.set_status(error.status_code)
+        if error.status_code == 405:
+            self.set_header("Allow", ", ".join(implemented_methods(type(self))))
         for name, value in error.headers.items():
             self.set_header(name, value)
         self.finish(s.ErrorResponse(error=error.detail).model_dump_json())
@@ -152,7 +181,8 @@ def split_model_id(model_id: str, adapter: str | None) -> tuple[str, str | None]
     if not (sep and name and id_adapter):
         return model_id, adapter
     if adapter not in (None, id_adapter):
-        raise ApiError(400, f"The model id names adapter '{id_adapter}' but 'adapter' is '{adapter}'.", param="adapter")
+        raise ApiError(400, f"The model id names adapter '{id_adapter}' but 'adapter' is '{adapter}'.",
+                       param="adapter", code="conflicting_adapter")
     return name, id_adapter
 
 
@@ -411,7 +441,8 @@ class OpenAPIHandler(BaseHandler):
 class NotFoundHandler(BaseHandler):
     """Unknown paths under mlx/ answer OpenAI-shaped 404s, whatever the method."""
 
-    def prepare(self):
+    async def prepare(self):
+        await super().prepare()  # refuses a request without a token first
         raise ApiError(404, f"Unknown endpoint: {self.request.method} {self.request.path}.", code="unknown_url")
 
 

@@ -206,8 +206,7 @@ class Engine:
         return model, adapter
 
     def model_ids(self) -> list[str]:
-        return [i for name, spec in list(self.config.models.items())
-                for i in [name, *(f"{name}:{a}" for a in spec.adapters)]]
+        return self.config.model_ids()
 
     # ---- pool admin --------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Optional
 
 from jinja2 import TemplateError
 
-from .errors import InvalidRequest
+from .errors import InvalidForModel, InvalidRequest
 
 ROLES = ("system", "user", "assistant")
 
@@ -33,7 +33,7 @@ class Family:
         messages = validate_messages(messages)
         if not tokenizer.has_chat_template:
             if self.template is None:
-                raise InvalidRequest(
+                raise InvalidForModel(
                     "This model has no chat template, so it cannot be used for chat; "
                     "send a plain prompt to /v1/completions instead.",
                     param="messages",
@@ -184,7 +184,7 @@ def _apply_template(tokenizer, messages: list[dict], **kwargs) -> list[int]:
     try:
         return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, **kwargs))
     except TemplateError as e:  # the template's raise_exception(): a conversation it refuses
-        raise InvalidRequest(f"The model's chat template rejected the messages: {e}", param="messages") from e
+        raise InvalidForModel(f"The model's chat template rejected the messages: {e}", param="messages") from e
 
 
 def _fold_system(messages: list[dict]) -> list[dict]:

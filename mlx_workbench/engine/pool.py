@@ -25,7 +25,7 @@ from mlx_lm.tuner.utils import load_adapters
 from mlx_lm.utils import load_model, load_tokenizer
 
 from .config import EngineConfig, ModelSpec
-from .errors import EngineError, LoadFailed, MemoryBudgetExceeded
+from .errors import EngineError, LoadFailed, MemoryBudgetExceeded, ModelNotFound
 from .families import detect_family
 from .status import EntryState, EntryStatus
 
@@ -92,6 +92,7 @@ class Pool:
         self.entries: dict[str, Entry] = {}
         self._post = post  # runs a job on the device thread
         self._on_release = on_release  # the scheduler drops its state for an entry
+        self._named: set[str] = set()  # models registered by a load, not configured
         self.changed: Callable[[], None] = lambda: None  # an entry changed state (publish status)
 
     # ---- names -------------------------------------------------------------
@@ -103,6 +104,7 @@ class Pool:
         """A model the user named by path or Hugging Face repo id."""
         if model not in self.config.models:
             self.config.models[model] = ModelSpec(name=model, path=model)
+            self._named.add(model)
         return self.config.models[model]
 
     def entry(self, model: str, adapter: Optional[str] = None) -> Entry:
@@ -210,9 +212,18 @@ class Pool:
         if error is not None:
             entry.state, entry.error, entry.progress = "failed", error.message, 0.0
             self._release(entry)
+            if entry.model in self._named and not isinstance(error, MemoryBudgetExceeded):
+                error = self._forget(entry, error)
         waiters, entry.waiters = entry.waiters, []
         for ready in waiters:
             ready(entry, error)
+
+    def _forget(self, entry: Entry, error: EngineError) -> ModelNotFound:
+        """A name that loads nothing names no model: drop it rather than list it forever."""
+        self._named.discard(entry.model)
+        del self.config.models[entry.model]
+        del self.entries[entry.id]
+        return ModelNotFound(entry.model, self.config.model_ids(), reason=error.message)
 
     # ---- eviction ----------------------------------------------------------
 

@@ -23,7 +23,7 @@ from mlx_lm.generate import BatchGenerator
 
 from .cache import PromptCache
 from .config import EngineConfig
-from .errors import ContextLengthExceeded, EngineError, GenerationFailed, InvalidRequest
+from .errors import ContextLengthExceeded, EngineError, GenerationFailed, InvalidForModel, InvalidRequest
 from .pool import Entry, Pool
 from .requests import (Delta, Done, Event, Failed, Finished, GenerationRequest, Progress, Started,
                        Usage)
@@ -101,7 +101,7 @@ class Batch:
 class Scheduler:
     def __init__(self, config: EngineConfig, post: Callable):
         self.config = config
-        self.pool = Pool(config, post, self._release)
+        self.pool = Pool(config, lambda fn, *args: post(self._pool_job, fn, *args), self._release)
         self.pool.changed = self.publish
         self.cache = PromptCache(config.prompt_cache_size, config.prompt_cache_bytes)
         self.batches: dict[str, Batch] = {}
@@ -120,6 +120,12 @@ class Scheduler:
         self.submissions[sub.request.id] = sub
         self.pool.acquire(sub.model, sub.adapter,
                           lambda entry, error: self._guarded(sub, self._prepare, sub, entry, error))
+        self._after_job()
+
+    def _pool_job(self, fn: Callable, *args) -> None:
+        """A job the pool posts (a download ended): what it settles must reach the
+        callers now, not at the next step, which an idle engine never takes."""
+        fn(*args)
         self._after_job()
 
     def _guarded(self, sub: Submission, fn: Callable, *args) -> None:
@@ -174,7 +180,7 @@ class Scheduler:
             tokens = list(request.prompt or [])
             vocab = entry.config.get("vocab_size")
             if vocab is not None and any(not 0 <= t < vocab for t in tokens):
-                raise InvalidRequest(f"Prompt token ids must be in [0, {vocab}).", param="prompt")
+                raise InvalidForModel(f"Prompt token ids must be in [0, {vocab}) for this model.", param="prompt")
         if not tokens:
             raise InvalidRequest("The prompt is empty.", param="prompt")
         return tokens

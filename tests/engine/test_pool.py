@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from mlx_workbench.engine.errors import InvalidRequest, LoadFailed, MemoryBudgetExceeded
-from mlx_workbench.engine.requests import Done, Failed, Started
+from mlx_workbench.engine.errors import InvalidRequest, MemoryBudgetExceeded, ModelNotFound
+from mlx_workbench.engine.requests import Done, Started
 
 from engine_helpers import chat, texts
 
@@ -136,8 +136,9 @@ def test_loading_a_path_registers_it(engine, models):
 
 
 def test_a_missing_folder_is_named_as_such_not_downloaded(engine, tmp_path):
-    with pytest.raises(LoadFailed, match="No model folder at"):
+    with pytest.raises(ModelNotFound, match="No model folder at"):
         engine.load(str(tmp_path / "nowhere")).result(30)
+    assert str(tmp_path / "nowhere") not in engine.model_ids()  # a failed name is not kept
 
 
 @pytest.mark.parametrize("damage", ["corrupt weights", "missing weights", "missing config"])
@@ -148,12 +149,13 @@ def test_a_failing_load_fails_its_requests_only(engine, broken_model, damage):
         (broken_model / "model.safetensors").unlink()
     else:
         (broken_model / "config.json").unlink()
-    with pytest.raises(LoadFailed):
+    with pytest.raises(ModelNotFound, match="Could not load"):
         engine.load(str(broken_model)).result(30)
-    events = list(engine.generate(chat("hi", model=str(broken_model))))
-    assert len(events) == 1 and isinstance(events[0], Failed) and isinstance(events[0].error, LoadFailed)
-    entry = next(e for e in engine.status().entries if e.model == str(broken_model))
-    assert entry.state == "failed" and entry.error
+    # A path that loads nothing names no model: neither listed nor kept as a failed entry.
+    assert str(broken_model) not in engine.model_ids()
+    assert all(e.model != str(broken_model) for e in engine.status().entries)
+    with pytest.raises(ModelNotFound):
+        list(engine.generate(chat("hi", model=str(broken_model))))
     assert texts(list(engine.generate(chat("hi", max_tokens=3))))  # the engine still serves
 
 
