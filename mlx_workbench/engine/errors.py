@@ -25,10 +25,10 @@ class InvalidForModel(InvalidRequest):
 
 
 class ContextLengthExceeded(InvalidRequest):
-    def __init__(self, prompt_tokens: int, limit: int):
+    def __init__(self, prompt_tokens: int, limit: int, at_least: bool = False):
         super().__init__(
             f"This model's maximum context length is {limit} tokens, but the prompt "
-            f"has {prompt_tokens} tokens.",
+            f"has {'at least ' if at_least else ''}{prompt_tokens} tokens.",
             param="messages",
         )
         self.prompt_tokens = prompt_tokens

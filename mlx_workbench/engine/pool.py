@@ -55,6 +55,7 @@ class Entry:
     config: dict = field(default_factory=dict)
     generation_config: dict = field(default_factory=dict)
     family: Any = None
+    max_token_bytes: int = 0  # UTF-8 bytes of the vocabulary's longest token
     waiters: list[Ready] = field(default_factory=list)
 
     @property
@@ -190,6 +191,7 @@ class Pool:
         tokenizer = load_tokenizer(entry.path, eos_token_ids=config.get("eos_token_id"))
         entry.family = detect_family(config, tokenizer)
         entry.module, entry.tokenizer, entry.config = module, tokenizer, config
+        entry.max_token_bytes = max(len(token.encode()) for token in tokenizer.get_vocab())
         generation_config = entry.path / "generation_config.json"
         entry.generation_config = json.loads(generation_config.read_text()) if generation_config.exists() else {}
         entry.memory_bytes = mx.get_active_memory() - before
@@ -204,6 +206,7 @@ class Pool:
         module.eval()
         mx.eval(module.parameters())
         entry.module, entry.tokenizer, entry.family = module, base.tokenizer, base.family
+        entry.max_token_bytes = base.max_token_bytes
         entry.config, entry.generation_config = base.config, base.generation_config
         entry.path = base.path
         entry.memory_bytes = mx.get_active_memory() - before

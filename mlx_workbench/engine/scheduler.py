@@ -156,6 +156,7 @@ class Scheduler:
             return
         if error is not None:
             return self._fail(sub, error)
+        self._refuse_surely_too_long(entry, sub.request)
         try:
             sub.prompt = self._tokenize(entry, sub.request)
         except EngineError:
@@ -170,6 +171,20 @@ class Scheduler:
         batch = self.batches.get(entry.id) or self.batches.setdefault(entry.id, Batch(entry, self.config))
         batch.waiting.append(sub)
         self._admit(batch)
+
+    @staticmethod
+    def _refuse_surely_too_long(entry: Entry, request: GenerationRequest) -> None:
+        """A text longer than the context could hold even if each token were the longest
+        one fails before tokenizing: megabytes of prompt would hold the device thread
+        (and every other request) for a minute."""
+        limit = entry.context_length
+        if limit is None or not entry.max_token_bytes:
+            return
+        texts = [request.prompt, *(m.get("content") for m in request.messages or [])]
+        size = sum(len(t.encode()) for t in texts if isinstance(t, str))
+        tokens = -(-size // entry.max_token_bytes)  # at least
+        if tokens + 1 > limit:
+            raise ContextLengthExceeded(tokens, limit, at_least=True)
 
     def _tokenize(self, entry: Entry, request: GenerationRequest) -> list[int]:
         if request.messages is not None:
