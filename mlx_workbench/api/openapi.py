@@ -15,7 +15,10 @@ REF = "#/components/schemas/{model}"
 
 _ERRORS = {"default": (s.ErrorResponse, 'An error, OpenAI-shaped: {"error": {message, type, param, code}}.')}
 _GENERATION_ERRORS = {
-    "400": (s.ErrorResponse, "Invalid request, or the prompt exceeds the context (code context_length_exceeded)."),
+    "400": (s.ErrorResponse, "Invalid request; or valid, but not for this model (code invalid_for_model: "
+                             "token ids outside its vocabulary, a chat its template refuses) or over its context "
+                             "(code context_length_exceeded); or an adapter the model id contradicts "
+                             "(code conflicting_adapter)."),
     "401": (s.ErrorResponse, "Missing or invalid token."),
     "404": (s.ErrorResponse, "Unknown model (code model_not_found)."),
     "429": (s.ErrorResponse, "Queue full; retry after the Retry-After header's seconds."),

@@ -31,6 +31,8 @@ from .status import EntryState, EntryStatus
 
 log = logging.getLogger(__name__)
 
+MAX_FORGOTTEN = 8  # failed entries of unknown names kept in the status
+
 Ready = Callable[["Entry", Optional[EngineError]], None]  # called once the entry is loaded or failed
 
 
@@ -94,6 +96,7 @@ class Pool:
         self._post = post  # runs a job on the device thread
         self._on_release = on_release  # the scheduler drops its state for an entry
         self._named: set[str] = set()  # models registered by a load, not configured
+        self._forgotten: list[str] = []  # failed entries of names no longer registered, oldest first
         self.changed: Callable[[], None] = lambda: None  # an entry changed state (publish status)
 
     # ---- names -------------------------------------------------------------
@@ -222,10 +225,15 @@ class Pool:
             ready(entry, error)
 
     def _forget(self, entry: Entry, error: EngineError) -> ModelNotFound:
-        """A name that loads nothing names no model: drop it rather than list it forever."""
+        """A name that loads nothing names no model: it is not listed as one, and its
+        failed entry shows why only until a few more such names have failed."""
         self._named.discard(entry.model)
         del self.config.models[entry.model]
-        del self.entries[entry.id]
+        self._forgotten.append(entry.id)
+        while len(self._forgotten) > MAX_FORGOTTEN:
+            gone = self.entries.get(self._forgotten.pop(0))
+            if gone is not None and gone.state == "failed" and gone.model not in self.config.models:
+                del self.entries[gone.id]
         return ModelNotFound(entry.model, self.config.model_ids(), reason=error.message)
 
     # ---- eviction ----------------------------------------------------------

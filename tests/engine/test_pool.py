@@ -8,6 +8,7 @@ import time
 import pytest
 
 from mlx_workbench.engine.errors import InvalidRequest, MemoryBudgetExceeded, ModelNotFound
+from mlx_workbench.engine.pool import MAX_FORGOTTEN
 from mlx_workbench.engine.requests import Done, Started
 
 from engine_helpers import chat, texts
@@ -141,6 +142,14 @@ def test_a_missing_folder_is_named_as_such_not_downloaded(engine, tmp_path):
     assert str(tmp_path / "nowhere") not in engine.model_ids()  # a failed name is not kept
 
 
+def test_failed_names_do_not_pile_up(engine, tmp_path):
+    for i in range(MAX_FORGOTTEN + 5):
+        with pytest.raises(ModelNotFound):
+            engine.load(str(tmp_path / f"nowhere-{i}")).result(30)
+    failed = [e.model for e in engine.status().entries if e.state == "failed"]
+    assert failed == [str(tmp_path / f"nowhere-{i}") for i in range(5, MAX_FORGOTTEN + 5)]
+
+
 @pytest.mark.parametrize("damage", ["corrupt weights", "missing weights", "missing config"])
 def test_a_failing_load_fails_its_requests_only(engine, broken_model, damage):
     if damage == "corrupt weights":
@@ -151,9 +160,10 @@ def test_a_failing_load_fails_its_requests_only(engine, broken_model, damage):
         (broken_model / "config.json").unlink()
     with pytest.raises(ModelNotFound, match="Could not load"):
         engine.load(str(broken_model)).result(30)
-    # A path that loads nothing names no model: neither listed nor kept as a failed entry.
+    # A path that loads nothing names no model; its failed entry says why.
     assert str(broken_model) not in engine.model_ids()
-    assert all(e.model != str(broken_model) for e in engine.status().entries)
+    entry = next(e for e in engine.status().entries if e.model == str(broken_model))
+    assert entry.state == "failed" and entry.error
     with pytest.raises(ModelNotFound):
         list(engine.generate(chat("hi", model=str(broken_model))))
     assert texts(list(engine.generate(chat("hi", max_tokens=3))))  # the engine still serves
