@@ -24,6 +24,7 @@ RUN_TIMEOUT = 600  # seconds for the whole run; about two minutes here
 
 
 def run_schemathesis(server, models: list[str], cassette: Path) -> subprocess.CompletedProcess:
+    """The CLI in the cassette's folder, where it also leaves its crash cache."""
     cmd = [
         str(Path(sys.executable).parent / "schemathesis"), "--config-file", str(HERE / "schemathesis.toml"),
         "run", server.url + "mlx/api/openapi.json",
@@ -33,7 +34,7 @@ def run_schemathesis(server, models: list[str], cassette: Path) -> subprocess.Co
         "--no-color",
     ]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": str(HERE / "fuzz_hooks.py"), "FUZZ_MODELS": ",".join(models)}
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    return subprocess.run(cmd, env=env, cwd=cassette.parent, capture_output=True, text=True, timeout=RUN_TIMEOUT)
 
 
 def assert_openai_error(interaction: dict) -> None:
