@@ -6,10 +6,17 @@ arrive; otherwise it accumulates the choices and makes the one response.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from ..engine import requests as engine
 from . import schemas as s
+
+
+def finite(logprob: float) -> float:
+    """JSON has no -Infinity (pydantic would write null, which no client expects); OpenAI
+    reports a token it deems impossible at -9999.0."""
+    return logprob if math.isfinite(logprob) else -9999.0
 
 
 def usage(u: engine.Usage) -> s.CompletionUsage:
@@ -84,7 +91,7 @@ class ResponseBuilder:
 
 
 def _top(t: engine.TopLogprob) -> s.TopLogprob:
-    return s.TopLogprob(token=t.token, logprob=t.logprob, bytes=list(t.token.encode()))
+    return s.TopLogprob(token=t.token, logprob=finite(t.logprob), bytes=list(t.token.encode()))
 
 
 def chat_logprobs(tokens: list[engine.TokenLogprob]) -> s.ChoiceLogprobs:
@@ -144,8 +151,8 @@ class TextBuilder(ResponseBuilder):
         result = s.CompletionLogprobs()
         for t in tokens:
             result.tokens.append(t.token)
-            result.token_logprobs.append(t.logprob)
-            result.top_logprobs.append({k.token: k.logprob for k in t.top})
+            result.token_logprobs.append(finite(t.logprob))
+            result.top_logprobs.append({k.token: finite(k.logprob) for k in t.top})
             result.text_offset.append(self.offsets[index])
             self.offsets[index] += len(t.token)
         return result

@@ -98,7 +98,8 @@ class GenerationParams(Request):
     )
     top_k: Int(ge=0) = Field(0, description="Extension: sample from the k most likely tokens (0: all).")
     min_p: float = Field(0.0, ge=0.0, le=1.0, description="Extension.")
-    repetition_penalty: float = Field(1.0, gt=0.0, description="Extension: 1.0 disables it.")
+    # Beyond these bounds the penalized logits overflow and nothing sensible is sampled.
+    repetition_penalty: float = Field(1.0, ge=0.1, le=10.0, description="Extension: 1.0 disables it.")
     user: str | None = None
 
     @field_validator("stop")

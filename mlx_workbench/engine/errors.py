@@ -25,11 +25,11 @@ class InvalidForModel(InvalidRequest):
 
 
 class ContextLengthExceeded(InvalidRequest):
-    def __init__(self, prompt_tokens: int, limit: int, at_least: bool = False):
+    def __init__(self, prompt_tokens: int, limit: int, at_least: bool = False, param: str = "messages"):
         super().__init__(
             f"This model's maximum context length is {limit} tokens, but the prompt "
             f"has {'at least ' if at_least else ''}{prompt_tokens} tokens.",
-            param="messages",
+            param=param,
         )
         self.prompt_tokens = prompt_tokens
         self.limit = limit

@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 PUBLISH_INTERVAL = 0.5  # seconds between status snapshots while generating
 
 
+def prompt_param(request: GenerationRequest) -> str:
+    """The request field that holds the prompt."""
+    return "messages" if request.messages is not None else "prompt"
+
+
 @dataclass(eq=False)
 class Submission:
     """A request from submit to its last event; shared by the engine (caller
@@ -162,10 +167,10 @@ class Scheduler:
         except EngineError:
             raise
         except Exception as e:
-            raise InvalidRequest(f"Could not tokenize the prompt: {e}", param="messages") from e
+            raise InvalidRequest(f"Could not tokenize the prompt: {e}", param=prompt_param(sub.request)) from e
         limit = entry.context_length
         if limit is not None and len(sub.prompt) + 1 > limit:
-            return self._fail(sub, ContextLengthExceeded(len(sub.prompt), limit))
+            return self._fail(sub, ContextLengthExceeded(len(sub.prompt), limit, param=prompt_param(sub.request)))
         sub.entry = entry
         entry.active_requests += 1
         batch = self.batches.get(entry.id) or self.batches.setdefault(entry.id, Batch(entry, self.config))
@@ -184,7 +189,7 @@ class Scheduler:
         size = sum(len(t.encode()) for t in texts if isinstance(t, str))
         tokens = -(-size // entry.max_token_bytes)  # at least
         if tokens + 1 > limit:
-            raise ContextLengthExceeded(tokens, limit, at_least=True)
+            raise ContextLengthExceeded(tokens, limit, at_least=True, param=prompt_param(request))
 
     def _tokenize(self, entry: Entry, request: GenerationRequest) -> list[int]:
         if request.messages is not None:

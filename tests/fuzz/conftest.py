@@ -24,6 +24,11 @@ def fuzz_server() -> JupyterProcess:
 
 
 @pytest.fixture(scope="session")
+def max_tokens_cap() -> int:
+    return MAX_TOKENS_CAP
+
+
+@pytest.fixture(scope="session")
 def fuzz_http(fuzz_server) -> httpx.Client:
     with httpx.Client(
         base_url=fuzz_server.url, headers={"Authorization": f"Bearer {fuzz_server.token}"}, timeout=60

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -14,8 +15,6 @@ import pytest
 from server import start_jupyter
 
 from mlx_workbench.demo import DEMO_MODELS
-
-from conftest import MAX_TOKENS_CAP
 
 CHAT = "mlx/v1/chat/completions"
 TEXT = "mlx/v1/completions"
@@ -85,6 +84,8 @@ CASES = {
                                          400, "invalid_for_model", "token ids"),
     "logit_bias outside the vocabulary": (CHAT, chat_with(logit_bias={"99999999": 1}), "application/json",
                                           400, "invalid_for_model", "vocabulary"),
+    "a vanishing repetition_penalty": (CHAT, chat_with(repetition_penalty=5e-324), "application/json",
+                                       400, "invalid_value", "repetition_penalty"),
     "logit_bias keyed by a word": (CHAT, chat_with(logit_bias={"hello": 1}), "application/json",
                                    400, "invalid_value", "logit_bias"),
 }
@@ -110,22 +111,34 @@ def test_prompt_over_the_context_is_refused_quickly(fuzz_http, path, field, mega
     prompt = [{"role": "user", "content": text}] if field == "messages" else text
     started = time.monotonic()
     response = fuzz_http.post(path, json={"model": "demo", field: prompt})
-    assert_error(response, 400, "context_length_exceeded", "maximum context length")
+    assert assert_error(response, 400, "context_length_exceeded", "maximum context length")["param"] == field
     # Bounded: 40 MB used to be tokenized first, holding the device thread for a minute.
     assert time.monotonic() - started < 20
 
 
 def test_token_ids_over_the_context_are_refused(fuzz_http):
     response = fuzz_http.post(TEXT, json={"model": "demo", "prompt": [40] * 300_000})
-    assert_error(response, 400, "context_length_exceeded", "maximum context length")
+    assert assert_error(response, 400, "context_length_exceeded", "maximum context length")["param"] == "prompt"
 
 
 @pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
 @pytest.mark.parametrize("value", [10**30, 2**63, 1e30])
-def test_absurd_max_tokens_is_clamped_to_the_cap(fuzz_http, field, value):
+def test_absurd_max_tokens_is_clamped_to_the_cap(fuzz_http, max_tokens_cap, field, value):
     reply = fuzz_http.post(CHAT, json={**HELLO, field: value, "temperature": 0}).json()
-    assert reply["usage"]["completion_tokens"] <= MAX_TOKENS_CAP
+    assert reply["usage"]["completion_tokens"] <= max_tokens_cap
     assert reply["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_banned_tokens_have_a_finite_logprob(fuzz_http):
+    """Tokens banned by logit_bias -100 are at -infinity, which JSON cannot say: they are
+    reported at -9999.0 as OpenAI does, never as null."""
+    config = json.loads((Path(DEMO_MODELS["demo"]["path"]) / "config.json").read_text())
+    allowed = {40, 41, *config["eos_token_id"]}  # two byte-level letters, and the ends of a turn
+    bias = {str(i): -100 for i in range(config["vocab_size"]) if i not in allowed}
+    reply = fuzz_http.post(CHAT, json={**HELLO, "logit_bias": bias, "logprobs": True, "top_logprobs": 5}).json()
+    tokens = reply["choices"][0]["logprobs"]["content"]
+    top = [t["logprob"] for token in tokens for t in token["top_logprobs"]]
+    assert all(isinstance(x, float) for x in top) and -9999.0 in top
 
 
 def test_body_over_the_server_limit_is_refused(fuzz_server, fuzz_http):
