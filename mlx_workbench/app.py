@@ -96,6 +96,9 @@ class MLXWorkbench(ExtensionApp):
     queue_limit = Int(64, config=True, help="Requests that may wait for a batch slot; beyond, 429.")
     max_tokens_cap = Int(4096, config=True, help="Upper bound on any request's max_tokens.")
     preload = List(Unicode(), config=True, help='Model ids ("name" or "name:adapter") loaded at start.')
+    sse_keepalive = Float(
+        10.0, config=True, help="Seconds of silence after which a stream sends a keep-alive comment."
+    )
 
     @default("models")
     def _demo_models(self):

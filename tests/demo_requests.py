@@ -31,16 +31,16 @@ def endless(model: str = "demo") -> dict:
 
 
 @contextlib.contextmanager
-def other_users(server, streams: int = 16):
-    """Endless streams on demo-chatml while the block runs: the device thread shares each
-    step between them and the demo model, so that a demo answer takes seconds, not 0.2 s,
-    and a test can act in the middle of it."""
+def other_users(server, streams: int = 16, model: str = "demo-chatml"):
+    """Endless streams of other clients while the block runs, all generating once it
+    starts: the device thread shares each step between them and the test's request, so
+    that a demo answer takes seconds, not 0.2 s, and a test can act in the middle of it."""
     done = threading.Event()
     streaming = threading.Barrier(streams + 1, timeout=60)
 
     def stream():
-        body = {"model": "demo-chatml", "messages": [{"role": "user", "content": "Hello!"}], "stream": True,
-                "max_tokens": 2000, "logit_bias": endless("demo-chatml")}
+        body = {"model": model, "messages": [{"role": "user", "content": "Hello!"}], "stream": True,
+                "max_tokens": 2000, "logit_bias": endless(model)}
         headers = {"Authorization": f"token {server.token}"}
         with httpx.stream("POST", server.openai_base_url + "/chat/completions", json=body, headers=headers,
                           timeout=60) as response:

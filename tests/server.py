@@ -84,10 +84,12 @@ def start_jupyter(
     root_dir: Path | None = None,
     env: dict | None = None,
     ready_path: str = "mlx/health",
+    base_url: str = "/",
     timeout: float = 60.0,
 ) -> JupyterProcess:
     """Start `jupyter <app>` with extra command-line `args` (traitlets such as
-    `--MLXWorkbench.memory_budget=...`) and wait until `ready_path` answers 200."""
+    `--MLXWorkbench.memory_budget=...`) under `base_url` ("/prefix/"), and wait
+    until `ready_path` (relative to it) answers 200."""
     port = free_port()
     token = secrets.token_hex(16)
     root_dir = Path(root_dir or tempfile.mkdtemp(prefix="mlxwb-root-"))
@@ -100,11 +102,12 @@ def start_jupyter(
         "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root_dir}",
+        f"--ServerApp.base_url={base_url}",
         *args,
     ]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
-    server = JupyterProcess(f"http://127.0.0.1:{port}/", token, proc, log_path, root_dir, full_env)
+    server = JupyterProcess(f"http://127.0.0.1:{port}{base_url}", token, proc, log_path, root_dir, full_env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -6,8 +6,17 @@ arrive; otherwise it accumulates the choices and makes the one response.
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 from ..engine import requests as engine
 from . import schemas as s
+
+
+def finite(logprob: float) -> float:
+    """JSON has no -Infinity (pydantic would write null, which no client expects); OpenAI
+    reports a token it deems impossible at -9999.0."""
+    return logprob if math.isfinite(logprob) else -9999.0
 
 
 def usage(u: engine.Usage) -> s.CompletionUsage:
@@ -17,6 +26,26 @@ def usage(u: engine.Usage) -> s.CompletionUsage:
         total_tokens=u.total_tokens,
         prompt_tokens_details=s.PromptTokensDetails(cached_tokens=u.cached_tokens),
     )
+
+
+def merge_deltas(events: list) -> list:
+    """`events` with each choice's Deltas merged into its first one: a choice's
+    text stays in order, and no Delta can follow its choice's Finished."""
+    merged: list = []
+    first: dict[int, engine.Delta] = {}
+    for event in events:
+        if not isinstance(event, engine.Delta):
+            merged.append(event)
+        elif (into := first.get(event.index)) is None:
+            first[event.index] = replace(event, token_ids=list(event.token_ids),
+                                         logprobs=None if event.logprobs is None else list(event.logprobs))
+            merged.append(first[event.index])
+        else:
+            into.text += event.text
+            into.token_ids += event.token_ids
+            if event.logprobs:
+                into.logprobs = (into.logprobs or []) + event.logprobs
+    return merged
 
 
 class ResponseBuilder:
@@ -62,7 +91,7 @@ class ResponseBuilder:
 
 
 def _top(t: engine.TopLogprob) -> s.TopLogprob:
-    return s.TopLogprob(token=t.token, logprob=t.logprob, bytes=list(t.token.encode()))
+    return s.TopLogprob(token=t.token, logprob=finite(t.logprob), bytes=list(t.token.encode()))
 
 
 def chat_logprobs(tokens: list[engine.TokenLogprob]) -> s.ChoiceLogprobs:
@@ -122,8 +151,8 @@ class TextBuilder(ResponseBuilder):
         result = s.CompletionLogprobs()
         for t in tokens:
             result.tokens.append(t.token)
-            result.token_logprobs.append(t.logprob)
-            result.top_logprobs.append({k.token: k.logprob for k in t.top})
+            result.token_logprobs.append(finite(t.logprob))
+            result.top_logprobs.append({k.token: finite(k.logprob) for k in t.top})
             result.text_offset.append(self.offsets[index])
             self.offsets[index] += len(t.token)
         return result

@@ -10,7 +10,7 @@ status code; after that, a stream reports a failure as an `error` event.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import json
 import math
 import re
@@ -28,8 +28,8 @@ from ..engine import errors
 from ..engine.requests import Delta, Done, Failed, Finished, GenerationRequest, Progress, Started
 from ..engine.status import EntryStatus
 from . import schemas as s
-from .formats import ChatBuilder, ResponseBuilder, TextBuilder
-from .sse import ClientGone, EventStream, with_heartbeat
+from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
+from .sse import ClientGone, EventStream
 
 # ---- errors -----------------------------------------------------------------------
 
@@ -48,6 +48,7 @@ class ApiError(web.HTTPError):
 # engine error -> (status, type, code); the first matching class wins.
 _ENGINE_ERRORS: list[tuple[type, int, str, str]] = [
     (errors.ContextLengthExceeded, 400, "invalid_request_error", "context_length_exceeded"),
+    (errors.InvalidForModel, 400, "invalid_request_error", "invalid_for_model"),
     (errors.InvalidRequest, 400, "invalid_request_error", "invalid_value"),
     (errors.ModelNotFound, 404, "invalid_request_error", "model_not_found"),
     (errors.QueueFull, 429, "rate_limit_error", "queue_full"),
@@ -69,7 +70,7 @@ def api_error(exc: Exception) -> ApiError:
 
 
 # pydantic's loc names union members ('str', 'list[int]', 'TextPart'...); a param is fields and indexes only.
-_UNION_TAG = re.compile(r"^(str|int|float|bool|none|[A-Z]\w*|[\w-]+\[.*\])$")
+_UNION_TAG = re.compile(r"^(str|int|float|bool|none|[A-Z]\w*|[\w-]+\[.*\]|\[key\])$")
 
 
 def validation_error(exc: ValidationError) -> ApiError:
@@ -77,6 +78,9 @@ def validation_error(exc: ValidationError) -> ApiError:
     first = max(exc.errors(), key=lambda e: len(e["loc"]))
     param = ".".join(str(p) for p in first["loc"] if isinstance(p, int) or not _UNION_TAG.match(p)) or None
     reason = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "json_invalid":
+        return ApiError(400, f"The request body is not valid JSON: {reason.removeprefix('Invalid JSON: ')}.",
+                        code="invalid_json")
     if first["type"] == "missing":
         message = f"Missing required parameter: '{param}'."
     elif first["type"] == "model_type":
@@ -92,6 +96,17 @@ def validation_error(exc: ValidationError) -> ApiError:
 # ---- base ---------------------------------------------------------------------------
 
 
+def implemented_methods(handler: type[web.RequestHandler]) -> list[str]:
+    """The HTTP methods `handler` answers (the others are 405)."""
+    return [m for m in handler.SUPPORTED_METHODS
+            if getattr(handler, m.lower()) is not getattr(web.RequestHandler, m.lower())]
+
+
+def is_open(method) -> bool:
+    """Marked @allow_unauthenticated."""
+    return getattr(method, "__allow_unauthenticated", False)
+
+
 class BaseHandler(APIHandler):
     @property
     def workbench(self):
@@ -102,13 +117,17 @@ class BaseHandler(APIHandler):
     def engine(self):
         return self.workbench.engine
 
+    async def prepare(self):
+        await super().prepare()
+        # Jupyter only refuses what @web.authenticated guards; refuse an unknown path or
+        # method too, so that nothing under mlx/ but health answers without a token.
+        if not self.current_user and not is_open(getattr(self, self.request.method.lower())):
+            raise web.HTTPError(403)  # answered as 401 by write_error
+
     def parse(self, model: type[BaseModel]):
+        # pydantic parses the bytes itself: bounded nesting, UTF-8 checked, JSON types kept.
         try:
-            body = json.loads(self.request.body or b"null")
-        except ValueError as e:
-            raise ApiError(400, f"The request body is not valid JSON: {e}.", code="invalid_json") from None
-        try:
-            return model.model_validate(body)
+            return model.model_validate_json(self.request.body or b"null")
         except ValidationError as e:
             raise validation_error(e) from None
 
@@ -130,6 +149,14 @@ class BaseHandler(APIHandler):
                 code="invalid_api_key",
             )
             self.set_header("WWW-Authenticate", "Bearer")
+        elif status_code == 403 and "xsrf" in str(getattr(exc, "log_message", "")).lower():
+            error = ApiError(
+                403,
+                "A cookie-authenticated request that changes state needs the X-XSRFToken header "
+                "(the value of the _xsrf cookie); an API client should send the token instead "
+                "(Authorization: Bearer <token>).",
+                code="xsrf_check_failed",
+            )
         elif isinstance(exc, web.HTTPError):
             message = exc.log_message % exc.args if exc.log_message else responses.get(status_code, "Error")
             error = ApiError(status_code, message)
@@ -139,6 +166,8 @@ class BaseHandler(APIHandler):
             error = ApiError(status_code, responses.get(status_code, "Error"))
         if status_code != error.status_code:
             self.set_status(error.status_code)
+        if error.status_code == 405:
+            self.set_header("Allow", ", ".join(implemented_methods(type(self))))
         for name, value in error.headers.items():
             self.set_header(name, value)
         self.finish(s.ErrorResponse(error=error.detail).model_dump_json())
@@ -153,7 +182,8 @@ def split_model_id(model_id: str, adapter: str | None) -> tuple[str, str | None]
     if not (sep and name and id_adapter):
         return model_id, adapter
     if adapter not in (None, id_adapter):
-        raise ApiError(400, f"The model id names adapter '{id_adapter}' but 'adapter' is '{adapter}'.", param="adapter")
+        raise ApiError(400, f"The model id names adapter '{id_adapter}' but 'adapter' is '{adapter}'.",
+                       param="adapter", code="conflicting_adapter")
     return name, id_adapter
 
 
@@ -181,27 +211,40 @@ class GenerationHandler(BaseHandler):
         self.workbench.generations.add(task)
         task.add_done_callback(self.workbench.generations.discard)
         try:
-            events = self.engine.agenerate(request)
-            first = await anext(events)
+            batches = self.engine.astream(request)
+            first, *rest = await anext(batches)
         except errors.EngineError as e:
             raise api_error(e) from None
+        stream = None
         try:
             if isinstance(first, Failed):
                 raise api_error(first.error)
             if not isinstance(first, Started):  # Done: cancelled while it queued, the client hung up
-                last = None
-            elif body.stream:
-                last = await self._stream(events, body, builder)
+                raise ClientGone()
+            if body.stream:
+                stream = EventStream(self, self.workbench.sse_keepalive)
+                stream.start()
+                for chunk in builder.opening_chunks():
+                    stream.write(chunk)
+                answer = functools.partial(self._stream, stream, builder, body.include_usage)
             else:
-                last = await self._collect(events, builder)
+                answer = functools.partial(self._collect, builder)
+            batch = rest
+            while (last := await answer(batch)) is None:
+                batch = await anext(batches)
         except ClientGone:
             last = None
         finally:
-            await events.aclose()  # cancels the request unless it ended
+            if stream is not None:
+                stream.close()
+            await batches.aclose()  # cancels the request unless it ended
         self._log_generation(body, request, last, time.monotonic() - submitted)
 
-    async def _collect(self, events, builder: ResponseBuilder) -> Done | None:
-        async for event in events:
+    # Each answer takes the events in the batches they arrive in, and returns the
+    # request's last event (Done or Failed) once it has seen it.
+
+    async def _collect(self, builder: ResponseBuilder, batch: list) -> Done | None:
+        for event in batch:
             if isinstance(event, Delta):
                 self._tokens += len(event.token_ids)
                 builder.add(event)
@@ -210,39 +253,36 @@ class GenerationHandler(BaseHandler):
             elif isinstance(event, Failed):
                 raise api_error(event.error)
             elif isinstance(event, Done):
-                if self._client_gone:
-                    return None
+                if self._client_gone:  # cancelled by the disconnect
+                    raise ClientGone()
                 self.send(builder.response(event.usage))
                 return event
         return None
 
-    async def _stream(self, events, body: s.GenerationParams, builder: ResponseBuilder) -> Done | Failed | None:
-        stream = EventStream(self)
-        stream.start()
-        for chunk in builder.opening_chunks():
-            await stream.send(chunk)
-        async with contextlib.aclosing(with_heartbeat(events)) as beating:
-            async for event in beating:
-                if event is None:
-                    await stream.keepalive()
-                elif isinstance(event, Delta):
-                    self._tokens += len(event.token_ids)
-                    chunk = builder.delta_chunk(event)
-                    if chunk is not None:
-                        await stream.send(chunk)
-                elif isinstance(event, Finished):
-                    await stream.send(builder.finish_chunk(event.index, event.reason))
-                elif isinstance(event, Failed):
-                    # The 200 is gone: report in-band, as OpenAI does, and end without [DONE].
-                    await stream.fail(s.ErrorResponse(error=api_error(event.error).detail))
-                    return event
-                elif isinstance(event, Done):
-                    if body.include_usage:
-                        await stream.send(builder.usage_chunk(event.usage))
-                    await stream.done()
-                    return event
-                else:
-                    assert isinstance(event, Progress), event
+    async def _stream(self, stream: EventStream, builder: ResponseBuilder, include_usage: bool,
+                      batch: list) -> Done | Failed | None:
+        """One chunk per choice and batch: a client that falls behind gets the
+        tokens it missed in one delta, instead of ever more chunks to parse."""
+        for event in merge_deltas(batch):
+            if isinstance(event, Delta):
+                self._tokens += len(event.token_ids)
+                chunk = builder.delta_chunk(event)
+                if chunk is not None:
+                    stream.write(chunk)
+            elif isinstance(event, Finished):
+                stream.write(builder.finish_chunk(event.index, event.reason))
+            elif isinstance(event, Failed):
+                # The 200 is gone: report in-band, as OpenAI does, and end without [DONE].
+                stream.fail(s.ErrorResponse(error=api_error(event.error).detail))
+                return event
+            elif isinstance(event, Done):
+                if include_usage:
+                    stream.write(builder.usage_chunk(event.usage))
+                stream.done()
+                return event
+            else:
+                assert isinstance(event, Progress), event
+        await stream.flush()
         return None
 
     def _log_generation(self, body: s.GenerationParams, request: GenerationRequest, last, seconds: float) -> None:
@@ -412,7 +452,8 @@ class OpenAPIHandler(BaseHandler):
 class NotFoundHandler(BaseHandler):
     """Unknown paths under mlx/ answer OpenAI-shaped 404s, whatever the method."""
 
-    def prepare(self):
+    async def prepare(self):
+        await super().prepare()  # refuses a request without a token first
         raise ApiError(404, f"Unknown endpoint: {self.request.method} {self.request.path}.", code="unknown_url")
 
 

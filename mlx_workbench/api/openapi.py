@@ -15,7 +15,10 @@ REF = "#/components/schemas/{model}"
 
 _ERRORS = {"default": (s.ErrorResponse, 'An error, OpenAI-shaped: {"error": {message, type, param, code}}.')}
 _GENERATION_ERRORS = {
-    "400": (s.ErrorResponse, "Invalid request, or the prompt exceeds the context (code context_length_exceeded)."),
+    "400": (s.ErrorResponse, "Invalid request; or valid, but not for this model (code invalid_for_model: "
+                             "token ids outside its vocabulary, a chat its template refuses) or over its context "
+                             "(code context_length_exceeded); or an adapter the model id contradicts "
+                             "(code conflicting_adapter)."),
     "401": (s.ErrorResponse, "Missing or invalid token."),
     "404": (s.ErrorResponse, "Unknown model (code model_not_found)."),
     "429": (s.ErrorResponse, "Queue full; retry after the Retry-After header's seconds."),
@@ -72,6 +75,18 @@ def _json_content(schema: dict) -> dict:
     return {"application/json": {"schema": schema}}
 
 
+def _event_schema(chunk: dict) -> dict:
+    """One server-sent event, as Open API 3.1 describes a stream (3.2 would call it
+    itemSchema): `data` is a chunk, an error after the 200 has gone, or the final [DONE]."""
+    json_data = {"type": "string", "contentMediaType": "application/json",
+                 "contentSchema": {"anyOf": [chunk, {"$ref": REF.format(model="ErrorResponse")}]}}
+    return {
+        "type": "object",
+        "properties": {"data": {"anyOf": [{"const": "[DONE]"}, json_data]}},
+        "required": ["data"],
+    }
+
+
 @lru_cache
 def openapi_document(version: str, base_url: str = "/") -> dict:
     models: list[tuple[type[BaseModel], str]] = []
@@ -94,11 +109,7 @@ def openapi_document(version: str, base_url: str = "/") -> dict:
         for status, (model, description) in {**op.responses, **_ERRORS}.items():
             content = _json_content(refs[(model, "serialization")] if model else {"type": "object"})
             if status == "200" and op.chunk:
-                # Each `data:` event of the stream, which ends with `data: [DONE]` (3.2 calls it itemSchema).
-                content["text/event-stream"] = {
-                    "schema": {"type": "string"},
-                    "x-itemSchema": refs[(op.chunk, "serialization")],
-                }
+                content["text/event-stream"] = {"schema": _event_schema(refs[(op.chunk, "serialization")])}
             response = {"description": description, "content": content}
             if status == "429":
                 response["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}}

@@ -2,7 +2,9 @@
 
 Requests follow OpenAI's names and ranges and ignore fields they do not know
 (clients send many); `top_k`, `min_p`, `repetition_penalty` and `adapter` are
-extensions. The OpenAPI document (`openapi.py`) is generated from these models.
+extensions. The OpenAPI document (`openapi.py`) is generated from these models;
+requests are validated strictly (no "1" for 1, no 0 for false, no NaN), so that
+the server accepts exactly what the document says, cross-field rules included.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import typing
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, create_model,
+                      field_validator)
 
 from ..engine.requests import SamplingParams
 from ..engine.status import EngineStatus, EntryStatus
 
 MAX_CHOICES = 16
+MAX_STOPS = 16
+_TEXT = {"type": "string", "minLength": 1}  # JSON Schema of a non-empty string
 
 
 def _omit_none(value) -> bool:
@@ -47,40 +52,62 @@ class ErrorResponse(BaseModel):
 # ---- requests -----------------------------------------------------------------
 
 
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+def _integral(value):
+    """JSON Schema counts 2.0 as an integer; strict pydantic would refuse it."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def Int(**constraints):
+    """An integer field type; the constraints come first, or the schema loses them."""
+    return Annotated[int, Field(**constraints), BeforeValidator(_integral)]
+
+
+TOKEN_ID = "^[0-9]+$"
+TokenId = Annotated[str, Field(pattern=TOKEN_ID)]  # a JSON object key naming a token
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
+
+
+class StreamOptions(Request):
     include_usage: bool = False
 
 
-class GenerationParams(BaseModel):
+class GenerationParams(Request):
     """Fields shared by chat and text completions."""
-
-    model_config = ConfigDict(extra="ignore")
 
     model: str = Field(min_length=1, description='A model id: "name" or "name:adapter".')
     adapter: str | None = Field(None, min_length=1, description="Extension: a LoRA adapter of `model`.")
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: Int(ge=1) | None = Field(None, description="Clamped to the server's cap and the context left.")
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    n: int = Field(1, ge=1, le=MAX_CHOICES)
+    n: Int(ge=1, le=MAX_CHOICES) = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = Field(None, validate_default=True)
-    seed: int | None = None
+    stop: str | list[str] | None = Field(None, validate_default=True, json_schema_extra={"anyOf": [
+        _TEXT, {"type": "array", "items": _TEXT, "maxItems": MAX_STOPS}, {"type": "null"},
+    ]})
+    seed: Int() | None = None
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
-    logit_bias: dict[int, Annotated[float, Field(ge=-100.0, le=100.0)]] | None = None
-    top_k: int = Field(0, ge=0, description="Extension: sample from the k most likely tokens (0: all).")
+    logit_bias: dict[TokenId, Annotated[float, Field(ge=-100.0, le=100.0)]] | None = Field(
+        None,
+        description="Token id (decimal digits) -> bias; ids outside the model's vocabulary are refused (400).",
+        json_schema_extra={"propertyNames": {"pattern": TOKEN_ID}},
+    )
+    top_k: Int(ge=0) = Field(0, description="Extension: sample from the k most likely tokens (0: all).")
     min_p: float = Field(0.0, ge=0.0, le=1.0, description="Extension.")
-    repetition_penalty: float = Field(1.0, gt=0.0, description="Extension: 1.0 disables it.")
+    # Beyond these bounds the penalized logits overflow and nothing sensible is sampled.
+    repetition_penalty: float = Field(1.0, ge=0.1, le=10.0, description="Extension: 1.0 disables it.")
     user: str | None = None
 
     @field_validator("stop")
     @classmethod
     def _stop_strings(cls, stop):
         stops = [stop] if isinstance(stop, str) else stop or []
-        if len(stops) > 16:
-            raise ValueError("at most 16 stop sequences are supported")
+        if len(stops) > MAX_STOPS:
+            raise ValueError(f"at most {MAX_STOPS} stop sequences are supported")
         if any(not s for s in stops):
             raise ValueError("stop sequences must not be empty")
         return stops
@@ -104,7 +131,7 @@ class GenerationParams(BaseModel):
             repetition_penalty=self.repetition_penalty,
             presence_penalty=self.presence_penalty,
             frequency_penalty=self.frequency_penalty,
-            logit_bias=dict(self.logit_bias or {}),
+            logit_bias={int(token): bias for token, bias in (self.logit_bias or {}).items()},
             stop=list(self.stop),
             seed=self.seed,
             logprobs=self.wants_logprobs(),
@@ -118,19 +145,47 @@ class GenerationParams(BaseModel):
         raise NotImplementedError
 
 
-class TextPart(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class TextPart(Request):
     type: Literal["text"]
     text: str
 
+    @field_validator("type", mode="before")
+    @classmethod
+    def _text_only(cls, kind):
+        if kind != "text":
+            raise ValueError(f"a {kind!r} content part cannot be used: the models here accept text only")
+        return kind
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+
+NO_TOOLS = "this server does not support tool or function calls"
+
+
+def Unsupported(description: str):
+    """A field the server refuses unless empty (its validator says why)."""
+    return Field(None, description=f"Not supported: {description}.", json_schema_extra={"maxItems": 0})
+
+
+class ChatMessage(Request):
+    role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart] | None = Field(
         None, description="Text, or a list of text parts (other part types are not supported)."
     )
     name: str | None = None
+    tool_calls: list[dict] | None = Unsupported("only empty")
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _no_tool_role(cls, role):
+        if role in ("tool", "function"):
+            raise ValueError(f"the '{role}' role cannot be used: {NO_TOOLS}")
+        return role
+
+    @field_validator("tool_calls")
+    @classmethod
+    def _no_tool_calls(cls, tool_calls):
+        if tool_calls:
+            raise ValueError(NO_TOOLS)
+        return tool_calls
 
     def for_template(self) -> dict:
         """The plain {"role", "content"} dict a chat template renders."""
@@ -141,11 +196,37 @@ class ChatMessage(BaseModel):
         return {"role": role, "content": content or ""}
 
 
+class ResponseFormat(Request):
+    type: Literal["text"]
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _text_only(cls, kind):
+        if kind != "text":
+            raise ValueError(f"response_format {kind!r} is not supported: the models answer free text only")
+        return kind
+
+
 class ChatCompletionRequest(GenerationParams):
+    model_config = ConfigDict(json_schema_extra={
+        "if": {"properties": {"top_logprobs": {"type": "integer", "minimum": 1}}, "required": ["top_logprobs"]},
+        "then": {"properties": {"logprobs": {"const": True}}, "required": ["logprobs"]},
+    })
+
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: Int(ge=1) | None = None
     logprobs: bool = False
-    top_logprobs: int | None = Field(None, ge=0, le=20)
+    top_logprobs: Int(ge=0, le=20) | None = Field(None, description="Needs logprobs=true.")
+    tools: list[dict] | None = Unsupported("only empty")
+    functions: list[dict] | None = Unsupported("only empty")
+    response_format: ResponseFormat | None = Field(None, description='Only {"type": "text"}.')
+
+    @field_validator("tools", "functions")
+    @classmethod
+    def _no_tools(cls, tools):
+        if tools:
+            raise ValueError(NO_TOOLS)
+        return tools
 
     @field_validator("top_logprobs")
     @classmethod
@@ -164,14 +245,27 @@ class ChatCompletionRequest(GenerationParams):
         return self.top_logprobs or 0
 
 
+_TOKEN_IDS = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1}
+_TEXT_PROMPTS = [_TEXT, {"type": "array", "items": _TEXT, "minItems": 1, "maxItems": 1}]
+
+
 class CompletionRequest(GenerationParams):
-    prompt: str | list[int] | list[str] | list[list[int]] = Field(
-        description="One prompt: a string or token ids (a list holding one of them is accepted too)."
+    model_config = ConfigDict(json_schema_extra={
+        "if": {"properties": {"echo": {"const": True}}, "required": ["echo"]},
+        "then": {"properties": {"prompt": {"anyOf": _TEXT_PROMPTS}, "logprobs": {"type": "null"}}},
+    })
+
+    prompt: str | list[Int()] | list[str] | list[list[Int()]] = Field(
+        description="One prompt: a string or token ids (a list holding one of them is accepted too). "
+        "Ids outside the model's vocabulary are refused (400).",
+        json_schema_extra={"anyOf": [
+            *_TEXT_PROMPTS, _TOKEN_IDS, {"type": "array", "items": _TOKEN_IDS, "minItems": 1, "maxItems": 1},
+        ]},
     )
-    echo: bool = False
-    logprobs: int | None = Field(None, ge=0, le=5)
-    suffix: str | None = None
-    best_of: int | None = Field(None, ge=1)
+    echo: bool = Field(False, description="Needs a text prompt; not with logprobs.")
+    logprobs: Int(ge=0, le=5) | None = None
+    suffix: str | None = Field(None, description="Not supported: only empty.", json_schema_extra={"maxLength": 0})
+    best_of: Int(ge=1, le=1) | None = Field(None, description="Only 1: choosing the best of several is not supported.")
 
     @field_validator("prompt")
     @classmethod
@@ -182,6 +276,8 @@ class CompletionRequest(GenerationParams):
             prompt = prompt[0]
         if not prompt:
             raise ValueError("the prompt must not be empty")
+        if isinstance(prompt, list) and min(prompt) < 0:
+            raise ValueError("token ids must not be negative")
         return prompt
 
     @field_validator("echo")
@@ -205,12 +301,6 @@ class CompletionRequest(GenerationParams):
             raise ValueError("suffix is not supported")
         return suffix
 
-    @field_validator("best_of")
-    @classmethod
-    def _best_of_is_n(cls, best_of, info: ValidationInfo):
-        if best_of not in (None, info.data.get("n")):
-            raise ValueError("best_of is not supported (other than best_of == n)")
-        return best_of
 
     def wants_logprobs(self) -> bool:
         return self.logprobs is not None
@@ -358,11 +448,10 @@ class ModelList(BaseModel):
 # ---- pool admin -------------------------------------------------------------------------
 
 
-class EntryRequest(BaseModel):
+class EntryRequest(Request):
     """Names one pool entry: `model` may be a configured name, a local path or a
     Hugging Face repo id (load only), or "name:adapter"."""
 
-    model_config = ConfigDict(extra="ignore")
     model: str = Field(min_length=1)
     adapter: str | None = Field(None, min_length=1)
 

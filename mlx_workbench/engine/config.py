@@ -34,3 +34,8 @@ class EngineConfig:
     prefill_step_size: int = 2048
     prompt_cache_size: int = 16  # cached prompt prefixes kept for reuse, per loaded entry
     prompt_cache_bytes: Optional[int] = None  # bound on all cached KV bytes; None: no limit
+
+    def model_ids(self) -> list[str]:
+        """Every id a request may name: "name" and "name:adapter"."""
+        return [i for name, spec in list(self.models.items())
+                for i in [name, *(f"{name}:{a}" for a in spec.adapters)]]

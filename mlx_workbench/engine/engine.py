@@ -9,6 +9,8 @@
     # generation: events in order Started, (Progress*), (Delta | Finished)*, Done
     #             or, at any point, a final Failed
     async for event in engine.agenerate(request): ...   # from an asyncio loop
+    async for batch in engine.astream(request): ...     # the same, as lists of the events
+                                                        # that arrived since the last one
     for event in engine.generate(request): ...          # from any other thread
     engine.cancel(request.id)           # request ends with Finished(reason="cancelled")
                                         # for each open choice, then Done; breaking out of
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import queue
 import threading
@@ -116,14 +119,24 @@ class Engine:
     # ---- generation --------------------------------------------------------
 
     async def agenerate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        async with contextlib.aclosing(self.astream(request)) as batches:
+            async for batch in batches:
+                for event in batch:
+                    yield event
+
+    async def astream(self, request: GenerationRequest) -> AsyncIterator[list[Event]]:
+        """The events of `request` in batches: all that arrived since the caller
+        last asked, so a consumer that falls behind catches up in one go."""
         events: asyncio.Queue = asyncio.Queue()
         self._submit(request, events.put_nowait, asyncio.get_running_loop())
         ended = False
         try:
             while not ended:
-                for event in await events.get():
-                    ended = isinstance(event, (Done, Failed))
-                    yield event
+                batch = await events.get()
+                while not events.empty():
+                    batch += events.get_nowait()
+                ended = isinstance(batch[-1], (Done, Failed))
+                yield batch
         finally:
             if not ended:
                 self.cancel(request.id)
@@ -191,8 +204,7 @@ class Engine:
         return model, adapter
 
     def model_ids(self) -> list[str]:
-        return [i for name, spec in list(self.config.models.items())
-                for i in [name, *(f"{name}:{a}" for a in spec.adapters)]]
+        return self.config.model_ids()
 
     # ---- pool admin --------------------------------------------------------
 
@@ -224,8 +236,7 @@ class Engine:
 
     def _load(self, result: Future, model: str, adapter: Optional[str], pin: Optional[bool]) -> None:
         pool = self._scheduler.pool
-        registers = adapter is None and not pool.spec(model) and not pool.spec(model.rpartition(":")[0])
-        if registers:
+        if adapter is None and not pool.spec(model) and not pool.spec(model.rpartition(":")[0]):
             pool.register(model)  # a path or repo id, not "configured:adapter"
         model, adapter = self._resolve(model, adapter)
         entry = pool.entry(model, adapter)
@@ -233,8 +244,6 @@ class Engine:
             entry.pinned = pin
 
         def ready(entry, error):
-            if error is not None and registers:
-                pool.unregister(model)  # what does not load is no model; its failed entry says why
             if not result.done():  # the caller may have cancelled it
                 self._scheduler.publish()  # whoever the answer wakes sees the new state
                 result.set_exception(error) if error else result.set_result(entry.status())

@@ -19,21 +19,27 @@ class InvalidRequest(EngineError):
     """The request cannot be served as asked (bad token id in logit_bias, ...)."""
 
 
+class InvalidForModel(InvalidRequest):
+    """Well formed, but not for this model: token ids outside its vocabulary, a chat
+    its template refuses. What the API document cannot say, since it depends on the model."""
+
+
 class ContextLengthExceeded(InvalidRequest):
-    def __init__(self, prompt_tokens: int, limit: int):
+    def __init__(self, prompt_tokens: int, limit: int, at_least: bool = False, param: str = "messages"):
         super().__init__(
             f"This model's maximum context length is {limit} tokens, but the prompt "
-            f"has {prompt_tokens} tokens.",
-            param="messages",
+            f"has {'at least ' if at_least else ''}{prompt_tokens} tokens.",
+            param=param,
         )
         self.prompt_tokens = prompt_tokens
         self.limit = limit
 
 
 class ModelNotFound(EngineError):
-    def __init__(self, name: str, known: list[str]):
+    def __init__(self, name: str, known: list[str], reason: Optional[str] = None):
         listing = ", ".join(known) if known else "none"
-        super().__init__(f"The model '{name}' does not exist. Known models: {listing}.", param="model")
+        why = f" ({reason.rstrip('.')})" if reason else ""
+        super().__init__(f"The model '{name}' does not exist{why}. Known models: {listing}.", param="model")
         self.name = name
         self.known = known
 

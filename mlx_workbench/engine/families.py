@@ -14,7 +14,7 @@ from typing import Optional
 
 from jinja2 import TemplateError, TemplateSyntaxError
 
-from .errors import ChatTemplateFailed, InvalidRequest
+from .errors import ChatTemplateFailed, InvalidForModel, InvalidRequest
 
 ROLES = ("system", "user", "assistant")
 
@@ -33,7 +33,7 @@ class Family:
         messages = validate_messages(messages)
         if not tokenizer.has_chat_template:
             if self.template is None:
-                raise InvalidRequest(
+                raise InvalidForModel(
                     "This model has no chat template, so it cannot be used for chat; "
                     "send a plain prompt to /v1/completions instead.",
                     param="messages",
@@ -186,7 +186,7 @@ def _apply_template(tokenizer, messages: list[dict], **kwargs) -> list[int]:
     except TemplateSyntaxError as e:
         raise ChatTemplateFailed(f"The model's chat template is broken: {e.message} (line {e.lineno}).") from e
     except TemplateError as e:  # the template's raise_exception(): a conversation it refuses
-        raise InvalidRequest(f"The model's chat template rejected the messages: {e}", param="messages") from e
+        raise InvalidForModel(f"The model's chat template rejected the messages: {e}", param="messages") from e
     except Exception as e:  # the messages are valid (validate_messages): the template is at fault
         raise ChatTemplateFailed(f"The model's chat template failed: {type(e).__name__}: {e}.") from e
 

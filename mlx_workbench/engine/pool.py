@@ -25,11 +25,13 @@ from mlx_lm.tuner.utils import load_adapters
 from mlx_lm.utils import load_model, load_tokenizer
 
 from .config import EngineConfig, ModelSpec
-from .errors import EngineError, LoadFailed, MemoryBudgetExceeded
+from .errors import EngineError, LoadFailed, MemoryBudgetExceeded, ModelNotFound
 from .families import detect_family
 from .status import EntryState, EntryStatus
 
 log = logging.getLogger(__name__)
+
+MAX_FORGOTTEN = 8  # failed entries of unknown names kept in the status
 
 Ready = Callable[["Entry", Optional[EngineError]], None]  # called once the entry is loaded or failed
 
@@ -55,6 +57,7 @@ class Entry:
     config: dict = field(default_factory=dict)
     generation_config: dict = field(default_factory=dict)
     family: Any = None
+    max_token_bytes: int = 0  # UTF-8 bytes of the vocabulary's longest token
     waiters: list[Ready] = field(default_factory=list)
 
     @property
@@ -92,6 +95,8 @@ class Pool:
         self.entries: dict[str, Entry] = {}
         self._post = post  # runs a job on the device thread
         self._on_release = on_release  # the scheduler drops its state for an entry
+        self._named: set[str] = set()  # models registered by a load, not configured
+        self._forgotten: list[str] = []  # failed entries of names no longer registered, oldest first
         self.changed: Callable[[], None] = lambda: None  # an entry changed state (publish status)
 
     # ---- names -------------------------------------------------------------
@@ -103,11 +108,8 @@ class Pool:
         """A model the user named by path or Hugging Face repo id."""
         if model not in self.config.models:
             self.config.models[model] = ModelSpec(name=model, path=model)
+            self._named.add(model)
         return self.config.models[model]
-
-    def unregister(self, model: str) -> None:
-        """Undo `register`: `model` is no model any more (its entry still tells why)."""
-        self.config.models.pop(model, None)
 
     def entry(self, model: str, adapter: Optional[str] = None) -> Entry:
         key = entry_id(model, adapter)
@@ -192,6 +194,7 @@ class Pool:
         tokenizer = load_tokenizer(entry.path, eos_token_ids=config.get("eos_token_id"))
         entry.family = detect_family(config, tokenizer)
         entry.module, entry.tokenizer, entry.config = module, tokenizer, config
+        entry.max_token_bytes = max(len(token.encode()) for token in tokenizer.get_vocab())
         generation_config = entry.path / "generation_config.json"
         entry.generation_config = json.loads(generation_config.read_text()) if generation_config.exists() else {}
         entry.memory_bytes = mx.get_active_memory() - before
@@ -206,6 +209,7 @@ class Pool:
         module.eval()
         mx.eval(module.parameters())
         entry.module, entry.tokenizer, entry.family = module, base.tokenizer, base.family
+        entry.max_token_bytes = base.max_token_bytes
         entry.config, entry.generation_config = base.config, base.generation_config
         entry.path = base.path
         entry.memory_bytes = mx.get_active_memory() - before
@@ -214,9 +218,23 @@ class Pool:
         if error is not None:
             entry.state, entry.error, entry.progress = "failed", error.message, 0.0
             self._release(entry)
+            if entry.model in self._named and not isinstance(error, MemoryBudgetExceeded):
+                error = self._forget(entry, error)
         waiters, entry.waiters = entry.waiters, []
         for ready in waiters:
             ready(entry, error)
+
+    def _forget(self, entry: Entry, error: EngineError) -> ModelNotFound:
+        """A name that loads nothing names no model: it is not listed as one, and its
+        failed entry shows why only until a few more such names have failed."""
+        self._named.discard(entry.model)
+        del self.config.models[entry.model]
+        self._forgotten.append(entry.id)
+        while len(self._forgotten) > MAX_FORGOTTEN:
+            gone = self.entries.get(self._forgotten.pop(0))
+            if gone is not None and gone.state == "failed" and gone.model not in self.config.models:
+                del self.entries[gone.id]
+        return ModelNotFound(entry.model, self.config.model_ids(), reason=error.message)
 
     # ---- eviction ----------------------------------------------------------
 

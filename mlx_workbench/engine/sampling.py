@@ -25,7 +25,7 @@ from mlx_lm.sample_utils import (
     make_repetition_penalty,
 )
 
-from .errors import InvalidRequest
+from .errors import InvalidForModel
 from .requests import SamplingParams, TokenLogprob, TopLogprob
 
 Sampler = Callable[[mx.array], mx.array]
@@ -108,7 +108,7 @@ def _on_completion(processor: LogitsProcessor, prompt_tokens: int) -> LogitsProc
 def _logit_bias(bias: dict[int, float], vocab_size: int) -> LogitsProcessor:
     wrong = [t for t in bias if not (isinstance(t, int) and 0 <= t < vocab_size)]
     if wrong:
-        raise InvalidRequest(
+        raise InvalidForModel(
             f"logit_bias has token ids outside this model's vocabulary (0..{vocab_size - 1}): {wrong[:5]}",
             param="logit_bias",
         )

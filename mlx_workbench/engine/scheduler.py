@@ -23,7 +23,7 @@ from mlx_lm.generate import BatchGenerator
 
 from .cache import PromptCache
 from .config import EngineConfig
-from .errors import ContextLengthExceeded, EngineError, GenerationFailed, InvalidRequest, QueueFull
+from .errors import ContextLengthExceeded, EngineError, GenerationFailed, InvalidForModel, InvalidRequest, QueueFull
 from .pool import Entry, Pool, entry_id
 from .requests import (Delta, Done, Event, Failed, Finished, GenerationRequest, Progress, Started,
                        Usage)
@@ -33,6 +33,11 @@ from .status import EngineStatus, MemoryStatus
 log = logging.getLogger(__name__)
 
 PUBLISH_INTERVAL = 0.5  # seconds between status snapshots while generating
+
+
+def prompt_param(request: GenerationRequest) -> str:
+    """The request field that holds the prompt."""
+    return "messages" if request.messages is not None else "prompt"
 
 
 @dataclass(eq=False)
@@ -101,7 +106,7 @@ class Batch:
 class Scheduler:
     def __init__(self, config: EngineConfig, post: Callable):
         self.config = config
-        self.pool = Pool(config, post, self._release)
+        self.pool = Pool(config, lambda fn, *args: post(self._pool_job, fn, *args), self._release)
         self.pool.changed = self.publish
         self.cache = PromptCache(config.prompt_cache_size, config.prompt_cache_bytes)
         self.batches: dict[str, Batch] = {}
@@ -140,6 +145,12 @@ class Scheduler:
 
     def _waiting(self) -> int:
         return sum(1 for s in self.submissions.values() if s.queued)
+
+    def _pool_job(self, fn: Callable, *args) -> None:
+        """A job the pool posts (a download ended): what it settles must reach the
+        callers now, not at the next step, which an idle engine never takes."""
+        fn(*args)
+        self._after_job()
 
     def _guarded(self, sub: Submission, fn: Callable, *args) -> None:
         """Run `fn`; if it raises, only `sub` fails."""
@@ -183,20 +194,35 @@ class Scheduler:
             return
         if error is not None:
             return self._fail(sub, error)
+        self._refuse_surely_too_long(entry, sub.request)
         try:
             sub.prompt = self._tokenize(entry, sub.request)
         except EngineError:
             raise
         except Exception as e:
-            raise InvalidRequest(f"Could not tokenize the prompt: {e}", param="messages") from e
+            raise InvalidRequest(f"Could not tokenize the prompt: {e}", param=prompt_param(sub.request)) from e
         limit = entry.context_length
         if limit is not None and len(sub.prompt) + 1 > limit:
-            return self._fail(sub, ContextLengthExceeded(len(sub.prompt), limit))
+            return self._fail(sub, ContextLengthExceeded(len(sub.prompt), limit, param=prompt_param(sub.request)))
         sub.entry = entry
         entry.active_requests += 1
         batch = self.batches.get(entry.id) or self.batches.setdefault(entry.id, Batch(entry, self.config))
         batch.waiting.append(sub)
         self._admit(batch)
+
+    @staticmethod
+    def _refuse_surely_too_long(entry: Entry, request: GenerationRequest) -> None:
+        """A text longer than the context could hold even if each token were the longest
+        one fails before tokenizing: megabytes of prompt would hold the device thread
+        (and every other request) for a minute."""
+        limit = entry.context_length
+        if limit is None or not entry.max_token_bytes:
+            return
+        texts = [request.prompt, *(m.get("content") for m in request.messages or [])]
+        size = sum(len(t.encode()) for t in texts if isinstance(t, str))
+        tokens = -(-size // entry.max_token_bytes)  # at least
+        if tokens + 1 > limit:
+            raise ContextLengthExceeded(tokens, limit, at_least=True, param=prompt_param(request))
 
     def _tokenize(self, entry: Entry, request: GenerationRequest) -> list[int]:
         if request.messages is not None:
@@ -207,7 +233,7 @@ class Scheduler:
             tokens = list(request.prompt or [])
             vocab = entry.config.get("vocab_size")
             if vocab is not None and any(not 0 <= t < vocab for t in tokens):
-                raise InvalidRequest(f"Prompt token ids must be in [0, {vocab}).", param="prompt")
+                raise InvalidForModel(f"Prompt token ids must be in [0, {vocab}) for this model.", param="prompt")
         if not tokens:
             raise InvalidRequest("The prompt is empty.", param="prompt")
         return tokens

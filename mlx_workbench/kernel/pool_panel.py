@@ -73,21 +73,21 @@ class ModelRow(widgets.HBox):
         self.adapter = adapter
         self.entry: Optional[dict] = None
         indent = "&nbsp;&nbsp;&nbsp;↳ " if self.adapter else ""
-        self.name = widgets.HTML(f"{indent}<code>{html.escape(entry_id)}</code>", layout=_width("13em"))
+        self.name = widgets.HTML(f"{indent}<code>{html.escape(entry_id)}</code>", layout=_width("12em"))
         self.family = widgets.HTML(layout=_width("6em"))
         self.memory = widgets.HTML(layout=_width("6em"))
-        self.state = widgets.HTML(layout=_width("16em"))
-        self.progress = widgets.FloatProgress(min=0.0, max=1.0, layout=_width("8em"))
-        self.load_button = widgets.Button(description="Load", icon="play", layout=_width("6.5em"))
-        self.unload_button = widgets.Button(description="Unload", icon="eject", layout=_width("7em"))
-        self.pin_button = widgets.Button(description="Pin", icon="thumb-tack", layout=_width("6.5em"))
+        self.state = widgets.HTML(layout=_width("13em"))
+        self.progress = widgets.FloatProgress(min=0.0, max=1.0, layout=_width("6em"))
+        self.load_button = widgets.Button(description="Load", icon="play", layout=_width("5.5em"))
+        self.unload_button = widgets.Button(description="Unload", icon="eject", layout=_width("6.5em"))
+        self.pin_button = widgets.Button(description="Pin", icon="thumb-tack", layout=_width("5.5em"))
         self.load_button.on_click(lambda _: panel.act(self.entry_id, "load"))
         self.unload_button.on_click(lambda _: panel.act(self.entry_id, "unload"))
         self.pin_button.on_click(lambda _: panel.act(self.entry_id, "unpin" if self.pinned else "pin"))
         super().__init__(
             [self.name, self.family, self.memory, self.state, self.progress,
              self.load_button, self.unload_button, self.pin_button],
-            layout=widgets.Layout(align_items="center"),
+            layout=widgets.Layout(align_items="center", flex_flow="row wrap"),  # a narrow cell wraps, never clips
         )
 
     @property

@@ -11,8 +11,10 @@ import httpx
 import pytest
 from conftest import messages
 from demo_requests import endless
+from server import start_jupyter
 
-from mlx_workbench.api.sse import with_heartbeat
+from mlx_workbench.api.formats import merge_deltas
+from mlx_workbench.engine.requests import Delta, Finished, TokenLogprob
 
 EVENT = re.compile(rb"data: (\{[^\n]*\})\n\n")
 
@@ -75,12 +77,39 @@ def test_client_disconnect_cancels(jupyter_server, http, stream):
     assert f"mlx chat demo ({mode}): client gone, cancelled" in jupyter_server.log()
 
 
-async def test_heartbeat_yields_none_while_waiting_without_losing_items():
-    async def slow():
-        for i in range(3):
-            await asyncio.sleep(0.25)
-            yield i
+@pytest.fixture(scope="module")
+def eager_keepalive_server():
+    server = start_jupyter("--MLXWorkbench.sse_keepalive=0.02")
+    yield server
+    server.stop()
 
-    seen = [item async for item in with_heartbeat(slow(), interval=0.1)]
-    assert [i for i in seen if i is not None] == [0, 1, 2]
-    assert None in seen
+
+def test_keepalive_comments_while_a_long_prompt_is_read(eager_keepalive_server):
+    """The headers leave when the request is admitted; the prefill of a long
+    prompt that follows is silence a proxy could take for a dead connection."""
+    server = eager_keepalive_server
+    prompt = "Repeat: " + " ".join(["apple river blue"] * 250)  # ~1,500 tokens of prefill
+    body = {"model": "demo", "messages": [{"role": "user", "content": prompt}], "max_tokens": 4, "stream": True,
+            "logit_bias": endless()}
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"token {server.token}"}, timeout=60) as http:
+        raw = http.post("mlx/v1/chat/completions", json=body).content
+    opening, _, rest = raw.partition(b"\n\n")
+    assert json.loads(opening.removeprefix(b"data: "))["choices"][0]["delta"]["role"] == "assistant"
+    assert rest.startswith(b": keep-alive\n\n")  # before the first token
+    assert raw.endswith(b"data: [DONE]\n\n")
+    events = [json.loads(e) for e in EVENT.findall(raw)]
+    assert events[-1]["choices"][0]["finish_reason"] == "length"
+
+
+def test_merge_deltas_keeps_each_choice_in_order():
+    """What a stream sends for a batch of events that queued up behind a slow client."""
+    events = [
+        Delta(0, "Once", [1], [TokenLogprob("Once", 1, -0.1)]), Delta(1, "A", [7]), Delta(0, " upon", [2], []),
+        Finished(1, "stop"), Delta(0, " a", [3], [TokenLogprob(" a", 3, -0.2)]), Finished(0, "length"),
+    ]
+    merged = merge_deltas(events)
+    assert merged == [
+        Delta(0, "Once upon a", [1, 2, 3], [TokenLogprob("Once", 1, -0.1), TokenLogprob(" a", 3, -0.2)]),
+        Delta(1, "A", [7]), Finished(1, "stop"), Finished(0, "length"),
+    ]
+    assert events[0] == Delta(0, "Once", [1], [TokenLogprob("Once", 1, -0.1)])  # the engine's events are left alone

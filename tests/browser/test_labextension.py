@@ -2,8 +2,7 @@
 shows the pool the server reports, the sidebar loads / pins / unloads the demo
 model, a failed load is shown in place, and the copied OpenAI snippet runs.
 
-(The %%mlx_chat cell and the ipywidgets panel in the browser come with the
-kernel side: see tests/kernel and tests/widgets for their non-browser tests.)
+(The %%mlx_chat cell and the ipywidgets panel in a notebook: test_notebook.py.)
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from pixels import assert_drawn
 from playwright.sync_api import Locator, Page, expect
 
 BUDGET = "512 MB"  # conftest's MEMORY_LIMIT, as the extension formats it
@@ -37,13 +36,6 @@ def api(lab, path: str, body: dict | None = None) -> dict:
 
 def server_entry(lab, entry_id: str) -> dict | None:
     return next((e for e in api(lab, "mlx/api/status")["entries"] if e["id"] == entry_id), None)
-
-
-def assert_drawn(png: Path, min_colors: int) -> None:
-    """Counts colours: a blank page has one, a plain text error page ~250, JupyterLab
-    with its icons and panels over 1000; text on the status bar ~180, an empty box 1."""
-    colors = Image.open(png).convert("RGB").getcolors(maxcolors=1 << 24)
-    assert len(colors) >= min_colors, f"{png} looks blank: {len(colors)} colours"
 
 
 @pytest.fixture(autouse=True)

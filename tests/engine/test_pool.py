@@ -9,6 +9,7 @@ import pytest
 
 from mlx_workbench.engine.config import ModelSpec
 from mlx_workbench.engine.errors import InvalidRequest, LoadFailed, MemoryBudgetExceeded, ModelNotFound
+from mlx_workbench.engine.pool import MAX_FORGOTTEN
 from mlx_workbench.engine.requests import Done, Failed, Started
 
 from engine_helpers import chat, texts
@@ -137,8 +138,17 @@ def test_loading_a_path_registers_it(engine, models):
 
 
 def test_a_missing_folder_is_named_as_such_not_downloaded(engine, tmp_path):
-    with pytest.raises(LoadFailed, match="No model folder at"):
+    with pytest.raises(ModelNotFound, match="No model folder at"):
         engine.load(str(tmp_path / "nowhere")).result(30)
+    assert str(tmp_path / "nowhere") not in engine.model_ids()  # a failed name is not kept
+
+
+def test_failed_names_do_not_pile_up(engine, tmp_path):
+    for i in range(MAX_FORGOTTEN + 5):
+        with pytest.raises(ModelNotFound):
+            engine.load(str(tmp_path / f"nowhere-{i}")).result(30)
+    failed = [e.model for e in engine.status().entries if e.state == "failed"]
+    assert failed == [str(tmp_path / f"nowhere-{i}") for i in range(5, MAX_FORGOTTEN + 5)]
 
 
 @pytest.mark.parametrize("damage", ["corrupt weights", "missing weights", "missing config"])
@@ -149,17 +159,20 @@ def test_a_failing_load_fails_its_requests_only(engine, make_engine, broken_mode
         (broken_model / "model.safetensors").unlink()
     else:
         (broken_model / "config.json").unlink()
-    with pytest.raises(LoadFailed):
+    with pytest.raises(ModelNotFound, match="Could not load"):
         engine.load(str(broken_model)).result(30)
-    with pytest.raises(ModelNotFound):  # a path that did not load was not kept as a model
-        next(engine.generate(chat("hi", model=str(broken_model))))
+    # A path that loads nothing names no model; its failed entry says why.
+    assert str(broken_model) not in engine.model_ids()
+    entry = next(e for e in engine.status().entries if e.model == str(broken_model))
+    assert entry.state == "failed" and entry.error
+    with pytest.raises(ModelNotFound):
+        list(engine.generate(chat("hi", model=str(broken_model))))
+    assert texts(list(engine.generate(chat("hi", max_tokens=3))))  # the engine still serves
+    # Configured, it fails its requests; unloading it forgets the failure.
     configured = make_engine(models={"broken": ModelSpec("broken", str(broken_model))})
     events = list(configured.generate(chat("hi", model="broken")))
     assert len(events) == 1 and isinstance(events[0], Failed) and isinstance(events[0].error, LoadFailed)
-    (entry,) = [e for e in configured.status().entries if e.model == "broken"]
-    assert entry.state == "failed" and entry.error
-    assert configured.unload("broken").result(30).state == "unloaded"  # the failure is forgotten
-    assert texts(list(configured.generate(chat("hi", max_tokens=3))))  # the engine still serves
+    assert configured.unload("broken").result(30).state == "unloaded"
 
 
 def test_idle_entries_are_unloaded(make_engine):

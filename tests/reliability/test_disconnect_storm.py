@@ -49,7 +49,8 @@ class Cut:
 
 def http_request(server, body: dict) -> bytes:
     payload = json.dumps(body).encode()
-    head = (f"POST /mlx/v1/chat/completions HTTP/1.1\r\nHost: {urlsplit(server.url).netloc}\r\n"
+    address = urlsplit(server.url)
+    head = (f"POST {address.path}mlx/v1/chat/completions HTTP/1.1\r\nHost: {address.netloc}\r\n"
             f"Authorization: token {server.token}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(payload)}\r\n\r\n")
     return head.encode() + payload
