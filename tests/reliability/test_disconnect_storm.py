@@ -68,11 +68,9 @@ async def hang_up(server, cut: Cut) -> int:
     events = 0
     try:
         if cut.where == "mid-request":  # a strict prefix: the server never gets a whole request
-            writer.write(request[: 1 + int((len(request) - 1) * cut.amount)])
-            await writer.drain()
-        else:
-            writer.write(request)
-            await writer.drain()
+            request = request[: 1 + int((len(request) - 1) * cut.amount)]
+        writer.write(request)
+        await writer.drain()
         if cut.where == "waiting":
             await asyncio.sleep(cut.amount)
         while cut.where == "mid-stream" and events < cut.amount:
