@@ -10,7 +10,7 @@ import math
 from dataclasses import replace
 
 from ..engine import requests as engine
-from . import schemas as s
+from . import response_schemas as res
 
 
 def finite(logprob: float) -> float:
@@ -19,12 +19,12 @@ def finite(logprob: float) -> float:
     return logprob if math.isfinite(logprob) else -9999.0
 
 
-def usage(u: engine.Usage) -> s.CompletionUsage:
-    return s.CompletionUsage(
+def usage(u: engine.Usage) -> res.CompletionUsage:
+    return res.CompletionUsage(
         prompt_tokens=u.prompt_tokens,
         completion_tokens=u.completion_tokens,
         total_tokens=u.total_tokens,
-        prompt_tokens_details=s.PromptTokensDetails(cached_tokens=u.cached_tokens),
+        prompt_tokens_details=res.PromptTokensDetails(cached_tokens=u.cached_tokens),
     )
 
 
@@ -52,8 +52,8 @@ class ResponseBuilder:
     id_prefix = ""
 
     def __init__(self, model: str, n: int, logprobs: bool):
-        self.id = s.completion_id(self.id_prefix)
-        self.created = s.now()
+        self.id = res.completion_id(self.id_prefix)
+        self.created = res.now()
         self.model = model
         self.logprobs = logprobs
         self.texts: list[list[str]] = [[] for _ in range(n)]
@@ -90,50 +90,50 @@ class ResponseBuilder:
 # ---- chat ---------------------------------------------------------------------
 
 
-def _top(t: engine.TopLogprob) -> s.TopLogprob:
-    return s.TopLogprob(token=t.token, logprob=finite(t.logprob), bytes=list(t.token.encode()))
+def _top(t: engine.TopLogprob) -> res.TopLogprob:
+    return res.TopLogprob(token=t.token, logprob=finite(t.logprob), bytes=list(t.token.encode()))
 
 
-def chat_logprobs(tokens: list[engine.TokenLogprob]) -> s.ChoiceLogprobs:
-    return s.ChoiceLogprobs(
-        content=[s.TokenLogprob(**_top(t).model_dump(), top_logprobs=[_top(k) for k in t.top]) for t in tokens]
+def chat_logprobs(tokens: list[engine.TokenLogprob]) -> res.ChoiceLogprobs:
+    return res.ChoiceLogprobs(
+        content=[res.TokenLogprob(**_top(t).model_dump(), top_logprobs=[_top(k) for k in t.top]) for t in tokens]
     )
 
 
 class ChatBuilder(ResponseBuilder):
     id_prefix = "chatcmpl"
 
-    def _chunk(self, choices: list[s.ChunkChoice], **fields) -> s.ChatCompletionChunk:
-        return s.ChatCompletionChunk(id=self.id, created=self.created, model=self.model, choices=choices, **fields)
+    def _chunk(self, choices: list[res.ChunkChoice], **fields) -> res.ChatCompletionChunk:
+        return res.ChatCompletionChunk(id=self.id, created=self.created, model=self.model, choices=choices, **fields)
 
-    def opening_chunks(self) -> list[s.ChatCompletionChunk]:
-        opening = s.ChunkDelta(role="assistant", content="")
-        return [self._chunk([s.ChunkChoice(index=i, delta=opening)]) for i in range(len(self.texts))]
+    def opening_chunks(self) -> list[res.ChatCompletionChunk]:
+        opening = res.ChunkDelta(role="assistant", content="")
+        return [self._chunk([res.ChunkChoice(index=i, delta=opening)]) for i in range(len(self.texts))]
 
-    def delta_chunk(self, delta: engine.Delta) -> s.ChatCompletionChunk | None:
+    def delta_chunk(self, delta: engine.Delta) -> res.ChatCompletionChunk | None:
         if not delta.text and not delta.logprobs:
             return None
         logprobs = chat_logprobs(delta.logprobs) if self.logprobs and delta.logprobs else None
-        choice = s.ChunkChoice(index=delta.index, delta=s.ChunkDelta(content=delta.text), logprobs=logprobs)
+        choice = res.ChunkChoice(index=delta.index, delta=res.ChunkDelta(content=delta.text), logprobs=logprobs)
         return self._chunk([choice])
 
-    def finish_chunk(self, index: int, reason: str) -> s.ChatCompletionChunk:
-        return self._chunk([s.ChunkChoice(index=index, delta=s.ChunkDelta(), finish_reason=reason)])
+    def finish_chunk(self, index: int, reason: str) -> res.ChatCompletionChunk:
+        return self._chunk([res.ChunkChoice(index=index, delta=res.ChunkDelta(), finish_reason=reason)])
 
-    def usage_chunk(self, u: engine.Usage) -> s.ChatCompletionChunk:
+    def usage_chunk(self, u: engine.Usage) -> res.ChatCompletionChunk:
         return self._chunk([], usage=usage(u))
 
-    def response(self, u: engine.Usage) -> s.ChatCompletion:
+    def response(self, u: engine.Usage) -> res.ChatCompletion:
         choices = [
-            s.ChatChoice(
+            res.ChatChoice(
                 index=i,
-                message=s.AssistantMessage(content=self.text(i)),
+                message=res.AssistantMessage(content=self.text(i)),
                 logprobs=chat_logprobs(self.token_logprobs[i]) if self.logprobs else None,
                 finish_reason=self.finish_reasons[i],
             )
             for i in range(len(self.texts))
         ]
-        return s.ChatCompletion(id=self.id, created=self.created, model=self.model, choices=choices, usage=usage(u))
+        return res.ChatCompletion(id=self.id, created=self.created, model=self.model, choices=choices, usage=usage(u))
 
 
 # ---- text completions -------------------------------------------------------------
@@ -147,8 +147,8 @@ class TextBuilder(ResponseBuilder):
         self.echo = echo
         self.offsets = [len(echo)] * n  # text_offset of each choice's next token
 
-    def _logprobs(self, index: int, tokens: list[engine.TokenLogprob]) -> s.CompletionLogprobs:
-        result = s.CompletionLogprobs()
+    def _logprobs(self, index: int, tokens: list[engine.TokenLogprob]) -> res.CompletionLogprobs:
+        result = res.CompletionLogprobs()
         for t in tokens:
             result.tokens.append(t.token)
             result.token_logprobs.append(finite(t.logprob))
@@ -157,30 +157,30 @@ class TextBuilder(ResponseBuilder):
             self.offsets[index] += len(t.token)
         return result
 
-    def _chunk(self, choice: s.CompletionChoice | None, **fields) -> s.Completion:
+    def _chunk(self, choice: res.CompletionChoice | None, **fields) -> res.Completion:
         choices = [choice] if choice else []
-        return s.Completion(id=self.id, created=self.created, model=self.model, choices=choices, **fields)
+        return res.Completion(id=self.id, created=self.created, model=self.model, choices=choices, **fields)
 
-    def opening_chunks(self) -> list[s.Completion]:
+    def opening_chunks(self) -> list[res.Completion]:
         if not self.echo:
             return []
-        return [self._chunk(s.CompletionChoice(index=i, text=self.echo)) for i in range(len(self.texts))]
+        return [self._chunk(res.CompletionChoice(index=i, text=self.echo)) for i in range(len(self.texts))]
 
-    def delta_chunk(self, delta: engine.Delta) -> s.Completion | None:
+    def delta_chunk(self, delta: engine.Delta) -> res.Completion | None:
         if not delta.text and not delta.logprobs:
             return None
         logprobs = self._logprobs(delta.index, delta.logprobs) if self.logprobs and delta.logprobs else None
-        return self._chunk(s.CompletionChoice(index=delta.index, text=delta.text, logprobs=logprobs))
+        return self._chunk(res.CompletionChoice(index=delta.index, text=delta.text, logprobs=logprobs))
 
-    def finish_chunk(self, index: int, reason: str) -> s.Completion:
-        return self._chunk(s.CompletionChoice(index=index, text="", finish_reason=reason))
+    def finish_chunk(self, index: int, reason: str) -> res.Completion:
+        return self._chunk(res.CompletionChoice(index=index, text="", finish_reason=reason))
 
-    def usage_chunk(self, u: engine.Usage) -> s.Completion:
+    def usage_chunk(self, u: engine.Usage) -> res.Completion:
         return self._chunk(None, usage=usage(u))
 
-    def response(self, u: engine.Usage) -> s.Completion:
+    def response(self, u: engine.Usage) -> res.Completion:
         choices = [
-            s.CompletionChoice(
+            res.CompletionChoice(
                 index=i,
                 text=self.echo + self.text(i),
                 logprobs=self._logprobs(i, self.token_logprobs[i]) if self.logprobs else None,
@@ -188,4 +188,4 @@ class TextBuilder(ResponseBuilder):
             )
             for i in range(len(self.texts))
         ]
-        return s.Completion(id=self.id, created=self.created, model=self.model, choices=choices, usage=usage(u))
+        return res.Completion(id=self.id, created=self.created, model=self.model, choices=choices, usage=usage(u))

@@ -1,6 +1,6 @@
 """Tornado handlers: the OpenAI API, health and the pool admin API.
 
-Each handler validates its body with the pydantic models of `schemas.py`, talks
+Each handler validates its body with the pydantic models of `request_schemas.py`, talks
 to the engine (`self.engine`, set up by `app.py`) and answers OpenAI-shaped JSON,
 errors included. A generation waits for the engine's Started (or Failed) before
 any header leaves, so errors found while loading or tokenizing keep their
@@ -27,7 +27,8 @@ from tornado import web
 from ..engine import errors
 from ..engine.requests import Delta, Done, Failed, Finished, GenerationRequest, Progress, Started
 from ..engine.status import EntryStatus
-from . import schemas as s
+from . import request_schemas as req
+from . import response_schemas as res
 from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
 from .sse import ClientGone, EventStream
 
@@ -41,7 +42,7 @@ class ApiError(web.HTTPError):
         self, status: int, message: str, type: str = "invalid_request_error", param=None, code=None, headers=None
     ):
         super().__init__(status, log_message=message.replace("%", "%%"))
-        self.detail = s.ErrorDetail(message=message, type=type, param=param, code=code)
+        self.detail = res.ErrorDetail(message=message, type=type, param=param, code=code)
         self.headers = headers or {}
 
 
@@ -170,7 +171,7 @@ class BaseHandler(APIHandler):
             self.set_header("Allow", ", ".join(implemented_methods(type(self))))
         for name, value in error.headers.items():
             self.set_header(name, value)
-        self.finish(s.ErrorResponse(error=error.detail).model_dump_json())
+        self.finish(res.ErrorResponse(error=error.detail).model_dump_json())
 
 
 # ---- OpenAI: generation -----------------------------------------------------------------
@@ -201,7 +202,7 @@ class GenerationHandler(BaseHandler):
         if self._request_id:
             self.engine.cancel(self._request_id)
 
-    async def generate(self, body: s.GenerationParams, request: GenerationRequest, builder: ResponseBuilder) -> None:
+    async def generate(self, body: req.GenerationParams, request: GenerationRequest, builder: ResponseBuilder) -> None:
         if self._client_gone:  # hung up while the request was read or authenticated: nothing to run
             self.log.info("%s: client gone before the request was queued", self._describe(body, request))
             return
@@ -273,7 +274,7 @@ class GenerationHandler(BaseHandler):
                 stream.write(builder.finish_chunk(event.index, event.reason))
             elif isinstance(event, Failed):
                 # The 200 is gone: report in-band, as OpenAI does, and end without [DONE].
-                stream.fail(s.ErrorResponse(error=api_error(event.error).detail))
+                stream.fail(res.ErrorResponse(error=api_error(event.error).detail))
                 return event
             elif isinstance(event, Done):
                 if include_usage:
@@ -285,7 +286,7 @@ class GenerationHandler(BaseHandler):
         await stream.flush()
         return None
 
-    def _log_generation(self, body: s.GenerationParams, request: GenerationRequest, last, seconds: float) -> None:
+    def _log_generation(self, body: req.GenerationParams, request: GenerationRequest, last, seconds: float) -> None:
         """One line per request: what a person tuning the server wants to see."""
         what = self._describe(body, request)
         if isinstance(last, Failed):
@@ -300,11 +301,11 @@ class GenerationHandler(BaseHandler):
                 what, u.prompt_tokens, u.cached_tokens, u.completion_tokens, u.time_to_first_token * 1000, rate,
             )
 
-    def _describe(self, body: s.GenerationParams, request: GenerationRequest) -> str:
+    def _describe(self, body: req.GenerationParams, request: GenerationRequest) -> str:
         model = request.model + (f":{request.adapter}" if request.adapter else "")
         return f"mlx {self.endpoint} {model} ({'stream' if body.stream else 'json'})"
 
-    def request_for(self, body: s.GenerationParams, **prompt) -> GenerationRequest:
+    def request_for(self, body: req.GenerationParams, **prompt) -> GenerationRequest:
         model, adapter = split_model_id(body.model, body.adapter)
         return GenerationRequest(
             model=model, adapter=adapter, sampling=body.sampling(self.workbench.max_tokens_cap), n=body.n, **prompt
@@ -316,7 +317,7 @@ class ChatCompletionsHandler(GenerationHandler):
 
     @web.authenticated
     async def post(self):
-        body: s.ChatCompletionRequest = self.parse(s.ChatCompletionRequest)
+        body: req.ChatCompletionRequest = self.parse(req.ChatCompletionRequest)
         request = self.request_for(body, messages=[m.for_template() for m in body.messages])
         await self.generate(body, request, ChatBuilder(body.model, body.n, body.logprobs))
 
@@ -326,7 +327,7 @@ class CompletionsHandler(GenerationHandler):
 
     @web.authenticated
     async def post(self):
-        body: s.CompletionRequest = self.parse(s.CompletionRequest)
+        body: req.CompletionRequest = self.parse(req.CompletionRequest)
         request = self.request_for(body, prompt=body.prompt)
         echo = body.prompt if body.echo else ""
         await self.generate(body, request, TextBuilder(body.model, body.n, body.wants_logprobs(), echo))
@@ -339,7 +340,7 @@ class ModelsHandler(BaseHandler):
     @web.authenticated
     def get(self):
         created = self.workbench.started_at
-        self.send(s.ModelList(data=[s.Model(id=i, created=created) for i in self.engine.model_ids()]))
+        self.send(res.ModelList(data=[res.Model(id=i, created=created) for i in self.engine.model_ids()]))
 
 
 class ModelHandler(BaseHandler):
@@ -348,7 +349,7 @@ class ModelHandler(BaseHandler):
         known = self.engine.model_ids()
         if model_id not in known:
             raise api_error(errors.ModelNotFound(model_id, known))
-        self.send(s.Model(id=model_id, created=self.workbench.started_at))
+        self.send(res.Model(id=model_id, created=self.workbench.started_at))
 
 
 # ---- health and pool admin -------------------------------------------------------------------
@@ -361,7 +362,7 @@ class HealthHandler(BaseHandler):
     def get(self):
         status = self.engine.status()
         health = {"running": "ok", "starting": "degraded", "stopping": "degraded"}.get(status.state, "down")
-        body = s.HealthResponse(
+        body = res.HealthResponse(
             status=health,
             version=self.workbench.version,
             engine=status.state,
@@ -376,15 +377,15 @@ class StatusHandler(BaseHandler):
     def get(self):
         config = self.workbench.engine_config
         configured = [
-            s.ConfiguredModel(name=m.name, path=m.path, adapters=list(m.adapters)) for m in config.models.values()
+            res.ConfiguredModel(name=m.name, path=m.path, adapters=list(m.adapters)) for m in config.models.values()
         ]
-        info = s.ServerInfo(
+        info = res.ServerInfo(
             version=self.workbench.version,
             openai_base_url=url_path_join(self.base_url, "mlx/v1"),
             default_model=config.default_model,
             configured=configured,
         )
-        self.send(s.StatusResponse(**info.model_dump(), **vars(self.engine.status())))
+        self.send(res.StatusResponse(**info.model_dump(), **vars(self.engine.status())))
 
 
 class EntryHandler(BaseHandler):
@@ -406,14 +407,14 @@ class EntryHandler(BaseHandler):
 class LoadHandler(EntryHandler):
     @web.authenticated
     async def post(self):
-        body: s.LoadRequest = self.parse(s.LoadRequest)
+        body: req.LoadRequest = self.parse(req.LoadRequest)
         model, adapter = split_model_id(body.model, body.adapter)
         known = self.engine.model_ids()
         if adapter and f"{model}:{adapter}" not in known:  # refused now rather than in a 202's aftermath
             raise api_error(errors.ModelNotFound(f"{model}:{adapter}", known))
         future = self.call(self.engine.load, model, adapter, pin=body.pin)
         if body.wait or future.done():
-            self.send(s.EntryResponse(entry=await self.entry(future)))
+            self.send(res.EntryResponse(entry=await self.entry(future)))
             return
         entry_id = model + (f":{adapter}" if adapter else "")
         current = next((e for e in self.engine.status().entries if e.id == entry_id), None)
@@ -421,24 +422,24 @@ class LoadHandler(EntryHandler):
             entry = EntryStatus(id=entry_id, model=model, adapter=adapter, state="loading")
         else:  # the device thread may not have taken the job yet
             entry = current if current.state == "loaded" else replace(current, state="loading", error=None)
-        self.send(s.EntryResponse(entry=entry), 202)
+        self.send(res.EntryResponse(entry=entry), 202)
 
 
 class UnloadHandler(EntryHandler):
     @web.authenticated
     async def post(self):
-        body: s.UnloadRequest = self.parse(s.UnloadRequest)
+        body: req.UnloadRequest = self.parse(req.UnloadRequest)
         model, adapter = split_model_id(body.model, body.adapter)
-        self.send(s.EntryResponse(entry=await self.entry(self.call(self.engine.unload, model, adapter))))
+        self.send(res.EntryResponse(entry=await self.entry(self.call(self.engine.unload, model, adapter))))
 
 
 class PinHandler(EntryHandler):
     @web.authenticated
     async def post(self):
-        body: s.PinRequest = self.parse(s.PinRequest)
+        body: req.PinRequest = self.parse(req.PinRequest)
         model, adapter = split_model_id(body.model, body.adapter)
         future = self.call(self.engine.pin, model, adapter, pinned=body.pinned)
-        self.send(s.EntryResponse(entry=await self.entry(future)))
+        self.send(res.EntryResponse(entry=await self.entry(future)))
 
 
 class OpenAPIHandler(BaseHandler):

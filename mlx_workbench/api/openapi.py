@@ -1,4 +1,5 @@
-"""The OpenAPI 3.1 document of every endpoint, generated from `schemas.py`."""
+"""The OpenAPI 3.1 document of every endpoint, generated from `request_schemas.py`
+and `response_schemas.py`."""
 
 from __future__ import annotations
 
@@ -9,20 +10,21 @@ from functools import lru_cache
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from . import schemas as s
+from . import request_schemas as req
+from . import response_schemas as res
 
 REF = "#/components/schemas/{model}"
 
-_ERRORS = {"default": (s.ErrorResponse, 'An error, OpenAI-shaped: {"error": {message, type, param, code}}.')}
+_ERRORS = {"default": (res.ErrorResponse, 'An error, OpenAI-shaped: {"error": {message, type, param, code}}.')}
 _GENERATION_ERRORS = {
-    "400": (s.ErrorResponse, "Invalid request; or valid, but not for this model (code invalid_for_model: "
+    "400": (res.ErrorResponse, "Invalid request; or valid, but not for this model (code invalid_for_model: "
                              "token ids outside its vocabulary, a chat its template refuses) or over its context "
                              "(code context_length_exceeded); or an adapter the model id contradicts "
                              "(code conflicting_adapter)."),
-    "401": (s.ErrorResponse, "Missing or invalid token."),
-    "404": (s.ErrorResponse, "Unknown model (code model_not_found)."),
-    "429": (s.ErrorResponse, "Queue full; retry after the Retry-After header's seconds."),
-    "503": (s.ErrorResponse, "Engine not ready, or the model could not be loaded."),
+    "401": (res.ErrorResponse, "Missing or invalid token."),
+    "404": (res.ErrorResponse, "Unknown model (code model_not_found)."),
+    "429": (res.ErrorResponse, "Queue full; retry after the Retry-After header's seconds."),
+    "503": (res.ErrorResponse, "Engine not ready, or the model could not be loaded."),
 }
 
 
@@ -39,34 +41,34 @@ class Operation:
 
 _OPERATIONS = [
     Operation("post", "/mlx/v1/chat/completions", "Create a chat completion",
-              {"200": (s.ChatCompletion, "The completion, or with stream=true an event stream of chunks."),
+              {"200": (res.ChatCompletion, "The completion, or with stream=true an event stream of chunks."),
                **_GENERATION_ERRORS},
-              request=s.ChatCompletionRequest, chunk=s.ChatCompletionChunk),
+              request=req.ChatCompletionRequest, chunk=res.ChatCompletionChunk),
     Operation("post", "/mlx/v1/completions", "Create a text completion",
-              {"200": (s.Completion, "The completion, or with stream=true an event stream of chunks."),
+              {"200": (res.Completion, "The completion, or with stream=true an event stream of chunks."),
                **_GENERATION_ERRORS},
-              request=s.CompletionRequest, chunk=s.Completion),
+              request=req.CompletionRequest, chunk=res.Completion),
     Operation("get", "/mlx/v1/models", "List the configured and loaded model ids",
-              {"200": (s.ModelList, 'Model ids, "name" and "name:adapter".')}),
+              {"200": (res.ModelList, 'Model ids, "name" and "name:adapter".')}),
     Operation("get", "/mlx/v1/models/{model_id}", "Describe one model id",
-              {"200": (s.Model, "The model."), "404": (s.ErrorResponse, "Unknown model.")}),
+              {"200": (res.Model, "The model."), "404": (res.ErrorResponse, "Unknown model.")}),
     Operation("get", "/mlx/health", "Liveness and version (no authentication)",
-              {"200": (s.HealthResponse, "Engine running or starting."), "503": (s.HealthResponse, "Engine down.")},
+              {"200": (res.HealthResponse, "Engine running or starting."), "503": (res.HealthResponse, "Engine down.")},
               authenticated=False),
     Operation("get", "/mlx/api/status", "Server info and engine snapshot",
-              {"200": (s.StatusResponse, "Pool, memory, queue and counters.")}),
+              {"200": (res.StatusResponse, "Pool, memory, queue and counters.")}),
     Operation("post", "/mlx/api/models/load", "Load a model or adapter into the pool",
-              {"200": (s.EntryResponse, "Loaded (wait=true)."),
-               "202": (s.EntryResponse, "Loading started; poll the status."),
-               "404": (s.ErrorResponse, "Unknown model or adapter."),
-               "503": (s.ErrorResponse, "Load failed or over the memory budget.")},
-              request=s.LoadRequest),
+              {"200": (res.EntryResponse, "Loaded (wait=true)."),
+               "202": (res.EntryResponse, "Loading started; poll the status."),
+               "404": (res.ErrorResponse, "Unknown model or adapter."),
+               "503": (res.ErrorResponse, "Load failed or over the memory budget.")},
+              request=req.LoadRequest),
     Operation("post", "/mlx/api/models/unload", "Unload a model (and its adapters) or one adapter",
-              {"200": (s.EntryResponse, "Unloaded."), "404": (s.ErrorResponse, "Unknown model.")},
-              request=s.UnloadRequest),
+              {"200": (res.EntryResponse, "Unloaded."), "404": (res.ErrorResponse, "Unknown model.")},
+              request=req.UnloadRequest),
     Operation("post", "/mlx/api/models/pin", "Pin or unpin a pool entry",
-              {"200": (s.EntryResponse, "The entry."), "404": (s.ErrorResponse, "Unknown model.")},
-              request=s.PinRequest),
+              {"200": (res.EntryResponse, "The entry."), "404": (res.ErrorResponse, "Unknown model.")},
+              request=req.PinRequest),
     Operation("get", "/mlx/api/openapi.json", "This document", {"200": (None, "The OpenAPI document.")}),
 ]
 

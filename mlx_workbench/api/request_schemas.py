@@ -1,55 +1,24 @@
-"""The wire format: pydantic v2 models for every request and response.
+"""The request bodies: pydantic v2 models of what clients send.
 
 Requests follow OpenAI's names and ranges and ignore fields they do not know
 (clients send many); `top_k`, `min_p`, `repetition_penalty` and `adapter` are
-extensions. The OpenAPI document (`openapi.py`) is generated from these models;
-requests are validated strictly (no "1" for 1, no 0 for false, no NaN), so that
-the server accepts exactly what the document says, cross-field rules included.
+extensions. The OpenAPI document (`openapi.py`) is generated from these models
+and those of `response_schemas.py`; requests are validated strictly (no "1" for 1,
+no 0 for false, no NaN), so that the server accepts exactly what the document
+says, cross-field rules included.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import time
-import typing
-import uuid
 from typing import Annotated, Literal
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, create_model,
-                      field_validator)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
 from ..engine.requests import SamplingParams
-from ..engine.status import EngineStatus, EntryStatus
 
 MAX_CHOICES = 16
 MAX_STOPS = 16
 _TEXT = {"type": "string", "minLength": 1}  # JSON Schema of a non-empty string
-
-
-def _omit_none(value) -> bool:
-    return value is None
-
-
-def OmittedIfNone(**kwargs):
-    """A field left out of the JSON when None, as OpenAI leaves out absent ones."""
-    return Field(None, exclude_if=_omit_none, **kwargs)
-
-
-# ---- errors -------------------------------------------------------------------
-
-
-class ErrorDetail(BaseModel):
-    message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorDetail
-
-
-# ---- requests -----------------------------------------------------------------
 
 
 def _integral(value):
@@ -309,142 +278,6 @@ class CompletionRequest(GenerationParams):
         return self.logprobs or 0
 
 
-# ---- responses: shared ----------------------------------------------------------
-
-
-FinishReason = Literal["stop", "length", "cancelled"]
-
-
-def completion_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:24]}"
-
-
-def now() -> int:
-    return int(time.time())
-
-
-class PromptTokensDetails(BaseModel):
-    cached_tokens: int = 0
-
-
-class CompletionUsage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    prompt_tokens_details: PromptTokensDetails = Field(default_factory=PromptTokensDetails)
-
-
-# ---- responses: chat ------------------------------------------------------------
-
-
-class TopLogprob(BaseModel):
-    token: str
-    logprob: float
-    bytes: list[int] | None = None
-
-
-class TokenLogprob(TopLogprob):
-    top_logprobs: list[TopLogprob] = Field(default_factory=list)
-
-
-class ChoiceLogprobs(BaseModel):
-    content: list[TokenLogprob] | None = None
-    refusal: list[TokenLogprob] | None = None
-
-
-class AssistantMessage(BaseModel):
-    role: Literal["assistant"] = "assistant"
-    content: str | None = None
-    refusal: str | None = None
-
-
-class ChatChoice(BaseModel):
-    index: int
-    message: AssistantMessage
-    logprobs: ChoiceLogprobs | None = None
-    finish_reason: FinishReason
-
-
-class ChatCompletion(BaseModel):
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[ChatChoice]
-    usage: CompletionUsage
-    system_fingerprint: str | None = None
-
-
-class ChunkDelta(BaseModel):
-    role: Literal["assistant"] | None = OmittedIfNone()
-    content: str | None = OmittedIfNone()
-
-
-class ChunkChoice(BaseModel):
-    index: int
-    delta: ChunkDelta
-    logprobs: ChoiceLogprobs | None = None
-    finish_reason: FinishReason | None = None
-
-
-class ChatCompletionChunk(BaseModel):
-    """One `data:` event of a streamed chat completion. The last event before
-    `[DONE]` carries `usage` (and no choices) when `stream_options.include_usage`."""
-
-    id: str
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
-    choices: list[ChunkChoice]
-    usage: CompletionUsage | None = OmittedIfNone()
-    system_fingerprint: str | None = None
-
-
-# ---- responses: text completions --------------------------------------------------
-
-
-class CompletionLogprobs(BaseModel):
-    tokens: list[str] = Field(default_factory=list)
-    token_logprobs: list[float] = Field(default_factory=list)
-    top_logprobs: list[dict[str, float]] = Field(default_factory=list)
-    text_offset: list[int] = Field(default_factory=list)
-
-
-class CompletionChoice(BaseModel):
-    index: int
-    text: str
-    logprobs: CompletionLogprobs | None = None
-    finish_reason: FinishReason | None = None
-
-
-class Completion(BaseModel):
-    """A text completion, and also each `data:` event of a streamed one (then
-    `finish_reason` is null until a choice's last event)."""
-
-    id: str
-    object: Literal["text_completion"] = "text_completion"
-    created: int
-    model: str
-    choices: list[CompletionChoice]
-    usage: CompletionUsage | None = OmittedIfNone()
-    system_fingerprint: str | None = None
-
-
-# ---- models ---------------------------------------------------------------------------
-
-
-class Model(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str = "mlx_workbench"
-
-
-class ModelList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[Model]
-
-
 # ---- pool admin -------------------------------------------------------------------------
 
 
@@ -468,46 +301,3 @@ class UnloadRequest(EntryRequest):
 class PinRequest(EntryRequest):
     pinned: bool = True
 
-
-class EntryResponse(BaseModel):
-    entry: EntryStatus
-
-
-class ConfiguredModel(BaseModel):
-    name: str
-    path: str
-    adapters: list[str]
-
-
-class ServerInfo(BaseModel):
-    version: str
-    openai_base_url: str = Field(description='Path of the OpenAI API under the server, e.g. "/mlx/v1".')
-    default_model: str | None
-    configured: list[ConfiguredModel]
-
-
-def _flattened(base: type[BaseModel], data_class, name: str) -> type[BaseModel]:
-    """`base` with every field of the dataclass `data_class` added, so the
-    response stays one flat object and its schema follows the engine's."""
-    hints = typing.get_type_hints(data_class)
-    fields = {}
-    for f in dataclasses.fields(data_class):
-        if f.default is not dataclasses.MISSING:
-            fields[f.name] = (hints[f.name], f.default)
-        elif f.default_factory is not dataclasses.MISSING:
-            fields[f.name] = (hints[f.name], Field(default_factory=f.default_factory))
-        else:
-            fields[f.name] = (hints[f.name], ...)
-    return create_model(name, __base__=base, **fields)
-
-
-StatusResponse = _flattened(ServerInfo, EngineStatus, "StatusResponse")
-StatusResponse.__doc__ = "Server info and a snapshot of the engine (pool, memory, queue, counters)."
-
-
-class HealthResponse(BaseModel):
-    status: Literal["ok", "degraded", "down"]
-    version: str
-    engine: str = Field(description="The engine's state: starting, running, stopping, stopped, failed.")
-    loaded: list[str]
-    restarts: int
