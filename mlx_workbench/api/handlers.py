@@ -1,191 +1,33 @@
-"""Tornado handlers: the OpenAI API, health and the pool admin API.
+"""Tornado handlers of the OpenAI API (chat and text completions, models) and
+HANDLERS, the route table of every handler under mlx/.
 
-Each handler validates its body with the pydantic models of `request_schemas.py`, talks
-to the engine (`self.engine`, set up by `app.py`) and answers OpenAI-shaped JSON,
-errors included. A generation waits for the engine's Started (or Failed) before
-any header leaves, so errors found while loading or tokenizing keep their
-status code; after that, a stream reports a failure as an `error` event.
+Each handler validates its body with the pydantic models of `request_schemas.py`,
+talks to the engine (`self.engine`, set up by `app.py`) and answers OpenAI-shaped
+JSON, errors included (`errors.py`). A generation waits for the engine's Started
+(or Failed) before any header leaves, so errors found while loading or tokenizing
+keep their status code; after that, a stream reports a failure as an `error` event.
+Health and the pool admin are in `admin.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import json
-import math
-import re
 import time
-from dataclasses import replace
-from http.client import responses
 
-from jupyter_server.auth.decorator import allow_unauthenticated
-from jupyter_server.base.handlers import APIHandler
-from jupyter_server.utils import url_path_join
-from pydantic import BaseModel, ValidationError
 from tornado import web
 
 from ..engine import errors
 from ..engine.requests import Delta, Done, Failed, Finished, GenerationRequest, Progress, Started
-from ..engine.status import EntryStatus
 from . import request_schemas as req
 from . import response_schemas as res
+from .admin import HealthHandler, LoadHandler, OpenAPIHandler, PinHandler, StatusHandler, UnloadHandler
+from .base import BaseHandler, split_model_id
+from .errors import ApiError, api_error
 from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
 from .sse import ClientGone, EventStream
 
-# ---- errors -----------------------------------------------------------------------
-
-
-class ApiError(web.HTTPError):
-    """An error answered as {"error": {...}}; raise it from any handler."""
-
-    def __init__(
-        self, status: int, message: str, type: str = "invalid_request_error", param=None, code=None, headers=None
-    ):
-        super().__init__(status, log_message=message.replace("%", "%%"))
-        self.detail = res.ErrorDetail(message=message, type=type, param=param, code=code)
-        self.headers = headers or {}
-
-
-# engine error -> (status, type, code); the first matching class wins.
-_ENGINE_ERRORS: list[tuple[type, int, str, str]] = [
-    (errors.ContextLengthExceeded, 400, "invalid_request_error", "context_length_exceeded"),
-    (errors.InvalidForModel, 400, "invalid_request_error", "invalid_for_model"),
-    (errors.InvalidRequest, 400, "invalid_request_error", "invalid_value"),
-    (errors.ModelNotFound, 404, "invalid_request_error", "model_not_found"),
-    (errors.QueueFull, 429, "rate_limit_error", "queue_full"),
-    (errors.EngineNotReady, 503, "server_error", "engine_not_ready"),
-    (errors.EngineStopped, 503, "server_error", "engine_stopped"),
-    (errors.MemoryBudgetExceeded, 503, "server_error", "memory_budget_exceeded"),
-    (errors.LoadFailed, 503, "server_error", "model_load_failed"),
-    (errors.ChatTemplateFailed, 500, "server_error", "chat_template_error"),
-    (errors.GenerationFailed, 500, "server_error", "generation_failed"),
-]
-
-
-def api_error(exc: Exception) -> ApiError:
-    for cls, status, type_, code in _ENGINE_ERRORS:
-        if isinstance(exc, cls):
-            headers = {"Retry-After": str(math.ceil(exc.retry_after))} if isinstance(exc, errors.QueueFull) else None
-            return ApiError(status, exc.message, type_, exc.param, code, headers)
-    return ApiError(500, f"Internal error: {type(exc).__name__}: {exc}", "server_error")
-
-
-# pydantic's loc names union members ('str', 'list[int]', 'TextPart'...); a param is fields and indexes only.
-_UNION_TAG = re.compile(r"^(str|int|float|bool|none|[A-Z]\w*|[\w-]+\[.*\]|\[key\])$")
-
-
-def validation_error(exc: ValidationError) -> ApiError:
-    # Of a union's alternatives, the one that got furthest says the most.
-    first = max(exc.errors(), key=lambda e: len(e["loc"]))
-    param = ".".join(str(p) for p in first["loc"] if isinstance(p, int) or not _UNION_TAG.match(p)) or None
-    reason = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "json_invalid":
-        return ApiError(400, f"The request body is not valid JSON: {reason.removeprefix('Invalid JSON: ')}.",
-                        code="invalid_json")
-    if first["type"] == "missing":
-        message = f"Missing required parameter: '{param}'."
-    elif first["type"] == "model_type":
-        message = "The request body must be a JSON object."
-    elif param is None:
-        message = f"Invalid request: {reason}."
-    else:
-        message = f"Invalid value for '{param}': {reason}."
-    code = "missing_required_parameter" if first["type"] == "missing" else "invalid_value"
-    return ApiError(400, message, param=param, code=code)
-
-
-# ---- base ---------------------------------------------------------------------------
-
-
-def implemented_methods(handler: type[web.RequestHandler]) -> list[str]:
-    """The HTTP methods `handler` answers (the others are 405)."""
-    return [m for m in handler.SUPPORTED_METHODS
-            if getattr(handler, m.lower()) is not getattr(web.RequestHandler, m.lower())]
-
-
-def is_open(method) -> bool:
-    """Marked @allow_unauthenticated."""
-    return getattr(method, "__allow_unauthenticated", False)
-
-
-class BaseHandler(APIHandler):
-    @property
-    def workbench(self):
-        """The MLXWorkbench extension app."""
-        return self.settings["mlx_workbench"]
-
-    @property
-    def engine(self):
-        return self.workbench.engine
-
-    async def prepare(self):
-        await super().prepare()
-        # Jupyter only refuses what @web.authenticated guards; refuse an unknown path or
-        # method too, so that nothing under mlx/ but health answers without a token.
-        if not self.current_user and not is_open(getattr(self, self.request.method.lower())):
-            raise web.HTTPError(403)  # answered as 401 by write_error
-
-    def parse(self, model: type[BaseModel]):
-        # pydantic parses the bytes itself: bounded nesting, UTF-8 checked, JSON types kept.
-        try:
-            return model.model_validate_json(self.request.body or b"null")
-        except ValidationError as e:
-            raise validation_error(e) from None
-
-    def send(self, body: BaseModel, status: int = 200) -> None:
-        self.set_status(status)
-        self.finish(body.model_dump_json())
-
-    def write_error(self, status_code: int, **kwargs) -> None:
-        """Every error OpenAI-shaped, never an HTML page."""
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ApiError):
-            error = exc
-        elif status_code == 403 and not self.current_user:
-            # Jupyter refuses a missing or wrong token with 403; OpenAI clients expect 401.
-            error = ApiError(
-                401,
-                "Missing or invalid token: pass the Jupyter server's token as the API key "
-                "(Authorization: Bearer <token>).",
-                code="invalid_api_key",
-            )
-            self.set_header("WWW-Authenticate", "Bearer")
-        elif status_code == 403 and "xsrf" in str(getattr(exc, "log_message", "")).lower():
-            error = ApiError(
-                403,
-                "A cookie-authenticated request that changes state needs the X-XSRFToken header "
-                "(the value of the _xsrf cookie); an API client should send the token instead "
-                "(Authorization: Bearer <token>).",
-                code="xsrf_check_failed",
-            )
-        elif isinstance(exc, web.HTTPError):
-            message = exc.log_message % exc.args if exc.log_message else responses.get(status_code, "Error")
-            error = ApiError(status_code, message)
-        elif exc is not None:
-            error = api_error(exc)
-        else:
-            error = ApiError(status_code, responses.get(status_code, "Error"))
-        if status_code != error.status_code:
-            self.set_status(error.status_code)
-        if error.status_code == 405:
-            self.set_header("Allow", ", ".join(implemented_methods(type(self))))
-        for name, value in error.headers.items():
-            self.set_header(name, value)
-        self.finish(res.ErrorResponse(error=error.detail).model_dump_json())
-
-
 # ---- OpenAI: generation -----------------------------------------------------------------
-
-
-def split_model_id(model_id: str, adapter: str | None) -> tuple[str, str | None]:
-    """"name:adapter" -> (name, adapter); the "adapter" field must agree with it."""
-    name, sep, id_adapter = model_id.rpartition(":")
-    if not (sep and name and id_adapter):
-        return model_id, adapter
-    if adapter not in (None, id_adapter):
-        raise ApiError(400, f"The model id names adapter '{id_adapter}' but 'adapter' is '{adapter}'.",
-                       param="adapter", code="conflicting_adapter")
-    return name, id_adapter
 
 
 class GenerationHandler(BaseHandler):
@@ -350,104 +192,6 @@ class ModelHandler(BaseHandler):
         if model_id not in known:
             raise api_error(errors.ModelNotFound(model_id, known))
         self.send(res.Model(id=model_id, created=self.workbench.started_at))
-
-
-# ---- health and pool admin -------------------------------------------------------------------
-
-
-class HealthHandler(BaseHandler):
-    _track_activity = False  # polling health must not keep an idle server alive
-
-    @allow_unauthenticated
-    def get(self):
-        status = self.engine.status()
-        health = {"running": "ok", "starting": "degraded", "stopping": "degraded"}.get(status.state, "down")
-        body = res.HealthResponse(
-            status=health,
-            version=self.workbench.version,
-            engine=status.state,
-            loaded=[e.id for e in status.entries if e.state == "loaded"],
-            restarts=status.restarts,
-        )
-        self.send(body, 503 if health == "down" else 200)
-
-
-class StatusHandler(BaseHandler):
-    @web.authenticated
-    def get(self):
-        config = self.workbench.engine_config
-        configured = [
-            res.ConfiguredModel(name=m.name, path=m.path, adapters=list(m.adapters)) for m in config.models.values()
-        ]
-        info = res.ServerInfo(
-            version=self.workbench.version,
-            openai_base_url=url_path_join(self.base_url, "mlx/v1"),
-            default_model=config.default_model,
-            configured=configured,
-        )
-        self.send(res.StatusResponse(**info.model_dump(), **vars(self.engine.status())))
-
-
-class EntryHandler(BaseHandler):
-    """Pool admin: each action returns a concurrent Future of the EntryStatus."""
-
-    async def entry(self, future) -> EntryStatus:
-        try:
-            return await asyncio.wrap_future(future)
-        except errors.EngineError as e:
-            raise api_error(e) from None
-
-    def call(self, action, *args, **kwargs):
-        try:
-            return action(*args, **kwargs)
-        except errors.EngineError as e:
-            raise api_error(e) from None
-
-
-class LoadHandler(EntryHandler):
-    @web.authenticated
-    async def post(self):
-        body: req.LoadRequest = self.parse(req.LoadRequest)
-        model, adapter = split_model_id(body.model, body.adapter)
-        known = self.engine.model_ids()
-        if adapter and f"{model}:{adapter}" not in known:  # refused now rather than in a 202's aftermath
-            raise api_error(errors.ModelNotFound(f"{model}:{adapter}", known))
-        future = self.call(self.engine.load, model, adapter, pin=body.pin)
-        if body.wait or future.done():
-            self.send(res.EntryResponse(entry=await self.entry(future)))
-            return
-        entry_id = model + (f":{adapter}" if adapter else "")
-        current = next((e for e in self.engine.status().entries if e.id == entry_id), None)
-        if current is None:
-            entry = EntryStatus(id=entry_id, model=model, adapter=adapter, state="loading")
-        else:  # the device thread may not have taken the job yet
-            entry = current if current.state == "loaded" else replace(current, state="loading", error=None)
-        self.send(res.EntryResponse(entry=entry), 202)
-
-
-class UnloadHandler(EntryHandler):
-    @web.authenticated
-    async def post(self):
-        body: req.UnloadRequest = self.parse(req.UnloadRequest)
-        model, adapter = split_model_id(body.model, body.adapter)
-        self.send(res.EntryResponse(entry=await self.entry(self.call(self.engine.unload, model, adapter))))
-
-
-class PinHandler(EntryHandler):
-    @web.authenticated
-    async def post(self):
-        body: req.PinRequest = self.parse(req.PinRequest)
-        model, adapter = split_model_id(body.model, body.adapter)
-        future = self.call(self.engine.pin, model, adapter, pinned=body.pinned)
-        self.send(res.EntryResponse(entry=await self.entry(future)))
-
-
-class OpenAPIHandler(BaseHandler):
-    @web.authenticated
-    def get(self):
-        from .openapi import openapi_document
-
-        self.finish(json.dumps(openapi_document(self.workbench.version, self.base_url)))
 
 
 class NotFoundHandler(BaseHandler):

@@ -10,7 +10,8 @@ import re
 import httpx
 import pytest
 
-from mlx_workbench.api.handlers import HANDLERS, implemented_methods, is_open
+from mlx_workbench.api.base import implemented_methods, is_open
+from mlx_workbench.api.handlers import HANDLERS
 
 
 def example_paths(pattern: str) -> list[str]:

@@ -1,0 +1,114 @@
+"""Tornado handlers beside the OpenAI API: health (no auth), server status, the
+pool admin (load, unload, pin) and the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+
+from jupyter_server.auth.decorator import allow_unauthenticated
+from jupyter_server.utils import url_path_join
+from tornado import web
+
+from ..engine import errors
+from ..engine.status import EntryStatus
+from . import request_schemas as req
+from . import response_schemas as res
+from .base import BaseHandler, split_model_id
+from .errors import api_error
+
+
+class HealthHandler(BaseHandler):
+    _track_activity = False  # polling health must not keep an idle server alive
+
+    @allow_unauthenticated
+    def get(self):
+        status = self.engine.status()
+        health = {"running": "ok", "starting": "degraded", "stopping": "degraded"}.get(status.state, "down")
+        body = res.HealthResponse(
+            status=health,
+            version=self.workbench.version,
+            engine=status.state,
+            loaded=[e.id for e in status.entries if e.state == "loaded"],
+            restarts=status.restarts,
+        )
+        self.send(body, 503 if health == "down" else 200)
+
+
+class StatusHandler(BaseHandler):
+    @web.authenticated
+    def get(self):
+        config = self.workbench.engine_config
+        configured = [
+            res.ConfiguredModel(name=m.name, path=m.path, adapters=list(m.adapters)) for m in config.models.values()
+        ]
+        info = res.ServerInfo(
+            version=self.workbench.version,
+            openai_base_url=url_path_join(self.base_url, "mlx/v1"),
+            default_model=config.default_model,
+            configured=configured,
+        )
+        self.send(res.StatusResponse(**info.model_dump(), **vars(self.engine.status())))
+
+
+class EntryHandler(BaseHandler):
+    """Pool admin: each action returns a concurrent Future of the EntryStatus."""
+
+    async def entry(self, future) -> EntryStatus:
+        try:
+            return await asyncio.wrap_future(future)
+        except errors.EngineError as e:
+            raise api_error(e) from None
+
+    def call(self, action, *args, **kwargs):
+        try:
+            return action(*args, **kwargs)
+        except errors.EngineError as e:
+            raise api_error(e) from None
+
+
+class LoadHandler(EntryHandler):
+    @web.authenticated
+    async def post(self):
+        body: req.LoadRequest = self.parse(req.LoadRequest)
+        model, adapter = split_model_id(body.model, body.adapter)
+        known = self.engine.model_ids()
+        if adapter and f"{model}:{adapter}" not in known:  # refused now rather than in a 202's aftermath
+            raise api_error(errors.ModelNotFound(f"{model}:{adapter}", known))
+        future = self.call(self.engine.load, model, adapter, pin=body.pin)
+        if body.wait or future.done():
+            self.send(res.EntryResponse(entry=await self.entry(future)))
+            return
+        entry_id = model + (f":{adapter}" if adapter else "")
+        current = next((e for e in self.engine.status().entries if e.id == entry_id), None)
+        if current is None:
+            entry = EntryStatus(id=entry_id, model=model, adapter=adapter, state="loading")
+        else:  # the device thread may not have taken the job yet
+            entry = current if current.state == "loaded" else replace(current, state="loading", error=None)
+        self.send(res.EntryResponse(entry=entry), 202)
+
+
+class UnloadHandler(EntryHandler):
+    @web.authenticated
+    async def post(self):
+        body: req.UnloadRequest = self.parse(req.UnloadRequest)
+        model, adapter = split_model_id(body.model, body.adapter)
+        self.send(res.EntryResponse(entry=await self.entry(self.call(self.engine.unload, model, adapter))))
+
+
+class PinHandler(EntryHandler):
+    @web.authenticated
+    async def post(self):
+        body: req.PinRequest = self.parse(req.PinRequest)
+        model, adapter = split_model_id(body.model, body.adapter)
+        future = self.call(self.engine.pin, model, adapter, pinned=body.pinned)
+        self.send(res.EntryResponse(entry=await self.entry(future)))
+
+
+class OpenAPIHandler(BaseHandler):
+    @web.authenticated
+    def get(self):
+        from .openapi import openapi_document
+
+        self.finish(json.dumps(openapi_document(self.workbench.version, self.base_url)))

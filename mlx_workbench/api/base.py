@@ -1,0 +1,74 @@
+"""What every handler under mlx/ shares: the way to the engine, auth on every
+method, body parsing with the pydantic models, and OpenAI-shaped errors."""
+
+from __future__ import annotations
+
+from jupyter_server.base.handlers import APIHandler
+from pydantic import BaseModel, ValidationError
+from tornado import web
+
+from .errors import ApiError, error_for, validation_error
+from .response_schemas import ErrorResponse
+
+
+def implemented_methods(handler: type[web.RequestHandler]) -> list[str]:
+    """The HTTP methods `handler` answers (the others are 405)."""
+    return [m for m in handler.SUPPORTED_METHODS
+            if getattr(handler, m.lower()) is not getattr(web.RequestHandler, m.lower())]
+
+
+def is_open(method) -> bool:
+    """Marked @allow_unauthenticated."""
+    return getattr(method, "__allow_unauthenticated", False)
+
+
+def split_model_id(model_id: str, adapter: str | None) -> tuple[str, str | None]:
+    """"name:adapter" -> (name, adapter); the "adapter" field must agree with it."""
+    name, sep, id_adapter = model_id.rpartition(":")
+    if not (sep and name and id_adapter):
+        return model_id, adapter
+    if adapter not in (None, id_adapter):
+        raise ApiError(400, f"The model id names adapter '{id_adapter}' but 'adapter' is '{adapter}'.",
+                       param="adapter", code="conflicting_adapter")
+    return name, id_adapter
+
+
+class BaseHandler(APIHandler):
+    @property
+    def workbench(self):
+        """The MLXWorkbench extension app."""
+        return self.settings["mlx_workbench"]
+
+    @property
+    def engine(self):
+        return self.workbench.engine
+
+    async def prepare(self):
+        await super().prepare()
+        # Jupyter only refuses what @web.authenticated guards; refuse an unknown path or
+        # method too, so that nothing under mlx/ but health answers without a token.
+        if not self.current_user and not is_open(getattr(self, self.request.method.lower())):
+            raise web.HTTPError(403)  # answered as 401 by write_error
+
+    def parse(self, model: type[BaseModel]):
+        # pydantic parses the bytes itself: bounded nesting, UTF-8 checked, JSON types kept.
+        try:
+            return model.model_validate_json(self.request.body or b"null")
+        except ValidationError as e:
+            raise validation_error(e) from None
+
+    def send(self, body: BaseModel, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(body.model_dump_json())
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        """Every error OpenAI-shaped, never an HTML page."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        error = error_for(status_code, exc, anonymous=lambda: not self.current_user)
+        if status_code != error.status_code:
+            self.set_status(error.status_code)
+        if error.status_code == 405:
+            self.set_header("Allow", ", ".join(implemented_methods(type(self))))
+        for name, value in error.headers.items():
+            self.set_header(name, value)
+        self.finish(ErrorResponse(error=error.detail).model_dump_json())
