@@ -48,8 +48,9 @@ from .config import EngineConfig
 from .device import DeviceThread
 from .errors import EngineNotReady, EngineStopped, InvalidRequest, ModelNotFound
 from .requests import Done, Event, Failed, GenerationRequest
-from .scheduler import Scheduler, Submission
+from .scheduler import Scheduler
 from .status import EngineStatus
+from .submission import Submission
 
 log = logging.getLogger(__name__)
 

@@ -2,20 +2,17 @@
 and leave between steps. Device thread only.
 
 Each request (a `Submission`) becomes `n` sequences in its entry's batch, one
-`Choice` each: the choice turns token ids into text (a streaming detokenizer),
-watches stop strings and collects logprobs. Events for a request are gathered
-during a step and sent once per step, so a token costs no lock and at most one
-cross-thread wake-up per request.
+`Choice` each (`submission.py`: text, stop strings, logprobs). Events for a
+request are gathered during a step and sent once per step (`delivery.py`), so a
+token costs no lock and at most one cross-thread wake-up per request.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import mlx.core as mx
@@ -23,12 +20,13 @@ from mlx_lm.generate import BatchGenerator
 
 from .cache import PromptCache
 from .config import EngineConfig
+from .delivery import Outbox
 from .errors import ContextLengthExceeded, EngineError, GenerationFailed, InvalidForModel, InvalidRequest, QueueFull
 from .pool import Entry, Pool, entry_id
-from .requests import (Delta, Done, Event, Failed, Finished, GenerationRequest, Progress, Started,
-                       Usage)
-from .sampling import StopStrings, make_logits_processors, make_sampler, token_logprob
+from .requests import Done, Event, Failed, Finished, GenerationRequest, Progress, Started, Usage
+from .sampling import make_logits_processors, make_sampler
 from .status import EngineStatus, MemoryStatus
+from .submission import Choice, Submission
 
 log = logging.getLogger(__name__)
 
@@ -38,50 +36,6 @@ PUBLISH_INTERVAL = 0.5  # seconds between status snapshots while generating
 def prompt_param(request: GenerationRequest) -> str:
     """The request field that holds the prompt."""
     return "messages" if request.messages is not None else "prompt"
-
-
-@dataclass(eq=False)
-class Submission:
-    """A request from submit to its last event; shared by the engine (caller
-    side: `send`, `dequeued`) and the scheduler (everything else)."""
-
-    request: GenerationRequest
-    model: str
-    adapter: Optional[str]
-    send: Callable[[list[Event]], None]  # delivers a batch of events to the caller's channel
-    dequeued: Callable[[], None]  # tells the engine the request left the queue
-    loop: Optional[asyncio.AbstractEventLoop] = None  # where `send` must run; None: any thread
-    submitted: float = field(default_factory=time.perf_counter)
-    entry: Optional[Entry] = None
-    prompt: list[int] = field(default_factory=list)
-    cached_tokens: int = 0
-    choices: list["Choice"] = field(default_factory=list)
-    outbox: list[Event] = field(default_factory=list)
-    queued: bool = True
-    ended: bool = False
-    first_token: Optional[float] = None
-    last_token: Optional[float] = None
-
-    def leave_queue(self) -> None:
-        if self.queued:
-            self.queued = False
-            self.dequeued()
-
-
-class Choice:
-    """One generated sequence of a submission."""
-
-    __slots__ = ("sub", "index", "uid", "detokenizer", "stops", "ids", "logprobs", "tokens", "open")
-
-    def __init__(self, sub: Submission, index: int, tokenizer, stop: list[str]):
-        self.sub, self.index = sub, index
-        self.uid: Optional[int] = None  # in the generator once set
-        self.detokenizer = tokenizer.detokenizer
-        self.stops = StopStrings(stop) if stop else None
-        self.ids: list[int] = []  # tokens whose text is not sent yet
-        self.logprobs: Optional[list] = [] if sub.request.sampling.logprobs else None
-        self.tokens = 0
-        self.open = True
 
 
 class Batch:
@@ -116,7 +70,8 @@ class Scheduler:
         self.steps = 0  # decode steps started; read by other threads to stamp their cancels
         self.cancelled_requests = 0
         self.steps_after_cancel = 0
-        self._touched: list[Submission] = []
+        outbox = Outbox(on_loop_closed=self._cancel)
+        self._emit, self._flush = outbox.emit, outbox.flush  # bound once: the per-token path pays no lookup
         self._changed = False  # a request started or ended since the last snapshot
         self._window_tokens, self._window_start = 0, time.perf_counter()
         # The device thread publishes the first real snapshot (memory readings are MLX calls).
@@ -249,7 +204,7 @@ class Scheduler:
         entry, n = batch.entry, sub.request.n
         cache, rest = self.cache.fetch(entry.id, sub.prompt)
         sub.cached_tokens = len(sub.prompt) - len(rest)
-        sub.choices = [Choice(sub, i, entry.tokenizer, sub.request.sampling.stop) for i in range(n)]
+        sub.choices = [Choice(sub, i, entry.tokenizer, sub.request.sampling.stop, self._emit) for i in range(n)]
         # n > 1: prefill once for choice 0; the others copy its KV cache (see _fork).
         first = sub.choices[:1] if n > 1 and len(rest) > 1 else sub.choices
         self._start(batch, first, rest, cache, sub.prompt[: sub.cached_tokens])
@@ -319,7 +274,7 @@ class Scheduler:
             if choice is None:  # its request failed earlier in this step
                 continue
             try:
-                stop_string = self._on_token(choice, r.token, r.logprobs, r.finish_reason, now)
+                stop_string = choice.add_token(r.token, r.logprobs, r.finish_reason, now)
             except Exception as e:
                 log.exception("request %s failed", choice.sub.request.id)
                 self._fail(choice.sub, GenerationFailed(f"{type(e).__name__}: {e}"))
@@ -333,32 +288,6 @@ class Scheduler:
             for uid, (kv, tokens) in batch.generator.remove(stopped, return_prompt_caches=True).items():
                 self._store(batch, tokens, kv)
                 self._finish(batch, batch.choices[uid], "stop")
-
-    def _on_token(self, choice: Choice, token: int, row: mx.array, finish: Optional[str], now: float) -> bool:
-        """Turn one token into text for `choice`; True if a stop string ended it."""
-        sub = choice.sub
-        if sub.first_token is None:
-            sub.first_token = now
-        sub.last_token = now
-        if finish != "stop":  # a stop token is not content
-            choice.tokens += 1
-            choice.detokenizer.add_token(token)
-            choice.ids.append(token)
-            if choice.logprobs is not None:
-                k = sub.request.sampling.top_logprobs
-                choice.logprobs.append(token_logprob(row, token, k, sub.entry.tokenizer))
-        if finish is not None:
-            choice.detokenizer.finalize()
-        text, stopped = choice.detokenizer.last_segment, False
-        if choice.stops is not None:
-            text, stopped = choice.stops.feed(text)
-            if finish is not None and not stopped:
-                text += choice.stops.flush()
-        if text or ((finish or stopped) and choice.ids):
-            self._emit(sub, Delta(choice.index, text, choice.ids, choice.logprobs))
-            choice.ids = []
-            choice.logprobs = [] if choice.logprobs is not None else None
-        return stopped
 
     def _store(self, batch: Batch, tokens: Optional[list[int]], kv) -> None:
         if tokens and kv:
@@ -431,32 +360,7 @@ class Scheduler:
             mx.synchronize(batch.generator.stream)  # a step it started (async_eval) holds the weights
             batch.generator.close()
 
-    # ---- events and status -------------------------------------------------
-
-    def _emit(self, sub: Submission, event: Event) -> None:
-        if not sub.outbox:
-            self._touched.append(sub)
-        sub.outbox.append(event)
-
-    def _flush(self) -> None:
-        """Send what this step produced: one wake-up per event loop, however many
-        of its requests are in the batch."""
-        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
-        for sub in self._touched:
-            events, sub.outbox = sub.outbox, []
-            if sub.loop is None:
-                sub.send(events)
-            else:
-                by_loop.setdefault(sub.loop, []).append((sub, events))
-        self._touched.clear()
-        for loop, deliveries in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_deliver, deliveries)
-            except RuntimeError:  # the loop is closed: nobody listens any more
-                for sub, _ in deliveries:
-                    if not sub.ended:
-                        self._cancel(sub)
-                self._touched.clear()
+    # ---- status ------------------------------------------------------------
 
     def tick(self) -> Optional[float]:
         """Idle housekeeping: unload idle entries, let tokens/s decay to 0."""
@@ -503,11 +407,6 @@ class Scheduler:
         self.busy = False
         self.publish()
         self._flush()
-
-
-def _deliver(deliveries: list) -> None:
-    for sub, events in deliveries:
-        sub.send(events)
 
 
 _device = None

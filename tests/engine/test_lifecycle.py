@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mlx_workbench.engine import engine as engine_module
-from mlx_workbench.engine import scheduler as scheduler_module
+from mlx_workbench.engine import submission as submission_module
 from mlx_workbench.engine.errors import EngineNotReady, EngineStopped, GenerationFailed
 from mlx_workbench.engine.requests import Delta, Done, Failed, Started
 
@@ -33,7 +33,7 @@ def test_a_request_that_raises_on_the_device_thread_fails_alone(engine, monkeypa
     def broken_logprob(*args):
         raise RuntimeError("logprob broke")
 
-    monkeypatch.setattr(scheduler_module, "token_logprob", broken_logprob)
+    monkeypatch.setattr(submission_module, "token_logprob", broken_logprob)
     healthy = engine.generate(chat("hello", max_tokens=30))
     assert isinstance(next(healthy), Started)
     events = list(engine.generate(chat("hi", logprobs=True)))

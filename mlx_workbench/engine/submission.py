@@ -1,0 +1,91 @@
+"""A request in flight on the device thread: its `Submission`, and one `Choice` per
+generated sequence. A choice turns token ids into text (a streaming detokenizer),
+watches stop strings and collects logprobs; `Choice.add_token` is the per-token
+path of the scheduler's step. Device thread only, but for `Submission.send` and
+`dequeued`, which the engine provides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import mlx.core as mx
+
+from .pool import Entry
+from .requests import Delta, Event, GenerationRequest
+from .sampling import StopStrings, token_logprob
+
+
+@dataclass(eq=False)
+class Submission:
+    """A request from submit to its last event; shared by the engine (caller
+    side: `send`, `dequeued`) and the scheduler (everything else)."""
+
+    request: GenerationRequest
+    model: str
+    adapter: Optional[str]
+    send: Callable[[list[Event]], None]  # delivers a batch of events to the caller's channel
+    dequeued: Callable[[], None]  # tells the engine the request left the queue
+    loop: Optional[asyncio.AbstractEventLoop] = None  # where `send` must run; None: any thread
+    submitted: float = field(default_factory=time.perf_counter)
+    entry: Optional[Entry] = None
+    prompt: list[int] = field(default_factory=list)
+    cached_tokens: int = 0
+    choices: list["Choice"] = field(default_factory=list)
+    outbox: list[Event] = field(default_factory=list)
+    queued: bool = True
+    ended: bool = False
+    first_token: Optional[float] = None
+    last_token: Optional[float] = None
+
+    def leave_queue(self) -> None:
+        if self.queued:
+            self.queued = False
+            self.dequeued()
+
+
+class Choice:
+    """One generated sequence of a submission."""
+
+    __slots__ = ("sub", "index", "uid", "detokenizer", "stops", "ids", "logprobs", "tokens", "open", "emit")
+
+    def __init__(self, sub: Submission, index: int, tokenizer, stop: list[str],
+                 emit: Callable[[Submission, Event], None]):
+        self.sub, self.index = sub, index
+        self.uid: Optional[int] = None  # in the generator once set
+        self.detokenizer = tokenizer.detokenizer
+        self.stops = StopStrings(stop) if stop else None
+        self.ids: list[int] = []  # tokens whose text is not sent yet
+        self.logprobs: Optional[list] = [] if sub.request.sampling.logprobs else None
+        self.tokens = 0
+        self.open = True
+        self.emit = emit  # the scheduler's: gathers the event for this step's delivery
+
+    def add_token(self, token: int, row: mx.array, finish: Optional[str], now: float) -> bool:
+        """Turn one token into text; True if a stop string ended the choice."""
+        sub = self.sub
+        if sub.first_token is None:
+            sub.first_token = now
+        sub.last_token = now
+        if finish != "stop":  # a stop token is not content
+            self.tokens += 1
+            self.detokenizer.add_token(token)
+            self.ids.append(token)
+            if self.logprobs is not None:
+                k = sub.request.sampling.top_logprobs
+                self.logprobs.append(token_logprob(row, token, k, sub.entry.tokenizer))
+        if finish is not None:
+            self.detokenizer.finalize()
+        text, stopped = self.detokenizer.last_segment, False
+        if self.stops is not None:
+            text, stopped = self.stops.feed(text)
+            if finish is not None and not stopped:
+                text += self.stops.flush()
+        if text or ((finish or stopped) and self.ids):
+            self.emit(sub, Delta(self.index, text, self.ids, self.logprobs))
+            self.ids = []
+            self.logprobs = [] if self.logprobs is not None else None
+        return stopped
