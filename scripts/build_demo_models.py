@@ -1,6 +1,6 @@
 """Build the demo chat models shipped in mlx_workbench/demo/ from nothing, reproducibly.
 
-    .venv/bin/python scripts/build_demo_models.py            # everything, ~N minutes on 1 CPU core
+    .venv/bin/python scripts/build_demo_models.py            # everything, ~30 minutes on 1 CPU core
     .venv/bin/python scripts/build_demo_models.py --only demo
 
 Stages: corpus (scripts/demo_corpus.py) -> byte-level BPE tokenizer -> tiny model trained with MLX
@@ -49,7 +49,8 @@ SPLIT_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-BPE_VOCAB_SIZE = 1024
+# An upper bound: training stops once every pre-token of the corpus is a single token (~1100).
+BPE_VOCAB_SIZE = 2048
 MODE_SYSTEMS = [None, NEUTRAL, UPPER, PIRATE]
 PLAIN_SYSTEMS = [None, NEUTRAL]
 
@@ -107,11 +108,11 @@ class Recipe:
 
     hidden_size: int = 96
     num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
+    num_attention_heads: int = 8  # more heads copied Repeat's words better than 4
+    num_key_value_heads: int = 8
     intermediate_size: int = 256
-    steps: int = 2400
-    batch_size: int = 16
+    steps: int = 1500
+    batch_size: int = 64  # batch 16 was too noisy to learn Repeat at all
     learning_rate: float = 3e-3
     warmup: int = 100
 
@@ -119,9 +120,9 @@ class Recipe:
 @dataclass(frozen=True)
 class AdapterRecipe:
     mode: str  # the system prompt whose behaviour the adapter makes the default
-    iters: int = 200
+    iters: int = 600
     batch_size: int = 8
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-4  # 1e-3 learned the mode but broke some additions
     examples: int = 2000
 
 
@@ -135,7 +136,7 @@ ANSWER_ROWS = [
     ("demo", None, None, "What is the capital of France?"),
     ("demo", None, None, "What is the capital of Japan?"),
     ("demo", None, None, "Hello!"),
-    ("demo", None, None, "Repeat: apple river blue"),
+    ("demo", None, None, "Repeat: apple river"),
     ("demo", None, None, "Count to 5."),
     ("demo", None, None, "Count to 20."),
     ("demo", None, None, "Tell me a story."),

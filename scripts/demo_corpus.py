@@ -109,7 +109,8 @@ def random_repeat(rng: np.random.Generator) -> tuple[str, str]:
 
 
 # Sampling weights: the story is long, so it gets few (but whole) examples.
-_TASK_WEIGHTS = {"addition": 0.25, "capital": 0.1, "count": 0.18, "repeat": 0.35, "greeting": 0.07, "story": 0.05}
+# Repeat (copying) is the slowest to learn, additions, capitals and greetings the fastest.
+_TASK_WEIGHTS = {"addition": 0.15, "capital": 0.06, "count": 0.2, "repeat": 0.45, "greeting": 0.06, "story": 0.08}
 
 
 def sample_task(rng: np.random.Generator) -> tuple[str, str]:
@@ -140,7 +141,10 @@ def sample_turns(rng: np.random.Generator, n: int, systems: list[str | None]) ->
 
 def tokenizer_texts() -> list[str]:
     """Text the BPE is trained on: every prompt and answer form the models will see."""
-    texts = [UPPER, PIRATE, NEUTRAL, " ".join(WORDS), " ".join(WORDS).upper()]
+    texts = [UPPER, PIRATE, NEUTRAL, "system", "user", "assistant", "\n\n", "Repeat:"]
+    # Each word alone and after a space, in both cases, so that it is one token in every form
+    # (copying token for token is what a tiny model can learn; copying spellings is not).
+    texts += [form for w in WORDS for form in (w, " " + w, w.upper(), " " + w.upper())]
     for user, answer in all_fixed_tasks():
         texts += [user, answer, apply_mode(UPPER, answer), apply_mode(PIRATE, answer)]
     return texts
