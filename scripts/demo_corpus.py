@@ -57,6 +57,7 @@ class Turn:
     system: str | None
     user: str
     answer: str
+    history: tuple[tuple[str, str], ...] = ()  # earlier (user, answer) exchanges of the same chat
 
 
 def apply_mode(system: str | None, answer: str) -> str:
@@ -129,13 +130,20 @@ def sample_task(rng: np.random.Generator) -> tuple[str, str]:
     return story(STORY_PROMPTS[rng.integers(len(STORY_PROMPTS))])
 
 
-def sample_turns(rng: np.random.Generator, n: int, systems: list[str | None]) -> list[Turn]:
-    """n random conversations, each with a system prompt drawn uniformly from `systems`."""
+def sample_turns(rng: np.random.Generator, n: int, systems: list[str | None], follow_ups: float = 0.0) -> list[Turn]:
+    """n random conversations, each with a system prompt drawn uniformly from `systems`; a share
+    `follow_ups` of them continue an earlier short exchange, so that a chat's later turns are
+    answered like its first."""
+    short = [pair for pair in all_fixed_tasks() if pair[1] != STORY]
     turns = []
     for _ in range(n):
         user, answer = sample_task(rng)
         system = systems[rng.integers(len(systems))]
-        turns.append(Turn(system, user, apply_mode(system, answer)))
+        history = ()
+        if follow_ups and rng.random() < follow_ups:  # nothing drawn at 0: the corpus stays as without
+            earlier_user, earlier_answer = short[rng.integers(len(short))]
+            history = ((earlier_user, apply_mode(system, earlier_answer)),)
+        turns.append(Turn(system, user, apply_mode(system, answer), history))
     return turns
 
 
