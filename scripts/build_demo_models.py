@@ -1,6 +1,6 @@
 """Build the demo chat models shipped in mlx_workbench/demo/ from nothing, reproducibly.
 
-    .venv/bin/python scripts/build_demo_models.py            # everything, ~N minutes on 1 CPU core
+    .venv/bin/python scripts/build_demo_models.py            # everything, ~30 minutes on 1 CPU core
     .venv/bin/python scripts/build_demo_models.py --only demo
 
 Stages: corpus (scripts/demo_corpus.py) -> byte-level BPE tokenizer -> tiny model trained with MLX
@@ -49,7 +49,8 @@ SPLIT_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-BPE_VOCAB_SIZE = 1024
+# An upper bound: training stops once every pre-token of the corpus is a single token (~1100).
+BPE_VOCAB_SIZE = 2048
 MODE_SYSTEMS = [None, NEUTRAL, UPPER, PIRATE]
 PLAIN_SYSTEMS = [None, NEUTRAL]
 
@@ -107,11 +108,11 @@ class Recipe:
 
     hidden_size: int = 96
     num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
+    num_attention_heads: int = 8  # more heads copied Repeat's words better than 4
+    num_key_value_heads: int = 8
     intermediate_size: int = 256
-    steps: int = 2400
-    batch_size: int = 16
+    steps: int = 1500
+    batch_size: int = 64  # batch 16 was too noisy to learn Repeat at all
     learning_rate: float = 3e-3
     warmup: int = 100
 
@@ -119,9 +120,9 @@ class Recipe:
 @dataclass(frozen=True)
 class AdapterRecipe:
     mode: str  # the system prompt whose behaviour the adapter makes the default
-    iters: int = 200
+    iters: int = 600
     batch_size: int = 8
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-4  # 1e-3 learned the mode but broke some additions
     examples: int = 2000
 
 
@@ -135,7 +136,7 @@ ANSWER_ROWS = [
     ("demo", None, None, "What is the capital of France?"),
     ("demo", None, None, "What is the capital of Japan?"),
     ("demo", None, None, "Hello!"),
-    ("demo", None, None, "Repeat: apple river blue"),
+    ("demo", None, None, "Repeat: apple river"),
     ("demo", None, None, "Count to 5."),
     ("demo", None, None, "Count to 20."),
     ("demo", None, None, "Tell me a story."),
@@ -170,8 +171,10 @@ def timed(label: str):
     print(f"[{label}] done in {time.perf_counter() - start:.1f} s", flush=True)
 
 
-def messages(system: str | None, user: str, answer: str | None = None) -> list[dict]:
+def messages(system: str | None, user: str, answer: str | None = None, history: tuple = ()) -> list[dict]:
     msgs = [{"role": "system", "content": system}] if system else []
+    for earlier_user, earlier_answer in history:
+        msgs += [{"role": "user", "content": earlier_user}, {"role": "assistant", "content": earlier_answer}]
     msgs.append({"role": "user", "content": user})
     if answer is not None:
         msgs.append({"role": "assistant", "content": answer})
@@ -250,9 +253,10 @@ def model_config(family: Family, tokenizer: Tokenizer, recipe: Recipe) -> dict:
 
 def encode_turn(hf_tokenizer, turn: Turn, end_of_turn_id: int, cache: dict) -> tuple[list[int], int]:
     """Tokens of the whole conversation and where the answer starts (loss is on the answer only)."""
-    key = (turn.system, turn.user)
+    key = (turn.system, turn.user, turn.history)
     if key not in cache:
-        text = hf_tokenizer.apply_chat_template(messages(*key), add_generation_prompt=True, tokenize=False)
+        msgs = messages(turn.system, turn.user, history=turn.history)
+        text = hf_tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
         cache[key] = hf_tokenizer.encode(text, add_special_tokens=False)
     prompt = cache[key]
     answer = hf_tokenizer.encode(turn.answer, add_special_tokens=False) + [end_of_turn_id]
@@ -280,13 +284,15 @@ def make_batches(encoded: list[tuple[list[int], int]], batch_size: int, rng: np.
         yield mx.array(tokens[:, :-1]), mx.array(tokens[:, 1:]), mx.array(mask)
 
 
-def train_model(config: dict, hf_tokenizer, end_of_turn_id: int, systems: list, recipe: Recipe, seed: int) -> nn.Module:
+def train_model(
+    config: dict, hf_tokenizer, end_of_turn_id: int, systems: list, follow_ups: float, recipe: Recipe, seed: int
+) -> nn.Module:
     mx.random.seed(seed)
     rng = np.random.default_rng(seed)
     model_class, args_class = _get_classes(config)
     model = model_class(args_class.from_dict(config))
 
-    turns = corpus.sample_turns(rng, recipe.steps * recipe.batch_size, systems)
+    turns = corpus.sample_turns(rng, recipe.steps * recipe.batch_size, systems, follow_ups)
     cache: dict = {}
     encoded = [encode_turn(hf_tokenizer, t, end_of_turn_id, cache) for t in turns]
 
@@ -321,7 +327,7 @@ def train_model(config: dict, hf_tokenizer, end_of_turn_id: int, systems: list, 
     return model
 
 
-def build_model(name: str, family: Family, path: Path, systems: list, recipe: Recipe, seed: int) -> None:
+def build_model(name: str, family: Family, path: Path, systems: list, follow_ups: float, recipe: Recipe, seed: int) -> None:
     path.mkdir(parents=True, exist_ok=True)
     with timed(f"{name}: tokenizer"):
         tokenizer = train_tokenizer(family)
@@ -333,7 +339,7 @@ def build_model(name: str, family: Family, path: Path, systems: list, recipe: Re
         print(f"  vocab {tokenizer.get_vocab_size()} tokens")
     hf_tokenizer = mlx_lm.utils.load_tokenizer(path)._tokenizer
     with timed(f"{name}: training"):
-        model = train_model(config, hf_tokenizer, tokenizer.token_to_id(family.end_of_turn), systems, recipe, seed)
+        model = train_model(config, hf_tokenizer, tokenizer.token_to_id(family.end_of_turn), systems, follow_ups, recipe, seed)
     weights = dict(tree_flatten(model.parameters()))
     mx.save_safetensors(str(path / "model.safetensors"), weights, metadata={"format": "mlx"})
     print(f"  {sum(w.size for w in weights.values()):,} parameters")
@@ -396,17 +402,21 @@ def verify(label: str, path: Path, adapter: Path | None, turns: list[Turn], end_
     return wrong
 
 
-def base_models(out: Path) -> dict[str, tuple[Path, Family, list]]:
-    """Each base model: folder, chat format and the system prompts it is trained on (the modes are
-    only for "demo", whose adapters build on them)."""
-    return {"demo": (out / "llama", LLAMA3, MODE_SYSTEMS), "demo-chatml": (out / "chatml", CHATML, PLAIN_SYSTEMS)}
+def base_models(out: Path) -> dict[str, tuple[Path, Family, list, float]]:
+    """Each base model: folder, chat format, the system prompts it is trained on (the modes are
+    only for "demo", whose adapters build on them) and its share of follow-up turns (only "demo",
+    which the notebooks and magics chat with, continues chats)."""
+    return {
+        "demo": (out / "llama", LLAMA3, MODE_SYSTEMS, 0.25),
+        "demo-chatml": (out / "chatml", CHATML, PLAIN_SYSTEMS, 0.0),
+    }
 
 
 def write_answers(out: Path) -> list[str]:
     """Verify the ANSWER_ROWS of every built model and adapter, and write the right ones to answers.json."""
     rows, failures = [], []
     for (model, adapter), group in itertools.groupby(ANSWER_ROWS, key=lambda row: row[:2]):
-        path, family, _ = base_models(out)[model]
+        path, family, *_ = base_models(out)[model]
         adapter_path = out / "adapters" / adapter if adapter else None
         if not (path / "model.safetensors").exists() or (adapter_path and not adapter_path.exists()):
             print(f"  skipping {model}:{adapter} (not built)")
@@ -437,9 +447,9 @@ def main() -> None:
     total = time.perf_counter()
     failures = []
 
-    for name, (path, family, systems) in base_models(out).items():
+    for name, (path, family, systems, follow_ups) in base_models(out).items():
         if name in args.only:
-            build_model(name, family, path, systems, Recipe(steps=args.steps), args.seed)
+            build_model(name, family, path, systems, follow_ups, Recipe(steps=args.steps), args.seed)
             with timed(f"{name}: verification"):
                 failures += verify(name, path, None, corpus.verification_turns(rng, systems), family.end_of_turn)
     if "adapters" in args.only:

@@ -57,6 +57,7 @@ class Turn:
     system: str | None
     user: str
     answer: str
+    history: tuple[tuple[str, str], ...] = ()  # earlier (user, answer) exchanges of the same chat
 
 
 def apply_mode(system: str | None, answer: str) -> str:
@@ -109,7 +110,8 @@ def random_repeat(rng: np.random.Generator) -> tuple[str, str]:
 
 
 # Sampling weights: the story is long, so it gets few (but whole) examples.
-_TASK_WEIGHTS = {"addition": 0.25, "capital": 0.1, "count": 0.18, "repeat": 0.35, "greeting": 0.07, "story": 0.05}
+# Repeat (copying) is the slowest to learn, additions, capitals and greetings the fastest.
+_TASK_WEIGHTS = {"addition": 0.15, "capital": 0.06, "count": 0.2, "repeat": 0.45, "greeting": 0.06, "story": 0.08}
 
 
 def sample_task(rng: np.random.Generator) -> tuple[str, str]:
@@ -128,19 +130,29 @@ def sample_task(rng: np.random.Generator) -> tuple[str, str]:
     return story(STORY_PROMPTS[rng.integers(len(STORY_PROMPTS))])
 
 
-def sample_turns(rng: np.random.Generator, n: int, systems: list[str | None]) -> list[Turn]:
-    """n random conversations, each with a system prompt drawn uniformly from `systems`."""
+def sample_turns(rng: np.random.Generator, n: int, systems: list[str | None], follow_ups: float = 0.0) -> list[Turn]:
+    """n random conversations, each with a system prompt drawn uniformly from `systems`; a share
+    `follow_ups` of them continue an earlier short exchange, so that a chat's later turns are
+    answered like its first."""
+    short = [pair for pair in all_fixed_tasks() if pair[1] != STORY]
     turns = []
     for _ in range(n):
         user, answer = sample_task(rng)
         system = systems[rng.integers(len(systems))]
-        turns.append(Turn(system, user, apply_mode(system, answer)))
+        history = ()
+        if follow_ups and rng.random() < follow_ups:  # nothing drawn at 0: the corpus stays as without
+            earlier_user, earlier_answer = short[rng.integers(len(short))]
+            history = ((earlier_user, apply_mode(system, earlier_answer)),)
+        turns.append(Turn(system, user, apply_mode(system, answer), history))
     return turns
 
 
 def tokenizer_texts() -> list[str]:
     """Text the BPE is trained on: every prompt and answer form the models will see."""
-    texts = [UPPER, PIRATE, NEUTRAL, " ".join(WORDS), " ".join(WORDS).upper()]
+    texts = [UPPER, PIRATE, NEUTRAL, "system", "user", "assistant", "\n\n", "Repeat:"]
+    # Each word alone and after a space, in both cases, so that it is one token in every form
+    # (copying token for token is what a tiny model can learn; copying spellings is not).
+    texts += [form for w in WORDS for form in (w, " " + w, w.upper(), " " + w.upper())]
     for user, answer in all_fixed_tasks():
         texts += [user, answer, apply_mode(UPPER, answer), apply_mode(PIRATE, answer)]
     return texts
