@@ -47,11 +47,16 @@ async def concurrency(workload: Workload, systems: list) -> dict:
             for system in systems:
                 traces = await system.streams(workload, chats, workload.max_tokens)
                 summaries[system.label].append(concurrent_summary(traces))
-        result[str(n)] = {
-            label: {key: median([r[key] for r in runs]) for key in runs[0]}
-            for label, runs in summaries.items()
-        }
+        result[str(n)] = {label: _combine(runs) for label, runs in summaries.items()}
     return result
+
+
+def _combine(runs: list[dict]) -> dict:
+    """The repetitions of one system: medians, and every failed stream counted."""
+    keys = dict.fromkeys(k for r in runs for k in r)
+    combined = {k: median([r[k] for r in runs if k in r]) for k in keys}
+    combined["failed"] = sum(r["failed"] for r in runs)
+    return combined
 
 
 async def conversation(workload: Workload, systems: list) -> dict:

@@ -42,7 +42,7 @@ def targets(name: str, fig: dict) -> list[dict]:
                    ratio(at_n[ENGINE]["aggregate_tps"], at_n[RAW]["aggregate_tps"]), 0.9, True)
         if ENDPOINT in at_n and SERVER in at_n:
             target(f"{ENDPOINT}: {n} streams aggregate / mlx_lm.server",
-                   ratio(at_n[ENDPOINT]["aggregate_tps"], at_n[SERVER]["aggregate_tps"]), 2.0, True)
+                   ratio(at_n[ENDPOINT]["aggregate_tps"], at_n[SERVER].get("aggregate_tps")), 2.0, True)
     for system, values in fig.get("conversation", {}).items():
         if system in (ENGINE, ENDPOINT):
             ttft = values["ttft_s"]
@@ -67,7 +67,10 @@ def unequal_work(results: dict) -> list[str]:
                 problems.append(f"{name}, figure 1, {system}: {v['tokens']} tokens, not {expected}")
         for n, systems in fig.get("concurrency", {}).items():
             for system, v in systems.items():
-                if v["tokens"] != int(n) * expected:
+                if v["failed"]:
+                    problems.append(f"{name}, figure 2, {n} streams, {system}: {v['failed']} streams failed "
+                                    "(over all repetitions); the others were measured")
+                elif v["tokens"] != int(n) * expected:
                     problems.append(f"{name}, figure 2, {n} streams, {system}: {v['tokens']:g} tokens, not {int(n) * expected}")
     return problems
 
@@ -99,13 +102,15 @@ def tables(results: dict) -> str:
             rows = []
             for n, systems in levels.items():
                 raw, server = systems.get(RAW, {}), systems.get(SERVER, {})
-                rows += [[n, s, _fmt(v["aggregate_tps"]), _fmt(ratio(v["aggregate_tps"], raw.get("aggregate_tps")), digits=2),
-                          _fmt(ratio(v["aggregate_tps"], server.get("aggregate_tps")), digits=2),
-                          _fmt(v["ttft_p50_s"], 1e3), _fmt(v["ttft_p99_s"], 1e3), _fmt(v["gap_p99_s"], 1e3)]
+                rows += [[n, s, _fmt(v.get("aggregate_tps")),
+                          _fmt(ratio(v.get("aggregate_tps"), raw.get("aggregate_tps")), digits=2),
+                          _fmt(ratio(v.get("aggregate_tps"), server.get("aggregate_tps")), digits=2),
+                          _fmt(v.get("ttft_p50_s"), 1e3), _fmt(v.get("ttft_p99_s"), 1e3), _fmt(v.get("gap_p99_s"), 1e3),
+                          v["failed"]]
                          for s, v in systems.items()]
             out.append(_table("Figure 2: concurrent streams (x raw: vs raw batch_generate)",
                               ["streams", "system", "aggregate tok/s", "x raw", "x mlx_lm.server",
-                               "TTFT p50 ms", "TTFT p99 ms", "gap p99 ms"], rows))
+                               "TTFT p50 ms", "TTFT p99 ms", "gap p99 ms", "failed"], rows))
         if chat := fig.get("conversation"):
             turns = len(next(iter(chat.values()))["ttft_s"])
             out.append(_table("Figure 3: TTFT ms per conversation turn (median of the repetitions)", [
@@ -149,7 +154,7 @@ def plot(results: dict, path: Path) -> None:
         levels = data.get("concurrency", {})
         for system in next(iter(levels.values()), {}):
             xs = [int(n) for n in levels]
-            row[0].plot(xs, [levels[n][system]["aggregate_tps"] for n in levels], marker="o", label=system)
+            row[0].plot(xs, [levels[n][system].get("aggregate_tps", float("nan")) for n in levels], marker="o", label=system)
             row[1].plot(xs, [levels[n][system]["ttft_p99_s"] * 1e3 for n in levels], marker="o", label=system)
         for system, values in data.get("conversation", {}).items():
             turns = range(1, len(values["ttft_s"]) + 1)

@@ -25,6 +25,7 @@ class Trace:
     text: str = ""
     prompt_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens a prompt cache served
+    error: str | None = None  # the stream failed
 
     def arrived(self, text: str) -> None:
         if text:
@@ -51,13 +52,19 @@ def percentile(values, q: float) -> float:
 
 
 def concurrent_summary(traces: list[Trace]) -> dict:
-    """Aggregate tokens/s over the wall time from the first send to the last token."""
+    """Aggregate tokens/s over the wall time from the first send to the last token,
+    of the streams that did not fail."""
+    failed = sum(t.error is not None for t in traces)
+    traces = [t for t in traces if t.error is None and t.arrivals]
+    if not traces:
+        return {"streams": failed, "failed": failed}
     wall = max(t.arrivals[-1] for t in traces) - min(t.sent for t in traces)
     tokens = sum(t.tokens for t in traces)
     gaps = np.concatenate([t.gaps for t in traces])
     ttfts = [t.ttft for t in traces]
     return {
-        "streams": len(traces),
+        "streams": len(traces) + failed,
+        "failed": failed,
         "tokens": tokens,
         "wall_s": wall,
         "aggregate_tps": tokens / wall,

@@ -96,6 +96,13 @@ class MLXWorkbench(ExtensionApp):
     queue_limit = Int(64, config=True, help="Requests that may wait for a batch slot; beyond, 429.")
     max_tokens_cap = Int(4096, config=True, help="Upper bound on any request's max_tokens.")
     preload = List(Unicode(), config=True, help='Model ids ("name" or "name:adapter") loaded at start.')
+    delivery_interval = Float(
+        0.002,
+        config=True,
+        help="""Seconds the tokens of a running stream may wait to travel together: a model
+        faster than this sends a few tokens per chunk instead of paying the event loop, HTTP
+        and the client's parsing per token. A stream's first token and its end go at once.""",
+    )
     sse_keepalive = Float(
         10.0, config=True, help="Seconds of silence after which a stream sends a keep-alive comment."
     )
@@ -128,6 +135,7 @@ class MLXWorkbench(ExtensionApp):
             queue_limit=self.queue_limit,
             max_tokens_cap=self.max_tokens_cap,
             preload=list(self.preload),
+            delivery_interval=self.delivery_interval,
         )
 
     def initialize_settings(self):

@@ -70,7 +70,7 @@ class Scheduler:
         self.steps = 0  # decode steps started; read by other threads to stamp their cancels
         self.cancelled_requests = 0
         self.steps_after_cancel = 0
-        outbox = Outbox(on_loop_closed=self._cancel)
+        outbox = Outbox(on_loop_closed=self._cancel, interval=config.delivery_interval)
         self._emit, self._flush = outbox.emit, outbox.flush  # bound once: the per-token path pays no lookup
         self._changed = False  # a request started or ended since the last snapshot
         self._window_tokens, self._window_start = 0, time.perf_counter()
@@ -247,7 +247,7 @@ class Scheduler:
         # Before the events go out, so that a caller who sees Done sees the status after it.
         if self._changed or time.perf_counter() - self._window_start >= PUBLISH_INTERVAL:
             self.publish()
-        self._flush()
+        self._flush(force=not self.busy)  # tokens may wait for the next step, if there is one
 
     def _step(self, batch: Batch) -> None:
         try:

@@ -37,6 +37,7 @@ class Submission:
     choices: list["Choice"] = field(default_factory=list)
     outbox: list[Event] = field(default_factory=list)
     queued: bool = True
+    streaming: bool = False  # its first text has been emitted
     ended: bool = False
     first_token: Optional[float] = None
     last_token: Optional[float] = None

@@ -10,7 +10,7 @@ import pytest
 from mlx_workbench.demo import DEMO_MODELS, load_answers
 from mlx_workbench.engine.config import EngineConfig, ModelSpec
 from mlx_workbench.engine.engine import Engine
-from mlx_workbench.engine.requests import GenerationRequest, SamplingParams
+from mlx_workbench.engine.requests import Delta, Done, GenerationRequest, SamplingParams
 
 from engine_helpers import texts
 
@@ -63,3 +63,23 @@ async def test_seeded_sampling_is_the_same_alone_and_batched(demo_engine):
     crowd = [ask(r, temperature=1.2, max_tokens=60) for r in ANSWERS[:8]]
     together = await asyncio.gather(answer(demo_engine, ask(row, **seeded)), *[answer(demo_engine, r) for r in crowd])
     assert together[0] == alone
+
+
+async def test_tokens_of_a_running_stream_travel_together():
+    """With a delivery interval longer than the whole story, the story's first token
+    comes alone (time to first token does not wait) and the rest in one batch with the
+    end; the text is the same as token by token."""
+    story = next(r for r in ANSWERS if r["model"] == "demo" and not r["adapter"] and not r["system"]
+                 and r["user"] == "Tell me a story.")
+    engine = Engine(EngineConfig(models={"demo": ModelSpec("demo", DEMO_MODELS["demo"]["path"])},
+                                 delivery_interval=60.0))
+    engine.start()
+    try:
+        batches = [batch async for batch in engine.astream(ask(story))]
+    finally:
+        engine.stop()
+    with_text = [[e for e in batch if isinstance(e, Delta)] for batch in batches]
+    with_text = [deltas for deltas in with_text if deltas]
+    assert [len(deltas) for deltas in with_text][0] == 1
+    assert len(with_text) == 2 and isinstance(batches[-1][-1], Done)
+    assert "".join(d.text for deltas in with_text for d in deltas) == story["answer"]
