@@ -37,9 +37,17 @@ class ConcurrentRequests:
     """N concurrent streams are N independent requests sent at once."""
 
     def start(self, workload: Workload, chats: list[list[dict]], max_tokens: int) -> tuple[list[Trace], asyncio.Future]:
-        """Sends the chats; their traces fill in while the returned future runs."""
+        """Sends the chats; their traces fill in while the returned future runs. A stream
+        the system fails (mlx_lm.server resets connections past its listen backlog) keeps
+        its error in its trace: it counts as failed, the others are still measured."""
         traces = [Trace(now()) for _ in chats]
-        return traces, asyncio.gather(*(self._stream(workload, m, max_tokens, t) for m, t in zip(chats, traces)))
+        return traces, asyncio.gather(*(self._measured(workload, m, max_tokens, t) for m, t in zip(chats, traces)))
+
+    async def _measured(self, workload: Workload, messages: list[dict], max_tokens: int, trace: Trace) -> None:
+        try:
+            await self._stream(workload, messages, max_tokens, trace)
+        except Exception as e:  # noqa: BLE001 - reported per system, never fatal to the run
+            trace.error = f"{type(e).__name__}: {e}"
 
     async def streams(self, workload: Workload, chats: list[list[dict]], max_tokens: int) -> list[Trace]:
         traces, running = self.start(workload, chats, max_tokens)
