@@ -30,6 +30,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """A shell that runs CI in the background ignores SIGINT and its children inherit that:
+    give the server the default disposition it has when started from a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @dataclass
 class JupyterProcess:
     url: str  # "http://127.0.0.1:PORT/" (ends with the server's base_url)
@@ -106,7 +112,7 @@ def start_jupyter(
         *args,
     ]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, preexec_fn=_sigint_as_in_a_terminal)
     server = JupyterProcess(f"http://127.0.0.1:{port}{base_url}", token, proc, log_path, root_dir, full_env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
