@@ -58,6 +58,7 @@ class Entry:
     generation_config: dict = field(default_factory=dict)
     family: Any = None
     max_token_bytes: int = 0  # UTF-8 bytes of the vocabulary's longest token
+    stop_ids: list[int] = field(default_factory=list)  # the tokens that end an answer
     waiters: list[Ready] = field(default_factory=list)
 
     @property
@@ -197,6 +198,7 @@ class Pool:
         entry.max_token_bytes = max(len(token.encode()) for token in tokenizer.get_vocab())
         generation_config = entry.path / "generation_config.json"
         entry.generation_config = json.loads(generation_config.read_text()) if generation_config.exists() else {}
+        entry.stop_ids = sorted(entry.family.stop_token_ids(tokenizer, entry.generation_config, config))
         entry.memory_bytes = mx.get_active_memory() - before
 
     def _load_adapter(self, entry: Entry, base: Entry, adapter_dir: Path) -> None:
@@ -209,7 +211,7 @@ class Pool:
         module.eval()
         mx.eval(module.parameters())
         entry.module, entry.tokenizer, entry.family = module, base.tokenizer, base.family
-        entry.max_token_bytes = base.max_token_bytes
+        entry.max_token_bytes, entry.stop_ids = base.max_token_bytes, base.stop_ids
         entry.config, entry.generation_config = base.config, base.generation_config
         entry.path = base.path
         entry.memory_bytes = mx.get_active_memory() - before

@@ -6,13 +6,19 @@ mlx_lm's BatchGenerator makes one batched sampler call when every row holds the
 same sampler object, so unseeded requests with equal parameters share one.
 A seeded request owns its random key, so its tokens do not depend on what else
 is in the batch or on any other random draw.
+
+logit_bias is applied by the sampler, not as a logits processor: adding a bias to
+a row of log-probabilities picks what adding it to the logits would (a row's
+normalisation is one constant), and a processor would make BatchGenerator slice,
+track and re-join every row of the batch at every step. Reported logprobs get the
+same bias (`LogitBias.renormalized`).
 """
 
 from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, Optional
 
 import mlx.core as mx
 from mlx_lm.sample_utils import (
@@ -38,14 +44,55 @@ _CHOICE_STRIDE = 0x9E3779B97F4A7C15
 _MIN_LOGPROB = -9999.0
 
 
-def make_sampler(params: SamplingParams, choice: int = 0) -> Sampler:
-    """The sampler for choice `choice` of a request (greedy when temperature is 0)."""
+class LogitBias:
+    """OpenAI's logit_bias for one model: -100 bans a token at any temperature,
+    other values add to its logit. Equal biases are equal (samplers are shared)."""
+
+    def __init__(self, bias: dict[int, float], vocab_size: int):
+        wrong = [t for t in bias if not (isinstance(t, int) and 0 <= t < vocab_size)]
+        if wrong:
+            raise InvalidForModel(
+                f"logit_bias has token ids outside this model's vocabulary (0..{vocab_size - 1}): {wrong[:5]}",
+                param="logit_bias",
+            )
+        self._key = tuple(sorted(bias.items()))
+        self._ids = mx.array([t for t, _ in self._key])
+        self._values = mx.array([-math.inf if v <= -100 else float(v) for _, v in self._key])
+
+    def __call__(self, rows: mx.array) -> mx.array:
+        return rows.at[..., self._ids].add(self._values)
+
+    def renormalized(self, logprobs: mx.array) -> mx.array:
+        """Log-probabilities as if the bias had been added to the logits."""
+        biased = self(logprobs)
+        return biased - mx.logsumexp(biased, axis=-1, keepdims=True)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, LogitBias) and self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+
+def make_sampler(params: SamplingParams, choice: int = 0, bias: Optional[LogitBias] = None) -> Sampler:
+    """The sampler for choice `choice` of a request (greedy when temperature is 0),
+    with the request's `bias` (see the module docstring)."""
     if params.temperature == 0:
-        return greedy_sampler
-    filters = (params.temperature, params.top_p, params.top_k, params.min_p)
-    if params.seed is None:
-        return _shared_sampler(*filters)
-    return _seeded_sampler(mx.random.key((params.seed + choice * _CHOICE_STRIDE) % 2**64), *filters)
+        sampler = greedy_sampler
+    else:
+        filters = (params.temperature, params.top_p, params.top_k, params.min_p)
+        if params.seed is not None:  # owns its key: never shared
+            seeded = _seeded_sampler(mx.random.key((params.seed + choice * _CHOICE_STRIDE) % 2**64), *filters)
+            return _biased(seeded, bias) if bias else seeded
+        sampler = _shared_sampler(*filters)
+    return _shared_biased(sampler, bias) if bias else sampler
+
+
+def _biased(sampler: Sampler, bias: LogitBias) -> Sampler:
+    return lambda logprobs: sampler(bias(logprobs))
+
+
+_shared_biased = lru_cache(maxsize=64)(_biased)
 
 
 @lru_cache(maxsize=64)
@@ -77,8 +124,8 @@ def _filtered(logprobs: mx.array, temperature: float, top_p: float, top_k: int, 
     return logits
 
 
-def make_logits_processors(params: SamplingParams, vocab_size: int, prompt_tokens: int = 0) -> list[LogitsProcessor]:
-    """Penalties and logit_bias as mlx_lm logits processors `(tokens, logits) -> logits`.
+def make_logits_processors(params: SamplingParams, prompt_tokens: int = 0) -> list[LogitsProcessor]:
+    """The penalties as mlx_lm logits processors `(tokens, logits) -> logits`.
 
     `tokens` is the context mlx_lm passes: the prompt, then the tokens generated so
     far; `prompt_tokens` is how many of its leading tokens are prompt (for
@@ -96,26 +143,11 @@ def make_logits_processors(params: SamplingParams, vocab_size: int, prompt_token
     ):
         if penalty:
             processors.append(_on_completion(make(penalty, completion), prompt_tokens))
-    if params.logit_bias:
-        processors.append(_logit_bias(params.logit_bias, vocab_size))
     return processors
 
 
 def _on_completion(processor: LogitsProcessor, prompt_tokens: int) -> LogitsProcessor:
     return lambda tokens, logits: processor(tokens[prompt_tokens:], logits)
-
-
-def _logit_bias(bias: dict[int, float], vocab_size: int) -> LogitsProcessor:
-    wrong = [t for t in bias if not (isinstance(t, int) and 0 <= t < vocab_size)]
-    if wrong:
-        raise InvalidForModel(
-            f"logit_bias has token ids outside this model's vocabulary (0..{vocab_size - 1}): {wrong[:5]}",
-            param="logit_bias",
-        )
-    ids = mx.array(list(bias))
-    # -100 is a ban at any temperature; other values add to the logits.
-    values = mx.array([-math.inf if v <= -100 else float(v) for v in bias.values()])
-    return lambda tokens, logits: logits.at[:, ids].add(values)
 
 
 def token_logprob(logprobs_row: mx.array, token_id: int, k: int, tokenizer) -> TokenLogprob:

@@ -24,7 +24,7 @@ from .delivery import Outbox
 from .errors import ContextLengthExceeded, EngineError, GenerationFailed, InvalidForModel, InvalidRequest, QueueFull
 from .pool import Entry, Pool, entry_id
 from .requests import Done, Event, Failed, Finished, GenerationRequest, Progress, Started, Usage
-from .sampling import make_logits_processors, make_sampler
+from .sampling import LogitBias, make_logits_processors, make_sampler
 from .status import EngineStatus, MemoryStatus
 from .submission import Choice, Submission
 
@@ -44,9 +44,8 @@ class Batch:
     def __init__(self, entry: Entry, config: EngineConfig):
         self.entry = entry
         self.size = config.completion_batch_size
-        stop_ids = entry.family.stop_token_ids(entry.tokenizer, entry.generation_config, entry.config)
         self.generator = BatchGenerator(
-            entry.module, stop_tokens=[[t] for t in sorted(stop_ids)],
+            entry.module, stop_tokens=[[t] for t in entry.stop_ids],
             completion_batch_size=config.completion_batch_size,
             prefill_step_size=config.prefill_step_size,
         )
@@ -202,6 +201,8 @@ class Scheduler:
 
     def _insert(self, batch: Batch, sub: Submission) -> None:
         entry, n = batch.entry, sub.request.n
+        bias = sub.request.sampling.logit_bias
+        sub.logit_bias = LogitBias(bias, entry.config.get("vocab_size")) if bias else None
         cache, rest = self.cache.fetch(entry.id, sub.prompt)
         sub.cached_tokens = len(sub.prompt) - len(rest)
         sub.choices = [Choice(sub, i, entry.tokenizer, sub.request.sampling.stop, self._emit) for i in range(n)]
@@ -223,13 +224,13 @@ class Scheduler:
         max_tokens = min(params.max_tokens, self.config.max_tokens_cap)
         if entry.context_length is not None:
             max_tokens = min(max_tokens, entry.context_length - len(sub.prompt))
-        processors = make_logits_processors(params, entry.config.get("vocab_size"), len(sub.prompt))
+        processors = make_logits_processors(params, len(sub.prompt))
         uids = batch.generator.insert(
             [rest] * len(choices),
             max_tokens=[max_tokens] * len(choices),
             caches=[copy.deepcopy(kv) if kv else None for _ in choices],
             all_tokens=[list(cached) for _ in choices],
-            samplers=[make_sampler(params, c.index) for c in choices],
+            samplers=[make_sampler(params, c.index, sub.logit_bias) for c in choices],
             logits_processors=[processors] * len(choices),
         )
         for choice, uid in zip(choices, uids):

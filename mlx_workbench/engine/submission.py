@@ -16,7 +16,7 @@ import mlx.core as mx
 
 from .pool import Entry
 from .requests import Delta, Event, GenerationRequest
-from .sampling import StopStrings, token_logprob
+from .sampling import LogitBias, StopStrings, token_logprob
 
 
 @dataclass(eq=False)
@@ -34,6 +34,7 @@ class Submission:
     entry: Optional[Entry] = None
     prompt: list[int] = field(default_factory=list)
     cached_tokens: int = 0
+    logit_bias: Optional[LogitBias] = None
     choices: list["Choice"] = field(default_factory=list)
     outbox: list[Event] = field(default_factory=list)
     queued: bool = True
@@ -77,6 +78,8 @@ class Choice:
             self.ids.append(token)
             if self.logprobs is not None:
                 k = sub.request.sampling.top_logprobs
+                if sub.logit_bias is not None:
+                    row = sub.logit_bias.renormalized(row)
                 self.logprobs.append(token_logprob(row, token, k, sub.entry.tokenizer))
         if finish is not None:
             self.detokenizer.finalize()

@@ -16,7 +16,7 @@ from family_tokenizers import family_tokenizer  # noqa: F401 (fixture)
 from tiny_model import build_tiny_llama
 from mlx_workbench.engine.errors import InvalidRequest
 from mlx_workbench.engine.requests import SamplingParams
-from mlx_workbench.engine.sampling import StopStrings, make_logits_processors, make_sampler, token_logprob
+from mlx_workbench.engine.sampling import LogitBias, StopStrings, make_logits_processors, make_sampler, token_logprob
 
 
 def log_softmax(values) -> mx.array:
@@ -144,8 +144,9 @@ def tiny_model(tmp_path_factory):
 def batch_generate(
     model, requests: list[tuple[list[int], SamplingParams]], join_after: int = 0, processors=()
 ) -> list[list[int]]:
-    """Runs requests through mlx_lm's BatchGenerator; the last one joins after
-    `join_after` steps of the others, as continuous batching admits it."""
+    """Runs requests through mlx_lm's BatchGenerator with our samplers (logit_bias
+    included); the last one joins after `join_after` steps of the others, as
+    continuous batching admits it."""
     generator = BatchGenerator(model, stop_tokens=[])
     tokens: dict[int, list[int]] = {}
 
@@ -154,7 +155,8 @@ def batch_generate(
         uids = generator.insert(
             list(prompts),
             max_tokens=[16] * len(batch),
-            samplers=[make_sampler(p) for p in params],
+            samplers=[make_sampler(p, bias=LogitBias(p.logit_bias, model.args.vocab_size) if p.logit_bias else None)
+                      for p in params],
             logits_processors=[list(processors)] * len(batch),
         )
         tokens.update({uid: [] for uid in uids})
@@ -209,70 +211,101 @@ LOGITS = [2.0, -1.0, 0.5, 3.0, -2.0, 1.0]
 
 
 def test_no_processors_by_default():
-    assert make_logits_processors(SamplingParams(), vocab_size=6, prompt_tokens=3) == []
+    assert make_logits_processors(SamplingParams(), prompt_tokens=3) == []
 
 
 def test_presence_and_frequency_count_completion_tokens_only():
     prompt, completion = [0, 1, 2], [3, 3, 5]
     params = SamplingParams(presence_penalty=0.5, frequency_penalty=0.25)
-    out = apply(make_logits_processors(params, vocab_size=6, prompt_tokens=3), prompt + completion, LOGITS)
+    out = apply(make_logits_processors(params, prompt_tokens=3), prompt + completion, LOGITS)
     expected = np.array(LOGITS)
     expected[3] -= 0.5 + 2 * 0.25
     expected[5] -= 0.5 + 1 * 0.25
     np.testing.assert_allclose(out, expected)
     # Before the first completion token nothing is penalized.
-    np.testing.assert_allclose(apply(make_logits_processors(params, 6, 3), prompt, LOGITS), LOGITS)
+    np.testing.assert_allclose(apply(make_logits_processors(params, 3), prompt, LOGITS), LOGITS)
 
 
 def test_negative_penalties_encourage_repetition():
-    out = apply(make_logits_processors(SamplingParams(presence_penalty=-1.0), 6, 1), [0, 4], LOGITS)
+    out = apply(make_logits_processors(SamplingParams(presence_penalty=-1.0), 1), [0, 4], LOGITS)
     np.testing.assert_allclose(out, np.array(LOGITS) + np.eye(6)[4])
 
 
 def test_repetition_penalty_scales_seen_logits_towards_less_likely():
     """mlx_lm's meaning: positive logits divided, negative multiplied, prompt included."""
-    out = apply(make_logits_processors(SamplingParams(repetition_penalty=2.0), 6, 2), [0, 1, 3], LOGITS)
+    out = apply(make_logits_processors(SamplingParams(repetition_penalty=2.0), 2), [0, 1, 3], LOGITS)
     np.testing.assert_allclose(out, [1.0, -2.0, 0.5, 1.5, -2.0, 1.0])
+
+
+# ---- logit_bias -----------------------------------------------------------------
 
 
 def test_logit_bias_minus_100_bans_and_plus_100_forces():
     params = SamplingParams(temperature=1.0, logit_bias={3: -100, 4: 100}, seed=0)
-    processors = make_logits_processors(params, vocab_size=6)
-    out = apply(processors, [], LOGITS)
+    bias = LogitBias(params.logit_bias, vocab_size=6)
+    out = np.array(bias(mx.array([LOGITS]))[0])
     assert out[3] == -math.inf and out[4] == LOGITS[4] + 100
-    logprobs = log_softmax(out)
-    assert draw(make_sampler(params), logprobs, 1000) == [4] * 1000
-    assert make_sampler(SamplingParams(temperature=0))(logprobs[None]).item() == 4
+    logprobs = log_softmax(LOGITS)
+    assert draw(make_sampler(params, bias=bias), logprobs, 1000) == [4] * 1000
+    assert make_sampler(SamplingParams(temperature=0), bias=bias)(logprobs[None]).item() == 4
 
 
 def test_logit_bias_ban_holds_at_high_temperature():
     params = SamplingParams(temperature=100.0, logit_bias={3: -100, 0: -100}, seed=0)
-    logprobs = log_softmax(apply(make_logits_processors(params, vocab_size=6), [], LOGITS))
-    assert set(draw(make_sampler(params), logprobs, 4000)) == {1, 2, 4, 5}
+    sampler = make_sampler(params, bias=LogitBias(params.logit_bias, vocab_size=6))
+    assert set(draw(sampler, log_softmax(LOGITS), 4000)) == {1, 2, 4, 5}
 
 
 def test_logit_bias_adds_in_between_values():
-    out = apply(make_logits_processors(SamplingParams(logit_bias={1: 2.5, 2: -0.5}), 6), [], LOGITS)
-    np.testing.assert_allclose(out, np.array(LOGITS) + [0, 2.5, -0.5, 0, 0, 0])
+    out = LogitBias({1: 2.5, 2: -0.5}, vocab_size=6)(mx.array([LOGITS]))
+    np.testing.assert_allclose(np.array(out[0]), np.array(LOGITS) + [0, 2.5, -0.5, 0, 0, 0])
+
+
+@pytest.mark.parametrize("filters", [{}, {"top_p": 0.7}, {"top_k": 3}, {"min_p": 0.2}])
+def test_a_bias_on_logprobs_samples_what_a_bias_on_logits_does(filters):
+    """The sampler biases normalised rows; the draws are those of biasing the logits
+    and normalising after, as OpenAI defines logit_bias."""
+    params = SamplingParams(temperature=0.8, logit_bias={0: 1.5, 3: -2.0, 5: -100}, seed=4, **filters)
+    bias = LogitBias(params.logit_bias, vocab_size=6)
+    on_logprobs = draw(make_sampler(params, bias=bias), log_softmax(LOGITS), 3000)
+    on_logits = draw(make_sampler(params), log_softmax(bias(mx.array(LOGITS))), 3000)
+    assert on_logprobs == on_logits and 5 not in on_logprobs
+
+
+def test_reported_logprobs_are_those_of_the_biased_logits():
+    bias = LogitBias({1: 2.5, 4: -100}, vocab_size=6)
+    out = bias.renormalized(log_softmax(LOGITS))
+    np.testing.assert_allclose(np.array(out), np.array(log_softmax(bias(mx.array(LOGITS)))), rtol=1e-6)
+    assert np.array(out)[4] == -math.inf
+
+
+def test_equal_biases_share_one_sampler():
+    params = SamplingParams(temperature=0.7, logit_bias={2: -100, 1: 3.0})
+    same = SamplingParams(temperature=0.7, logit_bias={1: 3.0, 2: -100})
+    sampler = make_sampler(params, bias=LogitBias(params.logit_bias, 6))
+    assert sampler is make_sampler(same, choice=1, bias=LogitBias(same.logit_bias, 6))
+    assert sampler is not make_sampler(params, bias=LogitBias({2: -100}, 6))
+    greedy = SamplingParams(temperature=0, logit_bias={2: -100})
+    assert make_sampler(greedy, bias=LogitBias({2: -100}, 6)) is make_sampler(greedy, bias=LogitBias({2: -100}, 6))
 
 
 @pytest.mark.parametrize("token", [6, -1, 10**9])
 def test_logit_bias_outside_the_vocabulary_is_refused(token):
     with pytest.raises(InvalidRequest, match=r"outside this model's vocabulary \(0\.\.5\)") as err:
-        make_logits_processors(SamplingParams(logit_bias={1: 1.0, token: 5.0}), vocab_size=6)
+        LogitBias({1: 1.0, token: 5.0}, vocab_size=6)
     assert err.value.param == "logit_bias"
 
 
 def test_processors_run_inside_mlx_lm_batch_generation(tiny_model):
     """BatchGenerator hands processors the prompt then the completion so far, which
-    is what `prompt_tokens` relies on; a ban holds through real generation."""
+    is what `prompt_tokens` relies on; a ban (in the sampler) holds through real generation."""
     prompt = [1, 2, 3, 4]
     greedy = SamplingParams(temperature=0)
     banned = batch_generate(tiny_model, [(prompt, greedy)])[0][0]
     params = SamplingParams(temperature=0, logit_bias={banned: -100}, frequency_penalty=2.0, presence_penalty=2.0)
     contexts = []
     spy = lambda tokens, logits: contexts.append(tokens.tolist()) or logits  # noqa: E731
-    processors = [spy, *make_logits_processors(params, tiny_model.args.vocab_size, prompt_tokens=len(prompt))]
+    processors = [spy, *make_logits_processors(params, prompt_tokens=len(prompt))]
     tokens = batch_generate(tiny_model, [(prompt, params)], processors=processors)[0]
     # (BatchGenerator computes one step ahead, so it may have asked once more.)
     assert contexts[: len(tokens)] == [prompt + tokens[:k] for k in range(len(tokens))]
