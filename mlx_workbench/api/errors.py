@@ -36,6 +36,7 @@ _ENGINE_ERRORS: list[tuple[type, int, str, str]] = [
     (errors.InvalidForModel, 400, "invalid_request_error", "invalid_for_model"),
     (errors.InvalidRequest, 400, "invalid_request_error", "invalid_value"),
     (errors.ModelNotFound, 404, "invalid_request_error", "model_not_found"),
+    (errors.ModelBusy, 409, "invalid_request_error", "model_busy"),
     (errors.QueueFull, 429, "rate_limit_error", "queue_full"),
     (errors.EngineNotReady, 503, "server_error", "engine_not_ready"),
     (errors.EngineStopped, 503, "server_error", "engine_stopped"),

@@ -46,7 +46,7 @@ from typing import AsyncIterator, Callable, Iterator, Optional
 
 from .config import EngineConfig
 from .device import DeviceThread
-from .errors import EngineNotReady, EngineStopped, InvalidRequest, ModelNotFound
+from .errors import EngineNotReady, EngineStopped, InvalidRequest, ModelBusy, ModelNotFound
 from .requests import Done, Event, Failed, GenerationRequest
 from .scheduler import Scheduler
 from .status import EngineStatus
@@ -257,7 +257,7 @@ class Engine:
         entry = pool.entry(model, adapter)
         busy = [e for e in pool.with_adapters(entry) if e.active_requests]
         if busy:
-            raise InvalidRequest(f"'{busy[0].id}' is serving {busy[0].active_requests} requests; "
+            raise ModelBusy(f"'{busy[0].id}' is serving {busy[0].active_requests} requests; "
                                  "unload it once they finish.", param="model")
         if entry.state == "loaded":
             pool.unload(entry)

@@ -44,6 +44,10 @@ class ModelNotFound(EngineError):
         self.known = known
 
 
+class ModelBusy(EngineError):
+    """An unload asked of an entry that is serving requests."""
+
+
 class QueueFull(EngineError):
     def __init__(self, limit: int, retry_after: float = 1.0):
         super().__init__(f"The server is busy: {limit} requests are already waiting. Retry shortly.")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 
+import httpx
+from demo_requests import endless
 from mlx_workbench import __version__
 
 
@@ -53,3 +56,23 @@ def test_load_wait_pin_unload(http):
     assert unloaded.json()["entry"]["state"] == "unloaded"
     assert entry(http, "demo:pirate")["state"] == "unloaded"
     assert entry(http, "demo")["state"] == "loaded"  # the base stays
+
+
+def test_unloading_a_model_that_serves_a_stream_is_a_conflict(http, jupyter_server):
+    """409 model_busy, OpenAI-shaped; the stream goes on to its end and the model stays."""
+    body = {"model": "demo:upper", "messages": [{"role": "user", "content": "Hello!"}], "stream": True,
+            "max_tokens": 400, "logit_bias": endless()}
+    headers = {"Authorization": f"token {jupyter_server.token}"}
+    with httpx.stream("POST", jupyter_server.openai_base_url + "/chat/completions", json=body, headers=headers,
+                      timeout=60) as stream:
+        events = (line for line in stream.iter_lines() if line.startswith("data: "))
+        next(events)  # generating
+        refused = http.post("mlx/api/models/unload", json={"model": "demo"})
+        rest = list(events)
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert (error["code"], error["type"], error["param"]) == ("model_busy", "invalid_request_error", "model")
+    assert "'demo:upper' is serving 1 requests" in error["message"]
+    assert rest[-1] == "data: [DONE]"
+    assert json.loads(rest[-2].removeprefix("data: "))["choices"][0]["finish_reason"] == "length"
+    assert entry(http, "demo")["state"] == entry(http, "demo:upper")["state"] == "loaded"

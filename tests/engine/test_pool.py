@@ -8,7 +8,7 @@ import time
 import pytest
 
 from mlx_workbench.engine.config import ModelSpec
-from mlx_workbench.engine.errors import InvalidRequest, LoadFailed, MemoryBudgetExceeded, ModelNotFound
+from mlx_workbench.engine.errors import LoadFailed, MemoryBudgetExceeded, ModelBusy, ModelNotFound
 from mlx_workbench.engine.pool import MAX_FORGOTTEN
 from mlx_workbench.engine.requests import Done, Failed, Started
 
@@ -115,7 +115,7 @@ def test_unloading_an_adapter_keeps_its_base(engine):
 def test_an_entry_serving_requests_is_not_unloaded(engine):
     stream = engine.generate(chat("hello", model="tiny:a", max_tokens=400))
     next(stream)
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(ModelBusy, match="'tiny:a' is serving 1 requests"):
         engine.unload("tiny").result(30)  # its adapter is busy
     stream.close()
 
