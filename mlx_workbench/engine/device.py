@@ -1,9 +1,9 @@
 """The device thread: the one thread that makes MLX calls (DESIGN.md, "the one rule").
 
 Other threads hand it jobs through a FIFO queue and get results through a
-concurrent.futures.Future. Between jobs it runs `work.step()` while the work is
-busy; idle, it blocks on the queue (with the work's tick timeout), so a busy
-loop never sleeps and an idle one never spins.
+concurrent.futures.Future. Between rounds of jobs it runs `work.step()` while the
+work is busy; idle, it blocks on the queue (with the work's tick timeout), so a
+busy loop never sleeps and an idle one never spins.
 
 Once stopped (or dead) the thread releases its MLX state and then parks for
 good instead of ending: when a thread that ran MLX work ends before the process
@@ -106,13 +106,20 @@ class DeviceThread:
         threading.Event().wait()  # park: see the module docstring
 
     def _run_jobs(self) -> bool:
-        """Run every queued job; block for one when the work is idle. False on stop."""
+        """Run the jobs queued so far, or block for one when the work is idle. The jobs
+        they queue wait for the next step: a job done in parts (a model reading its
+        weights) re-queues itself, and streams go on in between. False on stop."""
+        queued = self._jobs.qsize()
         while True:
             try:
                 if self.work.busy:
+                    if queued == 0:
+                        return True
                     job = self._jobs.get_nowait()
+                    queued -= 1
                 else:
                     job = self._jobs.get(timeout=self.work.tick())
+                    queued = self._jobs.qsize()
             except queue.Empty:
                 return True
             if job is _STOP:

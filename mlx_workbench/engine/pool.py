@@ -1,10 +1,13 @@
 """The model pool: loaded (model, adapter) entries, LRU eviction under a memory
 budget and a count limit, pinning, idle unloading, shared loads.
 
-Device thread only, except the Hugging Face download, which runs on a helper
-thread (no MLX there) and hands the load back through `post`. An adapter entry
-builds a second module over the base's own arrays and applies the adapter with
-mlx_lm's tuner, so K adapters cost the base once plus the adapters.
+Device thread only, except what a load needs and MLX does not do (the Hugging Face
+download, the config and tokenizer files), which a helper thread reads before it
+hands the load back through `post`. On the device thread the weights are then
+evaluated a chunk per job, between decode steps: streams of loaded models go on
+while another loads. An adapter entry builds a second module over the base's own
+arrays and applies the adapter with mlx_lm's tuner, so K adapters cost the base
+once plus the adapters.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from typing import Any, Callable, Optional
 
 import mlx.core as mx
 from mlx_lm.tuner.utils import load_adapters
-from mlx_lm.utils import load_model, load_tokenizer
+from mlx.utils import tree_flatten
+from mlx_lm.utils import load_config, load_model, load_tokenizer
 
 from .config import EngineConfig, ModelSpec
 from .errors import EngineError, LoadFailed, MemoryBudgetExceeded, ModelNotFound
@@ -32,6 +36,8 @@ from .status import EntryState, EntryStatus
 log = logging.getLogger(__name__)
 
 MAX_FORGOTTEN = 8  # failed entries of unknown names kept in the status
+# Weights evaluated per device job while a model loads: what a decode step may wait.
+LOAD_CHUNK_BYTES = 32 * 2**20
 
 Ready = Callable[["Entry", Optional[EngineError]], None]  # called once the entry is loaded or failed
 
@@ -75,6 +81,31 @@ class Entry:
             progress=self.progress, memory_bytes=self.memory_bytes, pinned=self.pinned,
             family=getattr(self.family, "name", None), context_length=self.context_length,
             last_used=self.last_used, active_requests=self.active_requests, error=self.error,
+        )
+
+
+@dataclass
+class ModelFiles:
+    """What loading a base model reads besides its weights (no MLX: a helper thread reads it)."""
+
+    config: dict
+    generation_config: dict
+    tokenizer: Any
+    family: Any
+    stop_ids: list[int]
+    max_token_bytes: int
+
+    @classmethod
+    def read(cls, path: Path) -> "ModelFiles":
+        config = load_config(path)
+        tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id"))
+        family = detect_family(config, tokenizer)
+        generation = path / "generation_config.json"
+        generation_config = json.loads(generation.read_text()) if generation.exists() else {}
+        return cls(
+            config, generation_config, tokenizer, family,
+            stop_ids=sorted(family.stop_token_ids(tokenizer, generation_config, config)),
+            max_token_bytes=max(len(token.encode()) for token in tokenizer.get_vocab()),
         )
 
 
@@ -136,51 +167,80 @@ class Pool:
         if adapter is None:
             self._fetch(entry)
         else:
-            self.acquire(model, None, lambda base, error: self._load(entry, base, error))
+            self.acquire(model, None, lambda base, error: self._load_adapter(entry, base, error))
 
     def _fetch(self, entry: Entry) -> None:
         spec = self.spec(entry.model)
         if spec is None:
             return self._done(entry, LoadFailed(f"The model '{entry.model}' is not configured."))
         local = Path(spec.path).expanduser()
-        if local.exists():
-            entry.path = local
-            return self._load(entry, None, None)
-        if spec.path.startswith(("/", ".", "~")):  # meant as a folder, not a repo id
+        if not local.exists() and spec.path.startswith(("/", ".", "~")):  # meant as a folder, not a repo id
             return self._done(entry, LoadFailed(f"No model folder at '{spec.path}'."))
-        threading.Thread(target=self._download, args=(entry, spec.path), daemon=True).start()
+        repo_id = None if local.exists() else spec.path
+        threading.Thread(target=self._read, args=(entry, local, repo_id), daemon=True).start()
 
-    def _download(self, entry: Entry, repo_id: str) -> None:
-        """Helper thread: fetch a Hugging Face repo (weights are 90% of progress)."""
+    def _read(self, entry: Entry, local: Path, repo_id: Optional[str]) -> None:
+        """Helper thread: fetch a Hugging Face repo if need be (weights are 90% of the
+        progress), read the files around the weights, and hand over to the device thread."""
         def progress(fraction: float) -> None:
             entry.progress = 0.9 * fraction
             self._post(self.changed)
 
         try:
-            entry.path = download(repo_id, progress)
-            self._post(self._load, entry, None, None)
+            path = local if repo_id is None else download(repo_id, progress)
         except Exception as e:
-            self._post(self._done, entry, LoadFailed(f"Could not download '{repo_id}': {e}"))
-
-    def _load(self, entry: Entry, base: Optional[Entry], base_error: Optional[EngineError]) -> None:
-        if base_error is not None:
-            return self._done(entry, base_error)
+            return self._post(self._done, entry, LoadFailed(f"Could not download '{repo_id}': {e}"))
         try:
-            if base is None:
-                self._make_room(entry, weights_size(entry.path))
-                self._load_base(entry)
-            else:
-                adapter_dir = self._adapter_dir(entry)
-                self._make_room(entry, weights_size(adapter_dir, "adapters.safetensors"), keep=base)
-                self._load_adapter(entry, base, adapter_dir)
-        except EngineError as e:
-            return self._done(entry, e)
+            files = ModelFiles.read(path)
         except Exception as e:
-            log.exception("loading %s failed", entry.id)
-            return self._done(entry, LoadFailed(f"Could not load '{entry.id}': {e}"))
+            return self._post(self._failed, entry, e)
+        self._post(self._load_base, entry, path, files)
+
+    def _load_base(self, entry: Entry, path: Path, files: ModelFiles) -> None:
+        """Build the module over lazily mapped weights; `_evaluate` reads them."""
+        try:
+            estimate = weights_size(path)
+            self._make_room(entry, estimate)
+            module, _ = load_model(path, lazy=True)
+        except Exception as e:
+            return self._failed(entry, e)
+        entry.path, entry.memory_bytes = path, estimate  # held from now on, for _make_room
+        unread = [a for _, a in tree_flatten(module.parameters())]
+        self._evaluate(entry, module, files, unread, sum(a.nbytes for a in unread), entry.progress)
+
+    def _evaluate(self, entry: Entry, module, files: ModelFiles, unread: list, total: int, start: float) -> None:
+        """Read the next LOAD_CHUNK_BYTES of weights; the rest waits behind the next
+        decode step. The weights take the progress from `start` to 1."""
+        size = 0
+        chunk = []
+        while unread and size < LOAD_CHUNK_BYTES:
+            chunk.append(unread.pop())
+            size += chunk[-1].nbytes
+        try:
+            mx.eval(chunk)
+        except Exception as e:
+            return self._failed(entry, e)
+        if unread:
+            entry.progress = start + (1 - start) * (1 - sum(a.nbytes for a in unread) / total)
+            self.changed()
+            return self._post(self._evaluate, entry, module, files, unread, total, start)
+        entry.module, entry.tokenizer, entry.family = module, files.tokenizer, files.family
+        entry.config, entry.generation_config = files.config, files.generation_config
+        entry.stop_ids, entry.max_token_bytes = files.stop_ids, files.max_token_bytes
+        entry.memory_bytes = sum(a.nbytes for _, a in tree_flatten(module.parameters()))
+        self._loaded(entry)
+
+    def _loaded(self, entry: Entry) -> None:
         entry.state, entry.progress = "loaded", 1.0
         self.touch(entry)
         self._done(entry, None)
+
+    def _failed(self, entry: Entry, error: Exception) -> None:
+        """A load raised: engine errors as they are, anything else as LoadFailed."""
+        if not isinstance(error, EngineError):
+            log.error("loading %s failed", entry.id, exc_info=error)
+            error = LoadFailed(f"Could not load '{entry.id}': {error}")
+        self._done(entry, error)
 
     def _adapter_dir(self, entry: Entry) -> Path:
         adapters = self.spec(entry.model).adapters
@@ -189,32 +249,29 @@ class Pool:
                              f"Known adapters: {', '.join(adapters) or 'none'}.", param="model")
         return Path(adapters[entry.adapter]).expanduser()
 
-    def _load_base(self, entry: Entry) -> None:
-        before = mx.get_active_memory()
-        module, config = load_model(entry.path)  # evaluates the weights
-        tokenizer = load_tokenizer(entry.path, eos_token_ids=config.get("eos_token_id"))
-        entry.family = detect_family(config, tokenizer)
-        entry.module, entry.tokenizer, entry.config = module, tokenizer, config
-        entry.max_token_bytes = max(len(token.encode()) for token in tokenizer.get_vocab())
-        generation_config = entry.path / "generation_config.json"
-        entry.generation_config = json.loads(generation_config.read_text()) if generation_config.exists() else {}
-        entry.stop_ids = sorted(entry.family.stop_token_ids(tokenizer, entry.generation_config, config))
-        entry.memory_bytes = mx.get_active_memory() - before
-
-    def _load_adapter(self, entry: Entry, base: Entry, adapter_dir: Path) -> None:
-        before = mx.get_active_memory()
-        # A second module of the same architecture whose arrays ARE the base's:
-        # its lazily mapped weights are replaced before anything reads them.
-        module, _ = load_model(base.path, lazy=True)
-        module.update(base.module.parameters())
-        load_adapters(module, str(adapter_dir))
-        module.eval()
-        mx.eval(module.parameters())
+    def _load_adapter(self, entry: Entry, base: Entry, base_error: Optional[EngineError]) -> None:
+        """Once its base is loaded; small, so at once."""
+        if base_error is not None:
+            return self._done(entry, base_error)
+        try:
+            adapter_dir = self._adapter_dir(entry)
+            self._make_room(entry, weights_size(adapter_dir, "adapters.safetensors"), keep=base)
+            before = mx.get_active_memory()
+            # A second module of the same architecture whose arrays ARE the base's:
+            # its lazily mapped weights are replaced before anything reads them.
+            module, _ = load_model(base.path, lazy=True)
+            module.update(base.module.parameters())
+            load_adapters(module, str(adapter_dir))
+            module.eval()
+            mx.eval(module.parameters())
+        except Exception as e:
+            return self._failed(entry, e)
         entry.module, entry.tokenizer, entry.family = module, base.tokenizer, base.family
         entry.max_token_bytes, entry.stop_ids = base.max_token_bytes, base.stop_ids
         entry.config, entry.generation_config = base.config, base.generation_config
         entry.path = base.path
         entry.memory_bytes = mx.get_active_memory() - before
+        self._loaded(entry)
 
     def _done(self, entry: Entry, error: Optional[EngineError]) -> None:
         if error is not None:
@@ -252,14 +309,16 @@ class Pool:
                 f"'{entry.id}' needs about {estimate} bytes, more than the memory budget of {budget}.")
         while True:
             loaded = self.loaded()
-            used = sum(e.memory_bytes for e in loaded)
-            if len(loaded) < limit and (budget is None or used + estimate <= budget):
+            # A model still reading its weights holds its estimate already.
+            held = loaded + [e for e in self.entries.values() if e.state == "loading" and e.memory_bytes]
+            used = sum(e.memory_bytes for e in held)
+            if len(held) < limit and (budget is None or used + estimate <= budget):
                 return
             victims = sorted((e for e in loaded if e is not keep and self._evictable(e)),
                              key=lambda e: e.last_used or 0)
             if not victims:
                 raise MemoryBudgetExceeded(
-                    f"Cannot load '{entry.id}': {len(loaded)} entries use {used} bytes "
+                    f"Cannot load '{entry.id}': {len(held)} entries use {used} bytes "
                     f"(budget {budget}, max_loaded {limit}) and none may be unloaded "
                     "(pinned or in use).")
             log.info("evicting %s to load %s", victims[0].id, entry.id)

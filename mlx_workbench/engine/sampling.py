@@ -17,6 +17,7 @@ same bias (`LogitBias.renormalized`).
 from __future__ import annotations
 
 import math
+import weakref
 from functools import lru_cache
 from typing import Callable, Optional
 
@@ -92,7 +93,15 @@ def _biased(sampler: Sampler, bias: LogitBias) -> Sampler:
     return lambda logprobs: sampler(bias(logprobs))
 
 
-_shared_biased = lru_cache(maxsize=64)(_biased)
+# Shared while some sequence uses them, and no longer: their bias arrays are MLX memory.
+_biased_samplers: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def _shared_biased(sampler: Sampler, bias: LogitBias) -> Sampler:
+    shared = _biased_samplers.get((sampler, bias))
+    if shared is None:
+        shared = _biased_samplers[sampler, bias] = _biased(sampler, bias)
+    return shared
 
 
 @lru_cache(maxsize=64)

@@ -335,6 +335,7 @@ class Scheduler:
                 batch.generator.remove(uids)
         for choice in sub.choices:
             choice.open = False
+        sub.logit_bias = None  # MLX arrays: freed now, not once the cyclic GC finds sub and its choices
         self._emit(sub, event)
         self.submissions.pop(sub.request.id, None)
         if sub.entry is not None:

@@ -124,7 +124,7 @@ def test_two_loads_of_the_same_model_share_one(engine, monkeypatch):
     pool = engine._scheduler.pool
     calls = []
     original = pool._load_base
-    monkeypatch.setattr(pool, "_load_base", lambda entry: (calls.append(entry.id), original(entry)))
+    monkeypatch.setattr(pool, "_load_base", lambda entry, *files: (calls.append(entry.id), original(entry, *files)))
     futures = [engine.load("wide"), engine.load("wide")]
     streams = [engine.generate(chat("hi", model="wide", max_tokens=3)) for _ in range(2)]
     assert all(isinstance(list(s)[-1], Done) for s in streams)
@@ -197,3 +197,28 @@ def test_a_hugging_face_repo_id_loads_from_the_hub_cache(engine, models, tmp_pat
     entry = engine.load("someone/tiny-chat").result(30)
     assert entry.state == "loaded" and entry.progress == 1.0
     assert texts(list(engine.generate(chat("hi", model="someone/tiny-chat", max_tokens=3))))
+
+
+def test_a_stream_goes_on_while_another_model_reads_its_weights(engine, monkeypatch):
+    """The weights are read a chunk per device job, each behind the next decode step:
+    a running stream is not held for the whole load."""
+    from mlx_workbench.engine import pool as pool_module
+
+    monkeypatch.setattr(pool_module, "LOAD_CHUNK_BYTES", 1)  # one array per job
+    scheduler = engine._scheduler
+    steps_at_chunk = []
+    evaluate = scheduler.pool._evaluate
+    monkeypatch.setattr(scheduler.pool, "_evaluate",
+                        lambda *args: (steps_at_chunk.append(scheduler.steps), evaluate(*args)))
+    engine.load("tiny").result(30)
+    stream = engine.generate(chat("hello", model="tiny", max_tokens=2000))
+    assert isinstance(next(stream), Started)
+    steps_at_chunk.clear()  # the chunks of "tiny", read while nothing streamed
+    progress = []
+    scheduler.pool.changed = lambda: (progress.append(scheduler.pool.entry("wide").progress), scheduler.publish())
+    assert engine.load("wide").result(60).state == "loaded"
+    stream.close()
+    # Every chunk after the first came a decode step after the one before.
+    assert len(steps_at_chunk) > 10
+    assert all(b > a for a, b in zip(steps_at_chunk, steps_at_chunk[1:])), steps_at_chunk
+    assert progress == sorted(progress) and 0 < progress[-1] <= 1
