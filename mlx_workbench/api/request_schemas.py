@@ -157,10 +157,10 @@ class ChatMessage(Request):
         return tool_calls
 
     def for_template(self) -> dict:
-        """The plain {"role", "content"} dict a chat template renders."""
+        """The {"role", "content"} dict the engine renders (it joins text parts)."""
         content = self.content
         if isinstance(content, list):
-            content = "".join(part.text for part in content)
+            content = [{"type": "text", "text": part.text} for part in content]
         role = "system" if self.role == "developer" else self.role
         return {"role": role, "content": content or ""}
 

@@ -119,3 +119,9 @@ def test_list_content_parts(openai_client, answers):
     parts = [{"role": "user", "content": [{"type": "text", "text": row["user"]}]}]
     reply = openai_client.chat.completions.create(model="demo", messages=parts, temperature=0)
     assert reply.choices[0].message.content == row["answer"]
+    # Several parts are joined with a newline (as vLLM does), by the engine as for any client.
+    two = [{"role": "user", "content": [{"type": "text", "text": "Repeat:"}, {"type": "text", "text": "apple"}]}]
+    joined = [{"role": "user", "content": "Repeat:\napple"}]
+    replies = [openai_client.chat.completions.create(model="demo", messages=m, temperature=0, max_tokens=4)
+               for m in (two, joined)]
+    assert len({(r.usage.prompt_tokens, r.choices[0].message.content) for r in replies}) == 1, replies
