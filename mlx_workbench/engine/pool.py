@@ -220,9 +220,8 @@ class Pool:
             mx.eval(chunk)
         except Exception as e:
             return self._failed(entry, e)
-        if unread:
+        if unread:  # (each job publishes the status: the progress shows)
             entry.progress = start + (1 - start) * (1 - sum(a.nbytes for a in unread) / total)
-            self.changed()
             return self._post(self._evaluate, entry, module, files, unread, total, start)
         entry.module, entry.tokenizer, entry.family = module, files.tokenizer, files.family
         entry.config, entry.generation_config = files.config, files.generation_config

@@ -206,19 +206,17 @@ def test_a_stream_goes_on_while_another_model_reads_its_weights(engine, monkeypa
 
     monkeypatch.setattr(pool_module, "LOAD_CHUNK_BYTES", 1)  # one array per job
     scheduler = engine._scheduler
-    steps_at_chunk = []
+    chunks = []  # (decode steps so far, load progress) as each chunk starts
     evaluate = scheduler.pool._evaluate
     monkeypatch.setattr(scheduler.pool, "_evaluate",
-                        lambda *args: (steps_at_chunk.append(scheduler.steps), evaluate(*args)))
+                        lambda entry, *args: (chunks.append((scheduler.steps, entry.progress)), evaluate(entry, *args)))
     engine.load("tiny").result(30)
     stream = engine.generate(chat("hello", model="tiny", max_tokens=2000))
     assert isinstance(next(stream), Started)
-    steps_at_chunk.clear()  # the chunks of "tiny", read while nothing streamed
-    progress = []
-    scheduler.pool.changed = lambda: (progress.append(scheduler.pool.entry("wide").progress), scheduler.publish())
+    chunks.clear()  # those of "tiny", read while nothing streamed
     assert engine.load("wide").result(60).state == "loaded"
     stream.close()
+    steps, progress = zip(*chunks)
     # Every chunk after the first came a decode step after the one before.
-    assert len(steps_at_chunk) > 10
-    assert all(b > a for a, b in zip(steps_at_chunk, steps_at_chunk[1:])), steps_at_chunk
-    assert progress == sorted(progress) and 0 < progress[-1] <= 1
+    assert len(steps) > 10 and all(b > a for a, b in zip(steps, steps[1:])), steps
+    assert progress[0] == 0 and list(progress) == sorted(set(progress)) and progress[-1] < 1
