@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import mlx.core as mx
-from mlx_lm.tuner.utils import load_adapters
 from mlx.utils import tree_flatten
+from mlx_lm.tuner.utils import load_adapters
 from mlx_lm.utils import load_config, load_model, load_tokenizer
 
 from .config import EngineConfig, ModelSpec
