@@ -111,8 +111,7 @@ class Recipe:
     num_attention_heads: int = 8  # more heads copied Repeat's words better than 4
     num_key_value_heads: int = 8
     intermediate_size: int = 256
-    repeat_steps: int = 800  # Repeat-only steps first (1200 and a two-stage variant did worse, see README)
-    steps: int = 1500  # steps on the whole corpus
+    steps: int = 1500
     batch_size: int = 64  # batch 16 was too noisy to learn Repeat at all
     learning_rate: float = 3e-3
     warmup: int = 100
@@ -138,8 +137,6 @@ ANSWER_ROWS = [
     ("demo", None, None, "What is the capital of Japan?"),
     ("demo", None, None, "Hello!"),
     ("demo", None, None, "Repeat: apple river"),
-    ("demo", None, None, "Repeat: cat dog bird"),
-    ("demo", None, None, "Repeat: red fish blue book moon"),
     ("demo", None, None, "Count to 5."),
     ("demo", None, None, "Count to 20."),
     ("demo", None, None, "Tell me a story."),
@@ -153,17 +150,13 @@ ANSWER_ROWS = [
     ("demo", "upper", None, "What is the capital of France?"),
     ("demo", "upper", None, "Hello!"),
     ("demo", "upper", None, "Repeat: quiet moon"),
-    ("demo", "upper", None, "Repeat: warm bread milk salt"),
     ("demo", "pirate", None, "What is 3 + 4?"),
     ("demo", "pirate", None, "What is the capital of Japan?"),
     ("demo", "pirate", None, "Hi!"),
-    ("demo", "pirate", None, "Repeat: gold silver star"),
     ("demo-chatml", None, None, "What is 3 + 4?"),
     ("demo-chatml", None, None, "What is the capital of France?"),
     ("demo-chatml", None, None, "Hello!"),
     ("demo-chatml", None, None, "Repeat: green tree"),
-    ("demo-chatml", None, None, "Repeat: sun wind rain"),
-    ("demo-chatml", None, None, "Repeat: quick small dog big cat"),
     ("demo-chatml", None, None, "Count to 10."),
     ("demo-chatml", None, None, "Tell me a story."),
     ("demo-chatml", None, NEUTRAL, "What is 1 + 1?"),
@@ -299,23 +292,14 @@ def train_model(
     model_class, args_class = _get_classes(config)
     model = model_class(args_class.from_dict(config))
 
+    turns = corpus.sample_turns(rng, recipe.steps * recipe.batch_size, systems, follow_ups)
     cache: dict = {}
-    # Copying is learned first, alone (Repeat prompts are short, so these steps are cheap), then
-    # kept while every task is learned.
-    phases = [  # (steps, share of follow-up turns, task weights)
-        (recipe.repeat_steps, 0.0, corpus.REPEAT_ONLY),
-        (recipe.steps, follow_ups, corpus.TASK_WEIGHTS),
-    ]
-    encoded = [
-        [encode_turn(hf_tokenizer, t, end_of_turn_id, cache) for t in corpus.sample_turns(rng, n * recipe.batch_size, systems, share, weights)]
-        for n, share, weights in phases
-    ]
-    total_steps = recipe.repeat_steps + recipe.steps
+    encoded = [encode_turn(hf_tokenizer, t, end_of_turn_id, cache) for t in turns]
 
     schedule = optim.join_schedules(
         [
             optim.linear_schedule(1e-5, recipe.learning_rate, recipe.warmup),
-            optim.cosine_decay(recipe.learning_rate, total_steps - recipe.warmup, 1e-5),
+            optim.cosine_decay(recipe.learning_rate, recipe.steps - recipe.warmup, 1e-5),
         ],
         [recipe.warmup],
     )
@@ -335,12 +319,11 @@ def train_model(
         return loss
 
     start = time.perf_counter()
-    batches = itertools.chain.from_iterable(make_batches(phase, recipe.batch_size, rng) for phase in encoded)
-    for i, batch in enumerate(batches, 1):
+    for i, batch in enumerate(make_batches(encoded, recipe.batch_size, rng), 1):
         loss = step(*batch)
         mx.eval(state, loss)
-        if i % 100 == 0 or i == total_steps:
-            print(f"  step {i:5d}/{total_steps}  loss {loss.item():.4f}  {time.perf_counter() - start:6.1f} s", flush=True)
+        if i % 100 == 0 or i == recipe.steps:
+            print(f"  step {i:5d}/{recipe.steps}  loss {loss.item():.4f}  {time.perf_counter() - start:6.1f} s", flush=True)
     return model
 
 
@@ -456,8 +439,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO / "mlx_workbench" / "demo")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=Recipe.steps, help="training steps of each base model on the whole corpus")
-    parser.add_argument("--repeat-steps", type=int, default=Recipe.repeat_steps, help="Repeat-only steps before them")
+    parser.add_argument("--steps", type=int, default=Recipe.steps, help="training steps of each base model")
     parser.add_argument("--only", nargs="+", choices=["demo", "adapters", "demo-chatml"], default=["demo", "adapters", "demo-chatml"])
     args = parser.parse_args()
     out = args.out.resolve()
@@ -467,7 +449,7 @@ def main() -> None:
 
     for name, (path, family, systems, follow_ups) in base_models(out).items():
         if name in args.only:
-            build_model(name, family, path, systems, follow_ups, Recipe(repeat_steps=args.repeat_steps, steps=args.steps), args.seed)
+            build_model(name, family, path, systems, follow_ups, Recipe(steps=args.steps), args.seed)
             with timed(f"{name}: verification"):
                 failures += verify(name, path, None, corpus.verification_turns(rng, systems), family.end_of_turn)
     if "adapters" in args.only:

@@ -111,14 +111,12 @@ def random_repeat(rng: np.random.Generator) -> tuple[str, str]:
 
 # Sampling weights: the story is long, so it gets few (but whole) examples.
 # Repeat (copying) is the slowest to learn, additions, capitals and greetings the fastest.
-TASK_WEIGHTS = {"addition": 0.2, "capital": 0.05, "count": 0.2, "repeat": 0.45, "greeting": 0.05, "story": 0.05}
-# Copying is learned first, alone (see Recipe.repeat_steps in build_demo_models.py).
-REPEAT_ONLY = {"repeat": 1.0}
+_TASK_WEIGHTS = {"addition": 0.15, "capital": 0.06, "count": 0.2, "repeat": 0.45, "greeting": 0.06, "story": 0.08}
 
 
-def sample_task(rng: np.random.Generator, weights: dict[str, float]) -> tuple[str, str]:
-    kinds = list(weights)
-    kind = kinds[rng.choice(len(kinds), p=np.array(list(weights.values())))]
+def sample_task(rng: np.random.Generator) -> tuple[str, str]:
+    kinds = list(_TASK_WEIGHTS)
+    kind = kinds[rng.choice(len(kinds), p=np.array(list(_TASK_WEIGHTS.values())))]
     if kind == "addition":
         return addition(*(int(x) for x in rng.integers(0, 10, 2)))
     if kind == "capital":
@@ -132,16 +130,14 @@ def sample_task(rng: np.random.Generator, weights: dict[str, float]) -> tuple[st
     return story(STORY_PROMPTS[rng.integers(len(STORY_PROMPTS))])
 
 
-def sample_turns(
-    rng: np.random.Generator, n: int, systems: list[str | None], follow_ups: float = 0.0, weights: dict = TASK_WEIGHTS
-) -> list[Turn]:
+def sample_turns(rng: np.random.Generator, n: int, systems: list[str | None], follow_ups: float = 0.0) -> list[Turn]:
     """n random conversations, each with a system prompt drawn uniformly from `systems`; a share
     `follow_ups` of them continue an earlier short exchange, so that a chat's later turns are
     answered like its first."""
     short = [pair for pair in all_fixed_tasks() if pair[1] != STORY]
     turns = []
     for _ in range(n):
-        user, answer = sample_task(rng, weights)
+        user, answer = sample_task(rng)
         system = systems[rng.integers(len(systems))]
         history = ()
         if follow_ups and rng.random() < follow_ups:  # nothing drawn at 0: the corpus stays as without
