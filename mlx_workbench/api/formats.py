@@ -25,6 +25,8 @@ def usage(u: engine.Usage) -> res.CompletionUsage:
         completion_tokens=u.completion_tokens,
         total_tokens=u.total_tokens,
         prompt_tokens_details=res.PromptTokensDetails(cached_tokens=u.cached_tokens),
+        timings=res.Timings(time_to_first_token_s=u.time_to_first_token, generation_s=u.generation_seconds,
+                            tokens_per_second=u.tokens_per_second),
     )
 
 

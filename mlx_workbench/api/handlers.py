@@ -137,7 +137,7 @@ class GenerationHandler(BaseHandler):
             self.log.info("%s: client gone, cancelled after %.2fs and %d tokens", what, seconds, self._tokens)
         else:
             u = last.usage
-            rate = u.completion_tokens / u.generation_seconds if u.generation_seconds > 0 else 0.0
+            rate = u.tokens_per_second or 0.0
             self.log.info(
                 "%s: prompt %d tokens (%d cached), completion %d tokens, TTFT %.0f ms, %.1f tokens/s",
                 what, u.prompt_tokens, u.cached_tokens, u.completion_tokens, u.time_to_first_token * 1000, rate,

@@ -59,11 +59,23 @@ class PromptTokensDetails(BaseModel):
     cached_tokens: int = 0
 
 
+class Timings(BaseModel):
+    """Not in OpenAI's API: the server's own timing of the request, free of the
+    network and of the client (which may receive several tokens at once)."""
+
+    time_to_first_token_s: float = Field(description="Seconds from arrival to the first token: queue, load, prefill.")
+    generation_s: float = Field(description="Seconds from the first token to the last.")
+    tokens_per_second: float | None = Field(
+        description="Decode rate after the first token, over all choices; null below two tokens."
+    )
+
+
 class CompletionUsage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails = Field(default_factory=PromptTokensDetails)
+    timings: Timings
 
 
 # ---- responses: chat ------------------------------------------------------------

@@ -115,8 +115,12 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0
-    time_to_first_token: float = 0.0  # seconds from submit to first Delta
-    generation_seconds: float = 0.0  # first Delta to last Finished
+    time_to_first_token: float = 0.0  # seconds from submit to the first token
+    generation_seconds: float = 0.0  # first token to last token
+    # Decode rate: the tokens sampled after each choice's first over generation_seconds
+    # (None below two tokens). Measured on the device thread, it is free of the HTTP
+    # and client timing that bunches tokens up on their way.
+    tokens_per_second: Optional[float] = None
 
     @property
     def total_tokens(self) -> int:

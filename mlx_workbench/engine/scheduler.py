@@ -306,11 +306,13 @@ class Scheduler:
 
     def _usage(self, sub: Submission) -> Usage:
         first, last = sub.first_token, sub.last_token
+        decoded = sub.sampled - len(sub.choices)
         return Usage(
             prompt_tokens=len(sub.prompt), completion_tokens=sum(c.tokens for c in sub.choices),
             cached_tokens=sub.cached_tokens,
             time_to_first_token=first - sub.submitted if first else 0.0,
             generation_seconds=last - first if first else 0.0,
+            tokens_per_second=decoded / (last - first) if first and last > first and decoded > 0 else None,
         )
 
     def _cancel(self, sub: Submission) -> None:

@@ -42,6 +42,7 @@ class Submission:
     ended: bool = False
     first_token: Optional[float] = None
     last_token: Optional[float] = None
+    sampled: int = 0  # tokens sampled over all choices, a stop token included
 
     def leave_queue(self) -> None:
         if self.queued:
@@ -72,6 +73,7 @@ class Choice:
         if sub.first_token is None:
             sub.first_token = now
         sub.last_token = now
+        sub.sampled += 1
         if finish != "stop":  # a stop token is not content
             self.tokens += 1
             self.detokenizer.add_token(token)

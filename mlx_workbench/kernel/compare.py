@@ -50,15 +50,22 @@ class Run:
     last_token: Optional[float] = None
     ended: Optional[float] = None  # set when the stream is over, whatever the outcome
 
+    timings: Optional[dict] = None  # the server's, from the stream's usage chunk
+
     @property
     def ttft(self) -> Optional[float]:
+        if self.timings:
+            return self.timings["time_to_first_token_s"]
         return None if self.first_token is None else self.first_token - self.started
 
     @property
     def tokens_per_second(self) -> Optional[float]:
+        """The server's decode rate once known. Until then an estimate from arrival times,
+        which only means something over many tokens: they travel a few at a time."""
+        if self.timings:
+            return self.timings["tokens_per_second"]
         if self.first_token is None or self.completion_tokens < 2:
             return None
-        # The first token's time is TTFT; the rate is over the tokens after it.
         elapsed = (self.last_token or time.monotonic()) - self.first_token
         return (self.completion_tokens - 1) / elapsed if elapsed > 0 else None
 
@@ -258,6 +265,7 @@ class CompareView(widgets.VBox):
         if chunk.usage:
             run.prompt_tokens = chunk.usage.prompt_tokens
             run.completion_tokens = chunk.usage.completion_tokens
+            run.timings = getattr(chunk.usage, "timings", None)  # None from a server without them
 
 
 def _api_message(error: openai.APIStatusError) -> str:
@@ -280,9 +288,9 @@ def compare(
     Every target gets the same sampling parameters: temperature=0, max_tokens=256
     and seed=0 unless given, plus any other OpenAI parameter (top_p, stop, ...).
     Returns one record per target (answer, finish_reason, error, token counts,
-    TTFT, tokens/s); `.df` gives them as a pandas DataFrame. A target that fails
-    shows its error in its column while the others finish. Interrupting the
-    kernel stops every stream (the server cancels them).
+    TTFT and tokens/s as the server measured them); `.df` gives them as a pandas
+    DataFrame. A target that fails shows its error in its column while the others
+    finish. Interrupting the kernel stops every stream (the server cancels them).
     """
     from IPython.display import display
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import time
+
+import pytest
 
 from conftest import messages, model_id
 
@@ -37,6 +40,26 @@ def test_stream_matches_answer_and_reports_usage(openai_client, answers):
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
     assert all(c.usage is None for c in chunks[:-1])
     assert len({c.id for c in chunks}) == 1
+
+
+def test_usage_carries_the_servers_timings(openai_client, answers):
+    """usage.timings: the decode rate counts the steps after the first token (the end-of-turn
+    token is one of them), the time to first token is part of what the client waited."""
+    row = max(answers(), key=lambda r: len(r["answer"]))  # the story
+    started = time.perf_counter()
+    reply = openai_client.chat.completions.create(model="demo", messages=messages(row), temperature=0)
+    waited = time.perf_counter() - started
+    timings = reply.usage.timings
+    assert 0 < timings["time_to_first_token_s"] < waited and 0 < timings["generation_s"] < waited
+    assert timings["tokens_per_second"] * timings["generation_s"] == pytest.approx(reply.usage.completion_tokens)
+
+    stream = openai_client.chat.completions.create(model="demo", messages=messages(row), temperature=0, max_tokens=5,
+                                                   stream=True, stream_options={"include_usage": True})
+    usage = list(stream)[-1].usage
+    assert usage.timings["tokens_per_second"] * usage.timings["generation_s"] == pytest.approx(4)  # 5 tokens, 4 steps
+
+    one = openai_client.chat.completions.create(model="demo", messages=messages(row), temperature=0, max_tokens=1)
+    assert one.usage.timings["tokens_per_second"] is None and one.usage.timings["generation_s"] == 0
 
 
 def test_adapters_by_model_id_and_by_field(openai_client, answers):

@@ -35,6 +35,7 @@ def test_events_arrive_in_contract_order(engine):
     assert usage.completion_tokens == 8 == sum(len(e.token_ids) for e in events if isinstance(e, Delta))
     assert usage.prompt_tokens == events[0].prompt_tokens
     assert usage.time_to_first_token > 0
+    assert usage.tokens_per_second * usage.generation_seconds == pytest.approx(7)  # the steps after the first
 
 
 async def test_concurrent_requests_batch_and_match_running_alone(make_engine):
