@@ -144,8 +144,8 @@ def _stats_line(run: Run) -> str:
 def _cell(value) -> str:
     if value is None:
         return "–"
-    if isinstance(value, float):
-        return f"{value:.3g}"
+    if isinstance(value, float):  # 3 significant digits, never in exponent notation
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
     return html.escape(str(value))
 
 

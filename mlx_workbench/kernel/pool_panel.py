@@ -50,8 +50,8 @@ def describe_state(entry: Optional[dict]) -> str:
         return f'<span style="color:{MUTED}">not loaded</span>'
     if entry["state"] == "loading":
         return f"loading {entry.get('progress', 0) * 100:.0f}%"
-    if entry["state"] == "failed":
-        return f'<span style="color:{ERROR}">failed: {html.escape(entry.get("error") or "")}</span>'
+    if entry["state"] == "failed":  # why: on the row's own line (ModelRow.error)
+        return f'<span style="color:{ERROR}">failed</span>'
     parts = ["<b>loaded</b>"]
     if entry.get("pinned"):
         parts.append("pinned")
@@ -81,12 +81,14 @@ class ModelRow(widgets.HBox):
         self.load_button = widgets.Button(description="Load", icon="play", layout=_width("5.5em"))
         self.unload_button = widgets.Button(description="Unload", icon="eject", layout=_width("6.5em"))
         self.pin_button = widgets.Button(description="Pin", icon="thumb-tack", layout=_width("5.5em"))
+        # A whole line of the wrapping row, under the state: an error message can be long.
+        self.error = widgets.HTML(layout=widgets.Layout(flex="1 0 100%", padding="0 0 0 24em"))
         self.load_button.on_click(lambda _: panel.act(self.entry_id, "load"))
         self.unload_button.on_click(lambda _: panel.act(self.entry_id, "unload"))
         self.pin_button.on_click(lambda _: panel.act(self.entry_id, "unpin" if self.pinned else "pin"))
         super().__init__(
             [self.name, self.family, self.memory, self.state, self.progress,
-             self.load_button, self.unload_button, self.pin_button],
+             self.load_button, self.unload_button, self.pin_button, self.error],
             layout=widgets.Layout(align_items="center", flex_flow="row wrap"),  # a narrow cell wraps, never clips
         )
 
@@ -100,6 +102,9 @@ class ModelRow(widgets.HBox):
         self.family.value = html.escape((entry or {}).get("family") or "")
         self.memory.value = human_bytes(entry["memory_bytes"]) if state == "loaded" else ""
         self.state.value = describe_state(entry)
+        error = (entry or {}).get("error") if state == "failed" else None
+        self.error.value = f'<span style="color:{ERROR}">{html.escape(error)}</span>' if error else ""
+        self.error.layout.display = None if error else "none"
         self.progress.value = (entry or {}).get("progress", 0.0)
         self.progress.layout.visibility = "visible" if state == "loading" else "hidden"
         self.load_button.disabled = state in ("loading", "loaded")

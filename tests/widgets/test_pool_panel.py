@@ -50,8 +50,10 @@ def test_a_failed_load_is_shown_in_the_panel(kernel, api):
                "p.other_load_button.click()")
     api.wait_for(lambda s: state(s, "/no/such/model") == "failed", what="the load to fail")
     kernel.run("p.refresh()")
-    shown = kernel.value("p.message.value + p.rows['/no/such/model'].state.value")
-    assert "/no/such/model" in shown and "failed" in shown
+    assert "failed" in kernel.value("p.rows['/no/such/model'].state.value")
+    assert "/no/such/model" in kernel.value("p.rows['/no/such/model'].error.value")  # why, on a line of its own
+    assert kernel.value("p.rows['/no/such/model'].error.layout.display") is None
+    assert kernel.value("p.rows['demo'].error.layout.display") == "none"
     assert kernel.value("p.rows['/no/such/model'].load_button.disabled") is False  # one may try again
     kernel.run("p.close()")
 
