@@ -85,6 +85,7 @@ class Engine:
         self._scheduler = Scheduler(self.config, post=lambda *job: self._device.post(*job))
         self._device = DeviceThread(self._scheduler, on_exit=self._device_exited)
         self._device.start()
+        self._device.post(self._scheduler.wire_memory)
 
     def _preload(self) -> None:
         for model_id in self.config.preload:

@@ -17,6 +17,7 @@ from typing import Callable, Optional
 
 import mlx.core as mx
 from mlx_lm.generate import BatchGenerator
+from mlx_lm.utils import maybe_set_recommended_wired_limit
 
 from .cache import PromptCache
 from .config import EngineConfig
@@ -77,6 +78,12 @@ class Scheduler:
         self.snapshot = EngineStatus(state="running", queue_limit=config.queue_limit)
 
     # ---- jobs (run between steps) -----------------------------------------
+
+    def wire_memory(self) -> None:
+        """Keep model weights wired (on Metal) while the engine runs, as mlx_lm.server does.
+        Each BatchGenerator sets this limit and restores the one it found when it closes:
+        with several models' batches closing in any order, one could unwire the others."""
+        maybe_set_recommended_wired_limit()
 
     def add(self, sub: Submission) -> None:
         # Decided here, where the queue is: a burst can outrun the device thread, and
