@@ -334,9 +334,10 @@ class Pool:
                           if e.model == entry.model and e.adapter and e.state == "loaded"]
 
     def unload(self, entry: Entry) -> None:
-        """Unload `entry` (a base takes its adapters with it) and free the memory."""
+        """Unload `entry` (a base takes its adapters with it) and free the memory.
+        Only an explicit unload reaches a pinned entry, and it unpins it."""
         for e in self.with_adapters(entry):
-            e.state, e.progress = "unloaded", 0.0
+            e.state, e.progress, e.pinned = "unloaded", 0.0, False
             self._release(e)
         release_memory()
 

@@ -71,6 +71,15 @@ def test_pinned_entries_are_not_evicted(make_engine):
     assert states(engine) == {"tiny": "unloaded", "wide": "loaded"}
 
 
+def test_unloading_a_pinned_entry_unpins_it(make_engine):
+    """An explicit unload is the user's word that the entry may go: it does not come back pinned."""
+    engine = make_engine()
+    engine.load("tiny", pin=True).result(30)
+    engine.unload("tiny").result(30)
+    assert [(e.state, e.pinned) for e in engine.status().entries if e.id == "tiny"] == [("unloaded", False)]
+    assert not engine.load("tiny").result(30).pinned
+
+
 def test_a_model_bigger_than_the_budget_is_refused_before_loading(make_engine):
     engine = make_engine(memory_budget=10_000)
     events = list(engine.generate(chat("hi")))
