@@ -54,7 +54,11 @@ class Batch:
         self.waiting: deque[Submission] = deque()
 
     def has_room(self, n: int) -> bool:
-        return not self.choices or len(self.choices) + n <= self.size
+        # The other choices of a request with n > 1 join after its prefill (Scheduler._fork):
+        # their places are taken already.
+        unforked = sum(len(c.sub.choices) - 1 for c in self.choices.values()
+                       if c.index == 0 and c.sub.choices[-1].uid is None)
+        return not self.choices or len(self.choices) + unforked + n <= self.size
 
 
 class Scheduler:

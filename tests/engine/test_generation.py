@@ -78,6 +78,21 @@ def test_n_choices_process_the_prompt_once(make_engine):
     assert counters.prompt_tokens == events[0].prompt_tokens - 1  # the last token starts each choice
 
 
+async def test_choices_yet_to_fork_keep_their_places_in_the_batch(make_engine):
+    """A request with n = batch size fills the batch, though its other choices join only
+    after its prefill: a request behind it waits until it is over."""
+    engine = make_engine(completion_batch_size=4, prompt_cache_size=0)
+    seen = []
+
+    async def follow(name: str, request):
+        async for event in engine.agenerate(request):
+            seen.append((name, type(event).__name__))
+
+    await asyncio.gather(follow("full", chat("how are you today?", n=4, max_tokens=6)),
+                         follow("next", chat("hello", max_tokens=6)))
+    assert seen.index(("next", "Started")) > seen.index(("full", "Done")), seen
+
+
 async def test_seeded_request_gives_the_same_output_alone_and_batched(engine):
     seeded = chat("hello", max_tokens=20, temperature=1.0, seed=1234)
     alone = texts(await run_async(engine, seeded))
