@@ -31,7 +31,7 @@ def endless(model: str = "demo") -> dict:
 
 
 @contextlib.contextmanager
-def other_users(server, streams: int = 16, model: str = "demo-chatml"):
+def other_users(server, streams: int = 16, model: str = "demo-chatml", n: int = 1):
     """Endless streams of other clients while the block runs, all generating once it
     starts: the device thread shares each step between them and the test's request, so
     that a demo answer takes seconds, not 0.2 s, and a test can act in the middle of it."""
@@ -40,10 +40,13 @@ def other_users(server, streams: int = 16, model: str = "demo-chatml"):
 
     def stream():
         body = {"model": model, "messages": [{"role": "user", "content": "Hello!"}], "stream": True,
-                "max_tokens": 2000, "logit_bias": endless(model)}
+                "max_tokens": 2000, "logit_bias": endless(model), "n": n}
         headers = {"Authorization": f"token {server.token}"}
         with httpx.stream("POST", server.openai_base_url + "/chat/completions", json=body, headers=headers,
                           timeout=60) as response:
+            if response.status_code != 200:
+                streaming.abort()  # the test fails now, not when the barrier times out
+                return
             lines = response.iter_lines()
             next(lines)
             streaming.wait()

@@ -40,11 +40,10 @@ class Conversation:
         return messages + [{"role": "user", "content": user}]
 
 
-def stream_answer(endpoint: Endpoint, model: str, messages: list[dict], params: dict, interval: float) -> Reply:
-    """Streams the answer into a live area of the cell and returns it, for the
-    cell to show as Markdown. Raises Interrupted or WorkbenchError with what
-    arrived left in the cell."""
-    live = LiveArea(interval)
+def stream_answer(endpoint: Endpoint, model: str, messages: list[dict], params: dict, live: LiveArea) -> Reply:
+    """Streams the answer into the cell's live area and returns it, for the cell
+    to show as Markdown. Raises Interrupted or WorkbenchError with what arrived
+    left in the cell."""
     answer, finished = "", False
     try:
         client = endpoint.openai_client()

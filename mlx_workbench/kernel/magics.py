@@ -89,7 +89,15 @@ class MLXMagics(Magics):
         system = conversation.system if args.system is None else args.system
         model = model_id(args.model or conversation.model or default_model(self.endpoint), args.adapter)
         params = {name: getattr(args, name) for name in SAMPLING if getattr(args, name) is not None}
-        reply = stream_answer(self.endpoint, model, conversation.messages(user, system), params, self.update_interval)
+        live = LiveArea(self.update_interval)
+        if self.endpoint.is_workbench and self._must_load(model):
+            # A model to load (or download) first shows its progress, not a blank cell.
+            try:
+                self._load(model, live)
+            except BaseException:
+                live.close()
+                raise
+        reply = stream_answer(self.endpoint, model, conversation.messages(user, system), params, live)
         conversation.model, conversation.system = model, system
         conversation.turns.append((user, str(reply)))
         self.chats[args.chat] = conversation
@@ -145,7 +153,7 @@ class MLXMagics(Magics):
         """The configured models and adapters, which are loaded, and memory."""
         status = self.endpoint.status()
         entries = {entry["id"]: entry for entry in status["entries"]}
-        ids = [model_id(spec["name"], adapter) for spec in status["configured"] for adapter in [None, *spec["adapters"]]]
+        ids = configured_ids(status)
         ids += [id for id in entries if id not in ids]
         rows = [["model", "state", "memory", "pinned"]]
         for id in ids:
@@ -164,22 +172,33 @@ class MLXMagics(Magics):
     def mlx_load(self, line: str):
         """Load a model (and adapter) into the server's pool, showing progress."""
         args = parse(self.mlx_load, line)
-        model, _, adapter = model_id(args.model, args.adapter).partition(":")
-        id = model_id(model, adapter)
-        # The waiting request gives the outcome (or the error); status polls give progress meanwhile.
-        loading = self._waiter.submit(self.endpoint.load, model, adapter or None, args.pin or None, True)
         live = LiveArea()
+        try:
+            entry = self._load(model_id(args.model, args.adapter), live, args.pin)
+        finally:
+            live.close()
+        pinned = ", pinned" if entry["pinned"] else ""
+        print(f"Loaded {entry['id']} ({human_bytes(entry['memory_bytes'])}{pinned}).")
+
+    def _must_load(self, id: str) -> bool:
+        """`id` is a model the server knows of and has not loaded (an unknown one is the
+        chat request's to refuse)."""
+        status = self.endpoint.status()
+        entry = next((e for e in status["entries"] if e["id"] == id), None)
+        return entry["state"] != "loaded" if entry else id in configured_ids(status)
+
+    def _load(self, id: str, live: LiveArea, pin: bool = False) -> dict:
+        """Load `id` ("model" or "model:adapter") on the server, its progress in `live`."""
+        model, _, adapter = id.partition(":")
+        # The waiting request gives the outcome (or the error); status polls give progress meanwhile.
+        loading = self._waiter.submit(self.endpoint.load, model, adapter or None, pin or None, True)
         try:
             while not wait([loading], timeout=self.poll_interval).done:
                 progress = next((e["progress"] for e in self.endpoint.status()["entries"] if e["id"] == id), 0.0)
                 live.show(f"Loading {id}… {progress:.0%}")
         except KeyboardInterrupt:
             raise Interrupted(f"stopped waiting; {id} keeps loading on the server (see %mlx_models).") from None
-        finally:
-            live.close()
-        entry = loading.result()
-        pinned = ", pinned" if entry["pinned"] else ""
-        print(f"Loaded {entry['id']} ({human_bytes(entry['memory_bytes'])}{pinned}).")
+        return loading.result()
 
     @magic_arguments()
     @argument("model", help="Model name (or model id such as demo:upper).")
@@ -218,6 +237,11 @@ class MLXMagics(Magics):
         from .widgets import panel  # ipywidgets only when a panel is asked for
 
         return panel(endpoint=self.endpoint)
+
+
+def configured_ids(status: dict) -> list[str]:
+    """The model ids of the server's configured models and their adapters."""
+    return [model_id(spec["name"], adapter) for spec in status["configured"] for adapter in [None, *spec["adapters"]]]
 
 
 def memory_summary(memory: dict) -> str:

@@ -117,6 +117,15 @@ def history(kernel: Kernel, chat: str = "default") -> str:
 
 
 def server_status(server) -> dict:
-    request = urllib.request.Request(server.url + "mlx/api/status", headers={"Authorization": f"token {server.token}"})
+    return _server_api(server, "mlx/api/status")
+
+
+def server_post(server, path: str, body: dict) -> dict:
+    return _server_api(server, path, json.dumps(body).encode())
+
+
+def _server_api(server, path: str, body: bytes | None = None) -> dict:
+    headers = {"Authorization": f"token {server.token}", "Content-Type": "application/json"}
+    request = urllib.request.Request(server.url + path, data=body, headers=headers)
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)

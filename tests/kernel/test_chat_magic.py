@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from kernel_harness import ANSWERS, STORY, answer, error_of, history, reply
+from kernel_harness import ANSWERS, STORY, answer, error_of, history, reply, server_post
 
 
 def test_answer_streams_through_one_display_and_ends_as_markdown(kernel):
@@ -23,6 +23,25 @@ def test_answer_streams_through_one_display_and_ends_as_markdown(kernel):
     assert all(story.startswith(text.removesuffix(" ▌")) for text in texts)
     assert [len(t) for t in texts] == sorted(len(t) for t in texts)
     # The live area ends empty: the answer is the cell's result, not a copy of it.
+    assert run.display() == {"text/plain": ""}
+
+
+def test_a_model_not_loaded_yet_shows_its_load_then_the_answer(kernel, server):
+    """The cell shows "Loading …" while the model loads (downloads, for a hub id), then
+    the answer streams into the same area."""
+    server_post(server, "mlx/api/models/unload", {"model": "demo", "adapter": "pirate"})
+    kernel.execute("%config MLXMagics.poll_interval = 0")  # a poll at once, however fast the load
+    kernel.execute("%config MLXMagics.update_interval = 0")  # and every chunk after it
+    try:
+        run = kernel.execute("%%mlx_chat --new --model demo:pirate\nWhat is 3 + 4?")
+    finally:
+        kernel.execute("%config MLXMagics.poll_interval = 0.2")
+        kernel.execute("%config MLXMagics.update_interval = 0.05")
+    assert reply(run) == answer("demo", "What is 3 + 4?", adapter="pirate")
+    (first,) = run.of_type("display_data")
+    texts = [f["data"]["text/plain"] for f in run.of_type("update_display_data")]
+    assert texts[0].startswith("Loading demo:pirate… ") and texts[0].endswith("%"), texts
+    assert answer("demo", "What is 3 + 4?", adapter="pirate").startswith(texts[-2].removesuffix(" ▌")), texts
     assert run.display() == {"text/plain": ""}
 
 

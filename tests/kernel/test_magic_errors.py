@@ -8,10 +8,12 @@ import time
 import urllib.request
 
 import pytest
-from kernel_harness import Kernel, answer, error_of, history, kernel_env, reply
+from demo_requests import other_users
+from kernel_harness import Kernel, answer, error_of, history, kernel_env, reply, server_post
 from server import free_port, start_jupyter
 
 from mlx_workbench.demo import DEMO_MODELS
+from mlx_workbench.engine.config import EngineConfig
 
 @pytest.fixture
 def lonely_kernel(tmp_path):
@@ -37,10 +39,13 @@ def test_a_server_that_went_away(kernel_for):
 
 
 def test_busy_server_says_so(kernel_for):
+    """No room in the batch (two requests of 16 choices fill it) and no queue: 429."""
     busy = start_jupyter("--MLXWorkbench.queue_limit=0")
     try:
         kernel = kernel_for(busy.url, busy.token)
-        message = error_of(kernel.execute("%%mlx_chat --model demo\nHello!"))
+        server_post(busy, "mlx/api/models/load", {"model": "demo", "wait": True})  # no request waits for it
+        with other_users(busy, streams=2, model="demo", n=EngineConfig().completion_batch_size // 2):
+            message = error_of(kernel.execute("%%mlx_chat --model demo\nHello!"))
         assert message.startswith("The server is busy")
         assert history(kernel) == "No chat named 'default'. Chats: none yet.\n"
     finally:
