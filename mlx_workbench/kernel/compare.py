@@ -18,11 +18,12 @@ import httpx
 import ipywidgets as widgets
 import openai
 
-from .client import Endpoint, discover
+from .client import Endpoint, WorkbenchError, discover
 
 Target = Union[str, tuple]  # "demo", "demo:upper" or ("demo", "upper") / ("demo", None)
 
 RENDER_INTERVAL = 0.1  # seconds between widget updates while streaming
+STATUS_INTERVAL = 0.5  # seconds between looks at the server's pool while a target waits
 # Greedy by default, so each column shows the answer its target is sure of.
 DEFAULT_SAMPLING = {"temperature": 0.0, "max_tokens": 256, "seed": 0}
 
@@ -51,6 +52,7 @@ class Run:
     ended: Optional[float] = None  # set when the stream is over, whatever the outcome
 
     timings: Optional[dict] = None  # the server's, from the stream's usage chunk
+    loading: Optional[float] = None  # the server's load progress of the target, while it loads
 
     @property
     def ttft(self) -> Optional[float]:
@@ -131,6 +133,8 @@ class Column(widgets.VBox):
 def _stats_line(run: Run) -> str:
     if run.error:
         return "failed"
+    if run.loading is not None and run.first_token is None:
+        return f"loading the model… {run.loading:.0%}"
     parts = []
     if run.ttft is not None:
         parts.append(f"TTFT {run.ttft * 1000:.0f} ms")
@@ -208,8 +212,12 @@ class CompareView(widgets.VBox):
         ]
         for worker in workers:
             worker.start()
+        looked = 0.0
         try:
             while any(worker.is_alive() for worker in workers):
+                if time.monotonic() - looked >= STATUS_INTERVAL:
+                    looked = time.monotonic()
+                    self._look_at_loads()
                 self._render()
                 time.sleep(RENDER_INTERVAL)
         except KeyboardInterrupt:
@@ -222,6 +230,19 @@ class CompareView(widgets.VBox):
             self.records = Comparison(run.record() for run in self.runs)
             self.summary.value = summary_table(self.records)
         return self.records
+
+    def _look_at_loads(self) -> None:
+        """Which targets still waiting for a first token wait for their model to load."""
+        waiting = [run for run in self.runs if run.first_token is None and run.ended is None]
+        if not waiting or not self.endpoint.is_workbench:
+            return
+        try:
+            entries = {e["id"]: e for e in self.endpoint.status()["entries"]}
+        except WorkbenchError:  # only a progress display: the streams say what fails
+            return
+        for run in waiting:
+            entry = entries.get(run.target)
+            run.loading = entry["progress"] if entry and entry["state"] == "loading" else None
 
     def _render(self) -> None:
         for column, run in zip(self.columns, self.runs):

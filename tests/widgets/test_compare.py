@@ -72,3 +72,24 @@ def test_an_unknown_model_fails_in_its_column_while_the_others_finish(kernel, ap
     column = kernel.value("{'body': view.columns[1].body.value, 'stats': view.columns[1].stats.value}")
     assert "no-such-model" in column["body"] and "failed" in column["stats"]
     assert "no-such-model" in kernel.value("view.summary.value")
+
+
+def test_a_target_whose_model_loads_shows_the_progress():
+    """A small piece alone (a load of the demo model is over before anyone could look):
+    a target waiting for its model to load shows the server's load progress."""
+    from mlx_workbench.kernel.compare import CompareView, _stats_line
+
+    class LoadingServer:
+        is_workbench = True
+
+        @staticmethod
+        def status() -> dict:
+            return {"entries": [{"id": "demo", "state": "loaded", "progress": 1.0},
+                                {"id": "demo:upper", "state": "loading", "progress": 0.42}]}
+
+    view = CompareView("Hello!", ["demo", "demo:upper"], endpoint=LoadingServer())
+    view._look_at_loads()
+    assert [run.loading for run in view.runs] == [None, 0.42]
+    assert _stats_line(view.runs[1]) == "loading the model… 42%"
+    view.runs[1].first_token = view.runs[1].last_token = view.runs[1].started
+    assert "loading" not in _stats_line(view.runs[1])
