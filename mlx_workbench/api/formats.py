@@ -144,10 +144,10 @@ class ChatBuilder(ResponseBuilder):
 class TextBuilder(ResponseBuilder):
     id_prefix = "cmpl"
 
-    def __init__(self, model: str, n: int, logprobs: bool, echo: str = ""):
+    def __init__(self, model: str, n: int, logprobs: bool, echoes: list[str]):
         super().__init__(model, n, logprobs)
-        self.echo = echo
-        self.offsets = [len(echo)] * n  # text_offset of each choice's next token
+        self.echoes = echoes  # each choice's echoed prompt ("" without echo)
+        self.offsets = [len(echo) for echo in echoes]  # text_offset of each choice's next token
 
     def _logprobs(self, index: int, tokens: list[engine.TokenLogprob]) -> res.CompletionLogprobs:
         result = res.CompletionLogprobs()
@@ -164,9 +164,7 @@ class TextBuilder(ResponseBuilder):
         return res.Completion(id=self.id, created=self.created, model=self.model, choices=choices, **fields)
 
     def opening_chunks(self) -> list[res.Completion]:
-        if not self.echo:
-            return []
-        return [self._chunk(res.CompletionChoice(index=i, text=self.echo)) for i in range(len(self.texts))]
+        return [self._chunk(res.CompletionChoice(index=i, text=echo)) for i, echo in enumerate(self.echoes) if echo]
 
     def delta_chunk(self, delta: engine.Delta) -> res.Completion | None:
         if not delta.text and not delta.logprobs:
@@ -184,7 +182,7 @@ class TextBuilder(ResponseBuilder):
         choices = [
             res.CompletionChoice(
                 index=i,
-                text=self.echo + self.text(i),
+                text=self.echoes[i] + self.text(i),
                 logprobs=self._logprobs(i, self.token_logprobs[i]) if self.logprobs else None,
                 finish_reason=self.finish_reasons[i],
             )

@@ -31,30 +31,33 @@ from .sse import ClientGone, EventStream
 
 
 class GenerationHandler(BaseHandler):
-    """Runs one GenerationRequest and answers it as JSON or as an event stream."""
+    """Runs GenerationRequests (one, or one per prompt of a batch) and answers them as
+    JSON or as an event stream."""
 
     endpoint = ""
-    _request_id: str | None = None
+    _request_ids: tuple[str, ...] = ()
     _client_gone = False
     _tokens = 0  # completion tokens received from the engine
 
     def on_connection_close(self) -> None:
         super().on_connection_close()
         self._client_gone = True
-        if self._request_id:
-            self.engine.cancel(self._request_id)
+        for request_id in self._request_ids:
+            self.engine.cancel(request_id)
 
-    async def generate(self, body: req.GenerationParams, request: GenerationRequest, builder: ResponseBuilder) -> None:
+    async def generate(self, body: req.GenerationParams, requests: list[GenerationRequest],
+                       builder: ResponseBuilder) -> None:
+        request = requests[0]  # the others differ only in their prompt
         if self._client_gone:  # hung up while the request was read or authenticated: nothing to run
             self.log.info("%s: client gone before the request was queued", self._describe(body, request))
             return
-        self._request_id = request.id
+        self._request_ids = tuple(r.id for r in requests)
         submitted = time.monotonic()
         task = asyncio.current_task()  # so that server shutdown waits for this answer
         self.workbench.generations.add(task)
         task.add_done_callback(self.workbench.generations.discard)
         try:
-            batches = self.engine.astream(request)
+            batches = self.engine.astream_batch(requests)
             first, *rest = await anext(batches)
         except errors.EngineError as e:
             raise api_error(e) from None
@@ -161,7 +164,7 @@ class ChatCompletionsHandler(GenerationHandler):
     async def post(self):
         body: req.ChatCompletionRequest = self.parse(req.ChatCompletionRequest)
         request = self.request_for(body, messages=[m.for_template() for m in body.messages])
-        await self.generate(body, request, ChatBuilder(body.model, body.n, body.logprobs))
+        await self.generate(body, [request], ChatBuilder(body.model, body.n, body.logprobs))
 
 
 class CompletionsHandler(GenerationHandler):
@@ -170,9 +173,10 @@ class CompletionsHandler(GenerationHandler):
     @web.authenticated
     async def post(self):
         body: req.CompletionRequest = self.parse(req.CompletionRequest)
-        request = self.request_for(body, prompt=body.prompt)
-        echo = body.prompt if body.echo else ""
-        await self.generate(body, request, TextBuilder(body.model, body.n, body.wants_logprobs(), echo))
+        prompts = req.as_prompts(body.prompt)
+        echoes = [prompt if body.echo else "" for prompt in prompts for _ in range(body.n)]  # one per choice
+        builder = TextBuilder(body.model, len(echoes), body.wants_logprobs(), echoes)
+        await self.generate(body, [self.request_for(body, prompt=prompt) for prompt in prompts], builder)
 
 
 # ---- OpenAI: models ------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationIn
 from ..engine.requests import SamplingParams
 
 MAX_CHOICES = 16
+MAX_PROMPTS = 64  # in one text completion request
 MAX_STOPS = 16
 _TEXT = {"type": "string", "minLength": 1}  # JSON Schema of a non-empty string
 
@@ -215,7 +216,12 @@ class ChatCompletionRequest(GenerationParams):
 
 
 _TOKEN_IDS = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1}
-_TEXT_PROMPTS = [_TEXT, {"type": "array", "items": _TEXT, "minItems": 1, "maxItems": 1}]
+_TEXT_PROMPTS = [_TEXT, {"type": "array", "items": _TEXT, "minItems": 1, "maxItems": MAX_PROMPTS}]
+
+
+def as_prompts(prompt) -> list:
+    """The prompts of a text completion's `prompt`: one prompt, or a list of them."""
+    return prompt if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)) else [prompt]
 
 
 class CompletionRequest(GenerationParams):
@@ -225,10 +231,11 @@ class CompletionRequest(GenerationParams):
     })
 
     prompt: str | list[Int()] | list[str] | list[list[Int()]] = Field(
-        description="One prompt: a string or token ids (a list holding one of them is accepted too). "
+        description=f"A prompt (a string or token ids) or a list of up to {MAX_PROMPTS} of them. Each prompt "
+        "gets n choices, in order: choice i of prompt k has index k * n + i. "
         "Ids outside the model's vocabulary are refused (400).",
         json_schema_extra={"anyOf": [
-            *_TEXT_PROMPTS, _TOKEN_IDS, {"type": "array", "items": _TOKEN_IDS, "minItems": 1, "maxItems": 1},
+            *_TEXT_PROMPTS, _TOKEN_IDS, {"type": "array", "items": _TOKEN_IDS, "minItems": 1, "maxItems": MAX_PROMPTS},
         ]},
     )
     echo: bool = Field(False, description="Needs a text prompt; not with logprobs.")
@@ -238,21 +245,20 @@ class CompletionRequest(GenerationParams):
 
     @field_validator("prompt")
     @classmethod
-    def _one_prompt(cls, prompt):
-        if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
-            if len(prompt) != 1:
-                raise ValueError("send one prompt per request (batches of prompts are not supported)")
-            prompt = prompt[0]
-        if not prompt:
+    def _prompts(cls, prompt):
+        prompts = as_prompts(prompt)
+        if len(prompts) > MAX_PROMPTS:
+            raise ValueError(f"at most {MAX_PROMPTS} prompts per request")
+        if not all(prompts):
             raise ValueError("the prompt must not be empty")
-        if isinstance(prompt, list) and min(prompt) < 0:
+        if any(isinstance(p, list) and min(p) < 0 for p in prompts):
             raise ValueError("token ids must not be negative")
         return prompt
 
     @field_validator("echo")
     @classmethod
     def _echo_needs_text(cls, echo, info: ValidationInfo):
-        if echo and not isinstance(info.data.get("prompt", ""), str):
+        if echo and not all(isinstance(p, str) for p in as_prompts(info.data.get("prompt", ""))):
             raise ValueError("echo needs a text prompt, not token ids")
         return echo
 

@@ -11,6 +11,7 @@
     async for event in engine.agenerate(request): ...   # from an asyncio loop
     async for batch in engine.astream(request): ...     # the same, as lists of the events
                                                         # that arrived since the last one
+    async for batch in engine.astream_batch(requests): ...  # several prompts as one request
     for event in engine.generate(request): ...          # from any other thread
     engine.cancel(request.id)           # request ends with Finished(reason="cancelled")
                                         # for each open choice, then Done; breaking out of
@@ -36,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import logging
 import queue
 import threading
@@ -47,6 +49,7 @@ from typing import AsyncIterator, Callable, Iterator, Optional
 from .config import EngineConfig
 from .device import DeviceThread
 from .errors import EngineNotReady, EngineStopped, InvalidRequest, ModelBusy, ModelNotFound
+from .prompt_batch import MergedEvents
 from .requests import Done, Event, Failed, GenerationRequest
 from .scheduler import Scheduler
 from .status import EngineStatus
@@ -142,6 +145,30 @@ class Engine:
         finally:
             if not ended:
                 self.cancel(request.id)
+
+    async def astream_batch(self, requests: list[GenerationRequest]) -> AsyncIterator[list[Event]]:
+        """Like astream, for a batch of prompts read as one request (see prompt_batch.py):
+        choice i of requests[k] is choice sum(r.n for r in requests[:k]) + i."""
+        if len(requests) == 1:
+            async for batch in self.astream(requests[0]):
+                yield batch
+            return
+        events: asyncio.Queue = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        merged = MergedEvents(requests)
+        submitted = []
+        try:
+            for k, request in enumerate(requests):
+                self._submit(request, functools.partial(lambda k, batch: events.put_nowait((k, batch)), k), loop)
+                submitted.append(request)
+            while not merged.ended:
+                k, batch = await events.get()
+                if out := merged.take(k, batch):
+                    yield out
+        finally:
+            if not merged.complete:  # one failed, or the caller left: the others go too
+                for request in submitted:
+                    self.cancel(request.id)
 
     def generate(self, request: GenerationRequest) -> Iterator[Event]:
         events: queue.SimpleQueue = queue.SimpleQueue()

@@ -5,7 +5,10 @@ the demo model's greedy continuation is its known chat answer."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from demo_requests import endless
 
 
 def llama3_prompt(user: str) -> str:
@@ -69,3 +72,39 @@ def test_token_id_prompt_and_one_element_list(openai_client, row):
     ids = openai_client.completions.create(model="demo", prompt=[40, 41, 42], max_tokens=3, temperature=0)
     assert ids.usage.prompt_tokens == 3
     assert ids.usage.completion_tokens <= 3
+
+
+def test_a_batch_of_prompts(openai_client, answers):
+    """A list of prompts: each gets its n choices in turn (choice i of prompt k has index
+    k * n + i), answered as if alone; usage adds them up."""
+    rows = answers()[:3]
+    prompts = [llama3_prompt(r["user"]) for r in rows]
+    alone = [openai_client.completions.create(model="demo", prompt=p, temperature=0).usage for p in prompts]
+    reply = openai_client.completions.create(model="demo", prompt=prompts, temperature=0, n=2)
+    assert [c.index for c in reply.choices] == list(range(6))
+    assert [c.text for c in reply.choices] == [r["answer"] for r in rows for _ in range(2)]
+    assert {c.finish_reason for c in reply.choices} == {"stop"}
+    assert reply.usage.prompt_tokens == sum(u.prompt_tokens for u in alone)
+    assert reply.usage.completion_tokens == 2 * sum(u.completion_tokens for u in alone)
+
+    chunks = list(openai_client.completions.create(model="demo", prompt=prompts, temperature=0, echo=True,
+                                                   stream=True, stream_options={"include_usage": True}))
+    texts = ["", "", ""]
+    for chunk in chunks[:-1]:
+        texts[chunk.choices[0].index] += chunk.choices[0].text
+    assert texts == [p + r["answer"] for p, r in zip(prompts, rows)]
+    assert chunks[-1].usage.completion_tokens == sum(u.completion_tokens for u in alone)
+
+
+def test_a_batch_with_a_failing_prompt_fails_whole(openai_client, http):
+    """One prompt the model cannot take (ids outside its vocabulary) fails the request:
+    a 400 before anything streams, and the other prompts' generations are cancelled."""
+    before = http.get("mlx/api/status").json()["generated_tokens"]
+    response = http.post("mlx/v1/completions", json={"model": "demo", "prompt": [[1, 2, 3], [1, 99_999_999]],
+                                                     "max_tokens": 2000, "logit_bias": endless(), "stream": True})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_for_model"
+    deadline = time.monotonic() + 5  # the cancel reaches the device thread within a step or two
+    while (status := http.get("mlx/api/status").json())["active_requests"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert status["active_requests"] == status["queued_requests"] == 0
+    assert status["generated_tokens"] - before < 2000  # the valid prompt did not run to its max_tokens

@@ -51,7 +51,7 @@ def test_invalid_chat_body_is_400(http, body, param):
 
 def test_invalid_completion_bodies_are_400(http):
     assert_error(http.post("mlx/v1/completions", json={"model": "demo"}), 400, "missing_required_parameter", "prompt")
-    assert_error(http.post("mlx/v1/completions", json={"model": "demo", "prompt": ["a", "b"]}), 400, param="prompt")
+    assert_error(http.post("mlx/v1/completions", json={"model": "demo", "prompt": ["a"] * 65}), 400, param="prompt")
     assert_error(http.post("mlx/v1/completions", json={"model": "demo", "prompt": "a", "logprobs": 9}), 400)
 
 
