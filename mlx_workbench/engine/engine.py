@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import functools
 import logging
 import queue
 import threading
@@ -150,8 +149,9 @@ class Engine:
         """Like astream, for a batch of prompts read as one request (see prompt_batch.py):
         choice i of requests[k] is choice sum(r.n for r in requests[:k]) + i."""
         if len(requests) == 1:
-            async for batch in self.astream(requests[0]):
-                yield batch
+            async with contextlib.aclosing(self.astream(requests[0])) as batches:  # closed with this one
+                async for batch in batches:
+                    yield batch
             return
         events: asyncio.Queue = asyncio.Queue()
         loop = asyncio.get_running_loop()
@@ -159,11 +159,13 @@ class Engine:
         submitted = []
         try:
             for k, request in enumerate(requests):
-                self._submit(request, functools.partial(lambda k, batch: events.put_nowait((k, batch)), k), loop)
+                self._submit(request, lambda batch, k=k: events.put_nowait((k, batch)), loop)
                 submitted.append(request)
             while not merged.ended:
-                k, batch = await events.get()
-                if out := merged.take(k, batch):
+                out = merged.take(*await events.get())
+                while not events.empty() and not merged.ended:  # what arrived meanwhile goes too
+                    out += merged.take(*events.get_nowait())
+                if out:
                     yield out
         finally:
             if not merged.complete:  # one failed, or the caller left: the others go too
