@@ -148,16 +148,32 @@ class TextBuilder(ResponseBuilder):
         super().__init__(model, n, logprobs)
         self.echoes = echoes  # each choice's echoed prompt ("" without echo)
         self.offsets = [len(echo) for echo in echoes]  # text_offset of each choice's next token
+        self.prompt_logprobs: list[res.CompletionLogprobs | None] = [None] * n  # the echoed prompt's, if scored
 
-    def _logprobs(self, index: int, tokens: list[engine.TokenLogprob]) -> res.CompletionLogprobs:
+    @staticmethod
+    def _logprobs(tokens: list[engine.TokenLogprob], offset: int) -> tuple[res.CompletionLogprobs, int]:
+        """`tokens` in OpenAI's shape, the first at text offset `offset`; and the offset after them."""
         result = res.CompletionLogprobs()
         for t in tokens:
+            scored = t.logprob is not None  # a prompt's first token is not: null, as OpenAI has it
             result.tokens.append(t.token)
-            result.token_logprobs.append(finite(t.logprob))
-            result.top_logprobs.append({k.token: finite(k.logprob) for k in t.top})
-            result.text_offset.append(self.offsets[index])
-            self.offsets[index] += len(t.token)
+            result.token_logprobs.append(finite(t.logprob) if scored else None)
+            result.top_logprobs.append({k.token: finite(k.logprob) for k in t.top} if scored else None)
+            result.text_offset.append(offset)
+            offset += len(t.token)
+        return result, offset
+
+    def _generated(self, index: int, tokens: list[engine.TokenLogprob]) -> res.CompletionLogprobs:
+        result, self.offsets[index] = self._logprobs(tokens, self.offsets[index])
         return result
+
+    def add_prompt_logprobs(self, scored: engine.PromptLogprobs) -> None:
+        self.prompt_logprobs[scored.index] = self._logprobs(scored.tokens, 0)[0]
+
+    def prompt_logprobs_chunk(self, scored: engine.PromptLogprobs) -> res.Completion:
+        """The echoed prompt's logprobs, in a chunk of no text: the echo went first."""
+        logprobs = self._logprobs(scored.tokens, 0)[0]
+        return self._chunk(res.CompletionChoice(index=scored.index, text="", logprobs=logprobs))
 
     def _chunk(self, choice: res.CompletionChoice | None, **fields) -> res.Completion:
         choices = [choice] if choice else []
@@ -169,7 +185,7 @@ class TextBuilder(ResponseBuilder):
     def delta_chunk(self, delta: engine.Delta) -> res.Completion | None:
         if not delta.text and not delta.logprobs:
             return None
-        logprobs = self._logprobs(delta.index, delta.logprobs) if self.logprobs and delta.logprobs else None
+        logprobs = self._generated(delta.index, delta.logprobs) if self.logprobs and delta.logprobs else None
         return self._chunk(res.CompletionChoice(index=delta.index, text=delta.text, logprobs=logprobs))
 
     def finish_chunk(self, index: int, reason: str) -> res.Completion:
@@ -183,9 +199,16 @@ class TextBuilder(ResponseBuilder):
             res.CompletionChoice(
                 index=i,
                 text=self.echoes[i] + self.text(i),
-                logprobs=self._logprobs(i, self.token_logprobs[i]) if self.logprobs else None,
+                logprobs=self._choice_logprobs(i) if self.logprobs else None,
                 finish_reason=self.finish_reasons[i],
             )
             for i in range(len(self.texts))
         ]
         return res.Completion(id=self.id, created=self.created, model=self.model, choices=choices, usage=usage(u))
+
+    def _choice_logprobs(self, index: int) -> res.CompletionLogprobs:
+        generated, prompt = self._generated(index, self.token_logprobs[index]), self.prompt_logprobs[index]
+        if prompt is None:
+            return generated
+        return res.CompletionLogprobs(**{f: getattr(prompt, f) + getattr(generated, f)
+                                         for f in res.CompletionLogprobs.model_fields})

@@ -18,7 +18,7 @@ import time
 from tornado import web
 
 from ..engine import errors
-from ..engine.requests import Delta, Done, Failed, Finished, GenerationRequest, Progress, Started
+from ..engine.requests import Delta, Done, Failed, Finished, GenerationRequest, Progress, PromptLogprobs, Started
 from . import request_schemas as req
 from . import response_schemas as res
 from .admin import HealthHandler, LoadHandler, OpenAPIHandler, PinHandler, StatusHandler, UnloadHandler
@@ -94,6 +94,8 @@ class GenerationHandler(BaseHandler):
             if isinstance(event, Delta):
                 self._tokens += len(event.token_ids)
                 builder.add(event)
+            elif isinstance(event, PromptLogprobs):
+                builder.add_prompt_logprobs(event)
             elif isinstance(event, Finished):
                 builder.finish(event.index, event.reason)
             elif isinstance(event, Failed):
@@ -115,6 +117,8 @@ class GenerationHandler(BaseHandler):
                 chunk = builder.delta_chunk(event)
                 if chunk is not None:
                     stream.write(chunk)
+            elif isinstance(event, PromptLogprobs):
+                stream.write(builder.prompt_logprobs_chunk(event))
             elif isinstance(event, Finished):
                 stream.write(builder.finish_chunk(event.index, event.reason))
             elif isinstance(event, Failed):
@@ -176,7 +180,8 @@ class CompletionsHandler(GenerationHandler):
         prompts = req.as_prompts(body.prompt)
         echoes = [prompt if body.echo else "" for prompt in prompts for _ in range(body.n)]  # one per choice
         builder = TextBuilder(body.model, len(echoes), body.wants_logprobs(), echoes)
-        await self.generate(body, [self.request_for(body, prompt=prompt) for prompt in prompts], builder)
+        requests = [self.request_for(body, prompt=prompt, prompt_logprobs=body.prompt_logprobs()) for prompt in prompts]
+        await self.generate(body, requests, builder)
 
 
 # ---- OpenAI: models ------------------------------------------------------------------------

@@ -93,7 +93,7 @@ class GenerationParams(Request):
         """The engine's parameters; max_tokens is clamped to the server's cap."""
         requested = self.requested_max_tokens()
         return SamplingParams(
-            max_tokens=min(requested or max_tokens_cap, max_tokens_cap),
+            max_tokens=min(max_tokens_cap if requested is None else requested, max_tokens_cap),
             temperature=self.temperature,
             top_p=self.top_p,
             top_k=self.top_k,
@@ -225,10 +225,12 @@ def as_prompts(prompt) -> list:
 
 
 class CompletionRequest(GenerationParams):
-    model_config = ConfigDict(json_schema_extra={
-        "if": {"properties": {"echo": {"const": True}}, "required": ["echo"]},
-        "then": {"properties": {"prompt": {"anyOf": _TEXT_PROMPTS}, "logprobs": {"type": "null"}}},
-    })
+    model_config = ConfigDict(json_schema_extra={"allOf": [
+        {"if": {"properties": {"echo": {"const": True}}, "required": ["echo"]},
+         "then": {"properties": {"prompt": {"anyOf": _TEXT_PROMPTS}}}},
+        {"if": {"properties": {"max_tokens": {"const": 0}}, "required": ["max_tokens"]},
+         "then": {"properties": {"echo": {"const": True}}, "required": ["echo"]}},
+    ]})
 
     prompt: str | list[Int()] | list[str] | list[list[Int()]] = Field(
         description=f"A prompt (a string or token ids) or a list of up to {MAX_PROMPTS} of them. Each prompt "
@@ -238,7 +240,10 @@ class CompletionRequest(GenerationParams):
             *_TEXT_PROMPTS, _TOKEN_IDS, {"type": "array", "items": _TOKEN_IDS, "minItems": 1, "maxItems": MAX_PROMPTS},
         ]},
     )
-    echo: bool = Field(False, description="Needs a text prompt; not with logprobs.")
+    max_tokens: Int(ge=0) | None = Field(
+        None, description="Clamped to the server's cap and the context left; 0 (with echo) scores the prompt only.")
+    echo: bool = Field(False, validate_default=True,
+                       description="Needs a text prompt. With logprobs, the prompt's tokens are scored too.")
     logprobs: Int(ge=0, le=5) | None = None
     suffix: str | None = Field(None, description="Not supported: only empty.", json_schema_extra={"maxLength": 0})
     best_of: Int(ge=1, le=1) | None = Field(None, description="Only 1: choosing the best of several is not supported.")
@@ -260,14 +265,9 @@ class CompletionRequest(GenerationParams):
     def _echo_needs_text(cls, echo, info: ValidationInfo):
         if echo and not all(isinstance(p, str) for p in as_prompts(info.data.get("prompt", ""))):
             raise ValueError("echo needs a text prompt, not token ids")
+        if not echo and info.data.get("max_tokens") == 0:
+            raise ValueError("max_tokens=0 only scores the prompt, which needs echo=true")
         return echo
-
-    @field_validator("logprobs")
-    @classmethod
-    def _no_echoed_logprobs(cls, logprobs, info: ValidationInfo):
-        if logprobs is not None and info.data.get("echo"):
-            raise ValueError("logprobs together with echo is not supported")
-        return logprobs
 
     @field_validator("suffix")
     @classmethod
@@ -282,6 +282,10 @@ class CompletionRequest(GenerationParams):
 
     def top_logprob_count(self) -> int:
         return self.logprobs or 0
+
+    def prompt_logprobs(self) -> int | None:
+        """Alternatives per scored prompt token, if the prompt is to be scored."""
+        return self.logprobs if self.echo and self.logprobs is not None else None
 
 
 # ---- pool admin -------------------------------------------------------------------------

@@ -6,7 +6,7 @@
                                         # models released on the device thread
     engine.status() -> EngineStatus     # snapshot, never blocks on the device thread
 
-    # generation: events in order Started, (Progress*), (Delta | Finished)*, Done
+    # generation: events in order Started, (Progress*), (PromptLogprobs*), (Delta | Finished)*, Done
     #             or, at any point, a final Failed
     async for event in engine.agenerate(request): ...   # from an asyncio loop
     async for batch in engine.astream(request): ...     # the same, as lists of the events
@@ -197,8 +197,8 @@ class Engine:
         model, adapter = self._resolve(request.model, request.adapter)
         if (request.messages is None) == (request.prompt is None):
             raise InvalidRequest("Give exactly one of messages and prompt.", param="messages")
-        if request.sampling.max_tokens < 1:
-            raise InvalidRequest("max_tokens must be at least 1.", param="max_tokens")
+        if request.sampling.max_tokens < (0 if request.prompt_logprobs is not None else 1):
+            raise InvalidRequest("max_tokens must be at least 1 (0 only to score the prompt).", param="max_tokens")
         if request.n < 1:
             raise InvalidRequest("n must be at least 1.", param="n")
         if request.n > self.config.completion_batch_size:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 
-from .requests import Delta, Done, Event, Failed, Finished, GenerationRequest, Started, Usage
+from .requests import Delta, Done, Event, Failed, Finished, GenerationRequest, PromptLogprobs, Started, Usage
 
 
 class MergedEvents:
@@ -26,15 +26,13 @@ class MergedEvents:
 
     def take(self, k: int, events: list[Event]) -> list[Event]:
         """The merged events for `events` of request `k`: what may go to the caller now."""
-        out = []
+        out, all_started = [], False
         for event in events:
-            if isinstance(event, (Delta, Finished)):
+            if isinstance(event, (PromptLogprobs, Delta, Finished)):
                 out.append(replace(event, index=self.offsets[k] + event.index))
             elif isinstance(event, Started):
                 self._started[k] = event
-                if self.all(self._started):
-                    out.append(Started(prompt_tokens=sum(s.prompt_tokens for s in self._started.values()),
-                                       cached_tokens=sum(s.cached_tokens for s in self._started.values())))
+                all_started = self.all(self._started)
             elif isinstance(event, Failed) or (isinstance(event, Done) and k not in self._started):
                 self.ended = True  # failed, or cancelled while it queued: so is the whole
                 return [event]
@@ -47,7 +45,11 @@ class MergedEvents:
         if not self.all(self._started):
             self._held += out
             return []
-        out, self._held = self._held + out, []
+        if all_started:  # the last one just started: Started goes first, then what waited
+            started = self._started.values()
+            out = [Started(prompt_tokens=sum(s.prompt_tokens for s in started),
+                           cached_tokens=sum(s.cached_tokens for s in started)), *self._held, *out]
+            self._held = []
         return out
 
     @property

@@ -47,6 +47,9 @@ class GenerationRequest:
     prompt: Union[str, list[int], None] = None
     sampling: SamplingParams = field(default_factory=SamplingParams)
     n: int = 1
+    # Score the prompt: its tokens' logprobs, with this many alternatives each (then
+    # sampling.max_tokens may be 0: nothing is generated).
+    prompt_logprobs: Optional[int] = None
     id: str = field(default_factory=lambda: f"req-{next(_ids)}")
 
 
@@ -84,7 +87,7 @@ class TopLogprob:
 class TokenLogprob:
     token: str
     token_id: int
-    logprob: float
+    logprob: Optional[float]  # None: a prompt's first token, which nothing predicts
     top: list[TopLogprob] = field(default_factory=list)
 
 
@@ -97,6 +100,14 @@ class Delta:
     text: str
     token_ids: list[int]
     logprobs: Optional[list[TokenLogprob]] = None
+
+
+@dataclass
+class PromptLogprobs:
+    """The prompt's tokens scored, for choice `index` (before its first Delta)."""
+
+    index: int
+    tokens: list[TokenLogprob]
 
 
 FinishReason = Literal["stop", "length", "cancelled"]
@@ -141,4 +152,4 @@ class Failed:
     error: Exception
 
 
-Event = Union[Started, Progress, Delta, Finished, Done, Failed]
+Event = Union[Started, Progress, PromptLogprobs, Delta, Finished, Done, Failed]

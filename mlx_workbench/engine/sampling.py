@@ -42,7 +42,7 @@ LogitsProcessor = Callable[[mx.array, mx.array], mx.array]
 # as SplitMix64 uses), so that n choices differ and choice 0 keeps the seed as given.
 _CHOICE_STRIDE = 0x9E3779B97F4A7C15
 # Reported instead of -inf (a banned token), which JSON cannot carry.
-_MIN_LOGPROB = -9999.0
+MIN_LOGPROB = -9999.0
 
 
 class LogitBias:
@@ -172,8 +172,8 @@ def token_logprob(logprobs_row: mx.array, token_id: int, k: int, tokenizer) -> T
     return TokenLogprob(
         token=tokenizer.decode([token_id]),
         token_id=token_id,
-        logprob=max(chosen.item(), _MIN_LOGPROB),
-        top=[TopLogprob(tokenizer.decode([i]), i, max(lp, _MIN_LOGPROB)) for lp, i in top],
+        logprob=max(chosen.item(), MIN_LOGPROB),
+        top=[TopLogprob(tokenizer.decode([i]), i, max(lp, MIN_LOGPROB)) for lp, i in top],
     )
 
 

@@ -24,8 +24,9 @@ from .config import EngineConfig
 from .delivery import Outbox
 from .errors import ContextLengthExceeded, EngineError, GenerationFailed, InvalidForModel, InvalidRequest, QueueFull
 from .pool import Entry, Pool, entry_id
-from .requests import Done, Event, Failed, Finished, GenerationRequest, Progress, Started, Usage
+from .requests import Done, Event, Failed, Finished, GenerationRequest, Progress, PromptLogprobs, Started, Usage
 from .sampling import LogitBias, make_logits_processors, make_sampler
+from .scoring import prompt_logprobs
 from .status import EngineStatus, MemoryStatus
 from .submission import Choice, Submission
 
@@ -193,7 +194,9 @@ class Scheduler:
         if request.messages is not None:
             tokens = list(entry.family.render(entry.tokenizer, request.messages))
         elif isinstance(request.prompt, str):
-            tokens = entry.tokenizer.encode(request.prompt)
+            # A prompt written with its BOS (a chat template by hand) does not get a second one.
+            bos = entry.tokenizer.bos_token
+            tokens = entry.tokenizer.encode(request.prompt, add_special_tokens=not (bos and request.prompt.startswith(bos)))
         else:
             tokens = list(request.prompt or [])
             vocab = entry.config.get("vocab_size")
@@ -217,11 +220,19 @@ class Scheduler:
         cache, rest = self.cache.fetch(entry.id, sub.prompt)
         sub.cached_tokens = len(sub.prompt) - len(rest)
         sub.choices = [Choice(sub, i, entry.tokenizer, sub.request.sampling.stop, self._emit) for i in range(n)]
+        self._emit(sub, Started(prompt_tokens=len(sub.prompt), cached_tokens=sub.cached_tokens))
+        self._changed = True
+        if sub.request.prompt_logprobs is not None:
+            scored = prompt_logprobs(entry.module, sub.prompt, sub.request.prompt_logprobs, entry.tokenizer)
+            for choice in sub.choices:
+                self._emit(sub, PromptLogprobs(choice.index, scored))
+            if sub.request.sampling.max_tokens == 0:  # scored only
+                for choice in sub.choices:
+                    self._finish(batch, choice, "length")
+                return
         # n > 1: prefill once for choice 0; the others copy its KV cache (see _fork).
         first = sub.choices[:1] if n > 1 and len(rest) > 1 else sub.choices
         self._start(batch, first, rest, cache, sub.prompt[: sub.cached_tokens])
-        self._emit(sub, Started(prompt_tokens=len(sub.prompt), cached_tokens=sub.cached_tokens))
-        self._changed = True
 
     def _fork(self, batch: Batch, choice: Choice) -> None:
         """Choice 0 has processed all but the last prompt token: start the others from a copy."""

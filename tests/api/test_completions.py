@@ -108,3 +108,47 @@ def test_a_batch_with_a_failing_prompt_fails_whole(openai_client, http):
         time.sleep(0.01)
     assert status["active_requests"] == status["queued_requests"] == 0
     assert status["generated_tokens"] - before < 2000  # the valid prompt did not run to its max_tokens
+
+
+def test_echo_with_logprobs_scores_the_prompt(openai_client, answers):
+    """echo + logprobs: the prompt's own tokens come first with their logprobs (the first
+    has none); with max_tokens 0 nothing else. What evaluation harnesses score answers with."""
+    row = answers()[0]
+    prompt = llama3_prompt(row["user"]) + row["answer"]
+    reply = openai_client.completions.create(model="demo", prompt=prompt, echo=True, logprobs=2, max_tokens=0)
+    choice, logprobs = reply.choices[0], reply.choices[0].logprobs
+    assert choice.text == prompt and choice.finish_reason == "length"
+    assert reply.usage.completion_tokens == 0 and len(logprobs.tokens) == reply.usage.prompt_tokens
+    assert "".join(logprobs.tokens) == prompt  # one BOS: the prompt has its own
+    assert logprobs.token_logprobs[0] is None and logprobs.top_logprobs[0] is None
+    assert all(lp <= 0 for lp in logprobs.token_logprobs[1:]) and all(len(t) <= 2 for t in logprobs.top_logprobs[1:])
+    assert logprobs.text_offset == [len("".join(logprobs.tokens[:i])) for i in range(len(logprobs.tokens))]
+
+    # The answer's tokens score as they did when the model generated them.
+    generated = openai_client.completions.create(model="demo", prompt=llama3_prompt(row["user"]), temperature=0,
+                                                 logprobs=0).choices[0].logprobs
+    assert "".join(generated.tokens) == row["answer"]
+    assert logprobs.token_logprobs[-len(generated.tokens):] == pytest.approx(generated.token_logprobs, abs=1e-3)
+
+
+def test_scoring_a_batch_of_answers(openai_client, http):
+    """The harness's way: a batch of prompt + candidate answer, echo, logprobs, one token
+    more; the right answer scores best. Streamed, each choice's chunks keep its index."""
+    question = llama3_prompt("What is 3 + 4?")
+    candidates = ["3 + 4 = 7.", "3 + 4 = 8.", "3 + 4 = 9."]
+    prompts = [question + c for c in candidates]
+    reply = openai_client.completions.create(model="demo", prompt=prompts, echo=True, logprobs=1, max_tokens=1,
+                                             temperature=0)
+    scores = [sum(lp for lp in c.logprobs.token_logprobs[-7:]) for c in reply.choices]
+    assert scores[0] == max(scores) and scores[0] > -0.1, scores
+
+    chunks = list(openai_client.completions.create(model="demo", prompt=prompts, echo=True, logprobs=1,
+                                                   max_tokens=0, stream=True))
+    texts, tokens = ["", "", ""], [[], [], []]
+    for chunk in chunks:
+        choice = chunk.choices[0]
+        texts[choice.index] += choice.text
+        tokens[choice.index] += choice.logprobs.tokens if choice.logprobs else []
+    assert texts == prompts and ["".join(t) for t in tokens] == prompts
+    assert http.post("mlx/v1/completions", json={"model": "demo", "prompt": "x", "max_tokens": 0}).json()["error"][
+        "param"] == "echo"

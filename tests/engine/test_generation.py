@@ -224,3 +224,25 @@ def test_prompt_cache_stays_within_its_byte_bound(make_engine):
     for p in PROMPTS:
         run(engine, chat(p, max_tokens=30))
     assert 0 < engine._scheduler.cache.nbytes <= bound
+
+
+def test_prompt_scoring_in_chunks_equals_one_pass(models, monkeypatch):
+    """prompt_logprobs runs the prompt in chunks over a KV cache: the same logprobs as
+    one pass over the whole prompt. (On this thread: no engine runs here.)"""
+    import mlx.core as mx
+    import mlx_lm
+
+    from mlx_workbench.engine import scoring
+
+    model, tokenizer = mlx_lm.load(str(models["tiny"]))
+    tokens = tokenizer.encode("hello world, how are you today? " * 4)
+    whole = scoring.prompt_logprobs(model, tokens, 3, tokenizer)
+    monkeypatch.setattr(scoring, "CHUNK", 5)  # several chunks, the last one short
+    chunked = scoring.prompt_logprobs(model, tokens, 3, tokenizer)
+    assert [t.token_id for t in whole] == [t.token_id for t in chunked] == tokens
+    assert whole[0].logprob is None and whole[0].top == []
+    assert [t.logprob for t in chunked[1:]] == pytest.approx([t.logprob for t in whole[1:]], abs=1e-4)
+    assert [[a.token_id for a in t.top] for t in chunked] == [[a.token_id for a in t.top] for t in whole]
+    logits = model(mx.array(tokens)[None])[0].astype(mx.float32)
+    direct = (logits - mx.logsumexp(logits, axis=-1, keepdims=True))[mx.arange(len(tokens) - 1), mx.array(tokens[1:])]
+    assert [t.logprob for t in whole[1:]] == pytest.approx(direct.tolist(), abs=1e-4)
