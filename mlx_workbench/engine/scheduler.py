@@ -75,6 +75,7 @@ class Scheduler:
         self.steps = 0  # decode steps started; read by other threads to stamp their cancels
         self.cancelled_requests = 0
         self.steps_after_cancel = 0
+        self._scored_at = -1  # the step count when a prompt was last scored
         outbox = Outbox(on_loop_closed=self._cancel, interval=config.delivery_interval)
         self._emit, self._flush = outbox.emit, outbox.flush  # bound once: the per-token path pays no lookup
         self._changed = False  # a request started or ended since the last snapshot
@@ -151,7 +152,7 @@ class Scheduler:
                 self._admit(batch)
             if not batch.choices and not batch.waiting:
                 self._drop(key)
-        self.busy = any(b.choices for b in self.batches.values())
+        self.busy = any(b.choices or b.waiting for b in self.batches.values())
 
     # ---- admission ---------------------------------------------------------
 
@@ -208,10 +209,14 @@ class Scheduler:
 
     def _admit(self, batch: Batch) -> None:
         while batch.waiting and batch.has_room(batch.waiting[0].request.n):
+            # Scoring runs a forward pass over the prompt: one per decode step, so that
+            # a batch of prompts to score does not hold every stream up at once.
+            if batch.waiting[0].request.prompt_logprobs is not None and self._scored_at == self.steps:
+                break
             sub = batch.waiting.popleft()
             sub.leave_queue()
             self._guarded(sub, self._insert, batch, sub)
-        self.busy = self.busy or bool(batch.choices)
+        self.busy = self.busy or bool(batch.choices or batch.waiting)
 
     def _insert(self, batch: Batch, sub: Submission) -> None:
         entry, n = batch.entry, sub.request.n
@@ -223,6 +228,7 @@ class Scheduler:
         self._emit(sub, Started(prompt_tokens=len(sub.prompt), cached_tokens=sub.cached_tokens))
         self._changed = True
         if sub.request.prompt_logprobs is not None:
+            self._scored_at = self.steps
             scored = prompt_logprobs(entry.module, sub.prompt, sub.request.prompt_logprobs, entry.tokenizer)
             for choice in sub.choices:
                 self._emit(sub, PromptLogprobs(choice.index, scored))

@@ -246,3 +246,25 @@ def test_prompt_scoring_in_chunks_equals_one_pass(models, monkeypatch):
     logits = model(mx.array(tokens)[None])[0].astype(mx.float32)
     direct = (logits - mx.logsumexp(logits, axis=-1, keepdims=True))[mx.arange(len(tokens) - 1), mx.array(tokens[1:])]
     assert [t.logprob for t in whole[1:]] == pytest.approx(direct.tolist(), abs=1e-4)
+
+
+async def test_prompts_to_score_take_turns_with_decode_steps(engine):
+    """Scoring runs a forward pass over a prompt on the device thread: requests to score
+    go one per round, and a running stream gets its tokens in between."""
+    seen = []
+
+    async def follow(name: str, request):
+        async for event in engine.agenerate(request):
+            seen.append((name, type(event).__name__))
+
+    stream = asyncio.create_task(follow("stream", chat("hello", max_tokens=200, logit_bias={0: -100})))
+    while ("stream", "Delta") not in seen:
+        await asyncio.sleep(0.001)
+    scoring = [GenerationRequest(model="tiny", prompt="how are you today? " * 8, prompt_logprobs=1,
+                                 sampling=SamplingParams(max_tokens=0)) for _ in range(4)]
+    await asyncio.gather(*(follow(f"score{i}", r) for i, r in enumerate(scoring)))
+    stream.cancel()
+    started = [i for i, (name, kind) in enumerate(seen) if name.startswith("score") and kind == "Started"]
+    assert len(started) == 4
+    between = seen[started[0]:started[-1]]
+    assert sum(1 for name, kind in between if name == "stream" and kind == "Delta") >= 3, seen
