@@ -22,9 +22,10 @@ from mlx_lm.utils import maybe_set_recommended_wired_limit
 from .cache import PromptCache
 from .config import EngineConfig
 from .delivery import Outbox
-from .errors import ContextLengthExceeded, EngineError, GenerationFailed, InvalidForModel, InvalidRequest, QueueFull
+from .errors import EngineError, GenerationFailed, QueueFull
 from .pool import Entry, Pool, entry_id
-from .requests import Done, Event, Failed, Finished, GenerationRequest, Progress, PromptLogprobs, Started, Usage
+from .prompts import prompt_tokens
+from .requests import Done, Event, Failed, Finished, Progress, PromptLogprobs, Started, Usage
 from .sampling import LogitBias, make_logits_processors, make_sampler
 from .scoring import prompt_logprobs
 from .status import EngineStatus, MemoryStatus
@@ -33,11 +34,6 @@ from .submission import Choice, Submission
 log = logging.getLogger(__name__)
 
 PUBLISH_INTERVAL = 0.5  # seconds between status snapshots while generating
-
-
-def prompt_param(request: GenerationRequest) -> str:
-    """The request field that holds the prompt."""
-    return "messages" if request.messages is not None else "prompt"
 
 
 class Batch:
@@ -161,51 +157,12 @@ class Scheduler:
             return
         if error is not None:
             return self._fail(sub, error)
-        self._refuse_surely_too_long(entry, sub.request)
-        try:
-            sub.prompt = self._tokenize(entry, sub.request)
-        except EngineError:
-            raise
-        except Exception as e:
-            raise InvalidRequest(f"Could not tokenize the prompt: {e}", param=prompt_param(sub.request)) from e
-        limit = entry.context_length
-        if limit is not None and len(sub.prompt) + 1 > limit:
-            return self._fail(sub, ContextLengthExceeded(len(sub.prompt), limit, param=prompt_param(sub.request)))
+        sub.prompt = prompt_tokens(entry, sub.request)  # an EngineError fails sub alone (_guarded)
         sub.entry = entry
         entry.active_requests += 1
         batch = self.batches.get(entry.id) or self.batches.setdefault(entry.id, Batch(entry, self.config))
         batch.waiting.append(sub)
         self._admit(batch)
-
-    @staticmethod
-    def _refuse_surely_too_long(entry: Entry, request: GenerationRequest) -> None:
-        """A text longer than the context could hold even if each token were the longest
-        one fails before tokenizing: megabytes of prompt would hold the device thread
-        (and every other request) for a minute."""
-        limit = entry.context_length
-        if limit is None or not entry.max_token_bytes:
-            return
-        texts = [request.prompt, *(m.get("content") for m in request.messages or [])]
-        size = sum(len(t.encode()) for t in texts if isinstance(t, str))
-        tokens = -(-size // entry.max_token_bytes)  # at least
-        if tokens + 1 > limit:
-            raise ContextLengthExceeded(tokens, limit, at_least=True, param=prompt_param(request))
-
-    def _tokenize(self, entry: Entry, request: GenerationRequest) -> list[int]:
-        if request.messages is not None:
-            tokens = list(entry.family.render(entry.tokenizer, request.messages))
-        elif isinstance(request.prompt, str):
-            # A prompt written with its BOS (a chat template by hand) does not get a second one.
-            bos = entry.tokenizer.bos_token
-            tokens = entry.tokenizer.encode(request.prompt, add_special_tokens=not (bos and request.prompt.startswith(bos)))
-        else:
-            tokens = list(request.prompt or [])
-            vocab = entry.config.get("vocab_size")
-            if vocab is not None and any(not 0 <= t < vocab for t in tokens):
-                raise InvalidForModel(f"Prompt token ids must be in [0, {vocab}) for this model.", param="prompt")
-        if not tokens:
-            raise InvalidRequest("The prompt is empty.", param="prompt")
-        return tokens
 
     def _admit(self, batch: Batch) -> None:
         while batch.waiting and batch.has_room(batch.waiting[0].request.n):
