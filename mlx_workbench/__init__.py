@@ -36,3 +36,16 @@ def compare(prompt, targets, **kwargs):
     from .kernel.widgets import compare as run_compare
 
     return run_compare(prompt, targets, **kwargs)
+
+
+
+def openai_client(asynchronous: bool = False, **kwargs):
+    """An `openai.OpenAI` client (`AsyncOpenAI` if `asynchronous`) of the mlx_workbench server
+    this kernel belongs to, found as the magics find it; keyword arguments go to the client."""
+    import openai
+
+    from .kernel.client import discover
+
+    endpoint = discover()
+    client = openai.AsyncOpenAI if asynchronous else openai.OpenAI
+    return client(base_url=endpoint.openai_base_url, api_key=endpoint.token or "none", **kwargs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from kernel_harness import error_of, reply, server_status
+from kernel_harness import answer, error_of, reply, server_status
 
 
 def entry(server, id: str) -> dict:
@@ -54,3 +54,19 @@ def test_status_shows_memory_queue_and_throughput(kernel, server):
 def test_loading_an_unknown_adapter_lists_the_known_models(kernel):
     message = error_of(kernel.execute("%mlx_load demo --adapter nope"))
     assert "demo:nope" in message and "demo:upper" in message
+
+
+def test_openai_client_of_the_kernels_server(kernel, server):
+    """mlx_workbench.openai_client(): the official client, pointed at this kernel's server."""
+    run = kernel.execute(
+        "import mlx_workbench\n"
+        "client = mlx_workbench.openai_client()\n"
+        "ask = dict(model='demo', messages=[{'role': 'user', 'content': 'What is 9 + 8?'}], temperature=0)\n"
+        "print(client.base_url)\n"
+        "print(client.chat.completions.create(**ask).choices[0].message.content)\n"
+        "reply = await mlx_workbench.openai_client(asynchronous=True).chat.completions.create(**ask)\n"
+        "print(reply.choices[0].message.content)"
+    )
+    base_url, sync_answer, async_answer = run.stdout.splitlines()
+    assert base_url == server.url + "mlx/v1/"
+    assert sync_answer == async_answer == answer("demo", "What is 9 + 8?")
