@@ -197,8 +197,8 @@ class Engine:
         model, adapter = self._resolve(request.model, request.adapter)
         if (request.messages is None) == (request.prompt is None):
             raise InvalidRequest("Give exactly one of messages and prompt.", param="messages")
-        if request.sampling.max_tokens < (0 if request.prompt_logprobs is not None else 1):
-            raise InvalidRequest("max_tokens must be at least 1 (0 only to score the prompt).", param="max_tokens")
+        if request.sampling.max_tokens < 0:
+            raise InvalidRequest("max_tokens must not be negative.", param="max_tokens")
         if request.n < 1:
             raise InvalidRequest("n must be at least 1.", param="n")
         if request.n > self.config.completion_batch_size:

@@ -47,8 +47,8 @@ class GenerationRequest:
     prompt: Union[str, list[int], None] = None
     sampling: SamplingParams = field(default_factory=SamplingParams)
     n: int = 1
-    # Score the prompt: its tokens' logprobs, with this many alternatives each (then
-    # sampling.max_tokens may be 0: nothing is generated).
+    # Score the prompt: its tokens' logprobs, with this many alternatives each. (With
+    # sampling.max_tokens 0 nothing is generated.)
     prompt_logprobs: Optional[int] = None
     id: str = field(default_factory=lambda: f"req-{next(_ids)}")
 

@@ -189,10 +189,10 @@ class Scheduler:
             scored = prompt_logprobs(entry.module, sub.prompt, sub.request.prompt_logprobs, entry.tokenizer)
             for choice in sub.choices:
                 self._emit(sub, PromptLogprobs(choice.index, scored))
-            if sub.request.sampling.max_tokens == 0:  # scored only
-                for choice in sub.choices:
-                    self._finish(batch, choice, "length")
-                return
+        if sub.request.sampling.max_tokens == 0:  # nothing to generate (a prompt to echo or score)
+            for choice in sub.choices:
+                self._finish(batch, choice, "length")
+            return
         # n > 1: prefill once for choice 0; the others copy its KV cache (see _fork).
         first = sub.choices[:1] if n > 1 and len(rest) > 1 else sub.choices
         self._start(batch, first, rest, cache, sub.prompt[: sub.cached_tokens])

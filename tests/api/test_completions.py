@@ -35,6 +35,8 @@ def test_echo(openai_client, row):
     prompt = llama3_prompt(row["user"])
     reply = openai_client.completions.create(model="demo", prompt=prompt, temperature=0, echo=True)
     assert reply.choices[0].text == prompt + row["answer"]
+    only = openai_client.completions.create(model="demo", prompt=prompt, echo=True, max_tokens=0).choices[0]
+    assert (only.text, only.logprobs, only.finish_reason) == (prompt, None, "length")
 
 
 def test_stream_with_echo_and_usage(openai_client, row):
