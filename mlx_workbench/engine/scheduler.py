@@ -27,7 +27,7 @@ from .pool import Entry, Pool, entry_id
 from .prompts import prompt_tokens
 from .requests import Done, Event, Failed, Finished, Progress, PromptLogprobs, Started, Usage
 from .sampling import LogitBias, make_logits_processors, make_sampler
-from .scoring import prompt_logprobs
+from .scoring import PromptScore
 from .status import EngineStatus, MemoryStatus
 from .submission import Choice, Submission
 
@@ -49,19 +49,27 @@ class Batch:
         )
         self.choices: dict[int, Choice] = {}  # uid -> choice
         self.waiting: deque[Submission] = deque()
+        self.scoring: Optional[Submission] = None  # the request whose prompt is being scored
 
     def has_room(self, n: int) -> bool:
-        # The other choices of a request with n > 1 join after its prefill (Scheduler._fork):
-        # their places are taken already.
-        unforked = sum(len(c.sub.choices) - 1 for c in self.choices.values()
-                       if c.index == 0 and c.sub.choices[-1].uid is None)
-        return not self.choices or len(self.choices) + unforked + n <= self.size
+        # Places are taken already by the other choices of a request with n > 1, which join
+        # after its prefill (Scheduler._fork), and by a request to generate once scored.
+        taken = len(self.choices) + sum(len(c.sub.choices) - 1 for c in self.choices.values()
+                                        if c.index == 0 and c.sub.choices[-1].uid is None)
+        if self.scoring is not None and self.scoring.request.sampling.max_tokens:
+            taken += self.scoring.request.n
+        return taken == 0 or taken + n <= self.size
+
+    @property
+    def idle(self) -> bool:
+        return not (self.choices or self.waiting or self.scoring)
 
 
 class Scheduler:
     def __init__(self, config: EngineConfig, post: Callable):
         self.config = config
-        self.pool = Pool(config, lambda fn, *args: post(self._pool_job, fn, *args), self._release)
+        self._post = lambda fn, *args: post(self._job, fn, *args)
+        self.pool = Pool(config, self._post, self._release)
         self.pool.changed = self.publish
         self.cache = PromptCache(config.prompt_cache_size, config.prompt_cache_bytes)
         self.batches: dict[str, Batch] = {}
@@ -71,7 +79,6 @@ class Scheduler:
         self.steps = 0  # decode steps started; read by other threads to stamp their cancels
         self.cancelled_requests = 0
         self.steps_after_cancel = 0
-        self._scored_at = -1  # the step count when a prompt was last scored
         outbox = Outbox(on_loop_closed=self._cancel, interval=config.delivery_interval)
         self._emit, self._flush = outbox.emit, outbox.flush  # bound once: the per-token path pays no lookup
         self._changed = False  # a request started or ended since the last snapshot
@@ -109,9 +116,10 @@ class Scheduler:
     def _waiting(self) -> int:
         return sum(1 for s in self.submissions.values() if s.queued)
 
-    def _pool_job(self, fn: Callable, *args) -> None:
-        """A job the pool posts (a download ended): what it settles must reach the
-        callers now, not at the next step, which an idle engine never takes."""
+    def _job(self, fn: Callable, *args) -> None:
+        """A job posted by the pool (a download ended) or by a job done in parts: what it
+        settles must reach the callers now, not at the next step, which an idle engine
+        never takes."""
         fn(*args)
         self._after_job()
 
@@ -146,7 +154,7 @@ class Scheduler:
         for key, batch in list(self.batches.items()):
             if batch.waiting:
                 self._admit(batch)
-            if not batch.choices and not batch.waiting:
+            if batch.idle:
                 self._drop(key)
         self.busy = any(b.choices or b.waiting for b in self.batches.values())
 
@@ -168,7 +176,7 @@ class Scheduler:
         while batch.waiting and batch.has_room(batch.waiting[0].request.n):
             # Scoring runs a forward pass over the prompt: one per decode step, so that
             # a batch of prompts to score does not hold every stream up at once.
-            if batch.waiting[0].request.prompt_logprobs is not None and self._scored_at == self.steps:
+            if batch.waiting[0].request.prompt_logprobs is not None and batch.scoring is not None:
                 break
             sub = batch.waiting.popleft()
             sub.leave_queue()
@@ -184,17 +192,32 @@ class Scheduler:
         sub.choices = [Choice(sub, i, entry.tokenizer, sub.request.sampling.stop, self._emit) for i in range(n)]
         self._emit(sub, Started(prompt_tokens=len(sub.prompt), cached_tokens=sub.cached_tokens))
         self._changed = True
-        if sub.request.prompt_logprobs is not None:
-            self._scored_at = self.steps
-            scored = prompt_logprobs(entry.module, sub.prompt, sub.request.prompt_logprobs, entry.tokenizer)
-            for choice in sub.choices:
-                self._emit(sub, PromptLogprobs(choice.index, scored))
+        if sub.request.prompt_logprobs is None:
+            return self._begin(batch, sub, cache, rest)
+        batch.scoring = sub
+        sub.score = PromptScore(entry.module, sub.prompt, sub.request.prompt_logprobs, entry.tokenizer)
+        self._post(self._guarded, sub, self._score, batch, sub, cache, rest)
+
+    def _score(self, batch: Batch, sub: Submission, cache, rest: list[int]) -> None:
+        """A chunk of the prompt per job: decode steps go on in between."""
+        if sub.ended:  # cancelled: _end let go of its score
+            return
+        if not sub.score.step():
+            return self._post(self._guarded, sub, self._score, batch, sub, cache, rest)
+        batch.scoring = None
+        for choice in sub.choices:
+            self._emit(sub, PromptLogprobs(choice.index, sub.score.tokens))
+        sub.score = None
+        self._begin(batch, sub, cache, rest)
+
+    def _begin(self, batch: Batch, sub: Submission, cache, rest: list[int]) -> None:
+        """Start generating `sub`'s choices, `rest` of its prompt on top of `cache`."""
         if sub.request.sampling.max_tokens == 0:  # nothing to generate (a prompt to echo or score)
             for choice in sub.choices:
                 self._finish(batch, choice, "length")
             return
         # n > 1: prefill once for choice 0; the others copy its KV cache (see _fork).
-        first = sub.choices[:1] if n > 1 and len(rest) > 1 else sub.choices
+        first = sub.choices[:1] if sub.request.n > 1 and len(rest) > 1 else sub.choices
         self._start(batch, first, rest, cache, sub.prompt[: sub.cached_tokens])
 
     def _fork(self, batch: Batch, choice: Choice) -> None:
@@ -317,12 +340,14 @@ class Scheduler:
         if batch is not None:
             if sub in batch.waiting:
                 batch.waiting.remove(sub)
+            if batch.scoring is sub:
+                batch.scoring = None
             uids = [c.uid for c in sub.choices if c.open and batch.choices.pop(c.uid, None)]
             if uids:
                 batch.generator.remove(uids)
         for choice in sub.choices:
             choice.open = False
-        sub.logit_bias = None  # MLX arrays: freed now, not once the cyclic GC finds sub and its choices
+        sub.logit_bias = sub.score = None  # MLX arrays: freed now, not once the cyclic GC finds sub
         self._emit(sub, event)
         self.submissions.pop(sub.request.id, None)
         if sub.entry is not None:

@@ -17,6 +17,7 @@ import mlx.core as mx
 from .pool import Entry
 from .requests import Delta, Event, GenerationRequest
 from .sampling import LogitBias, StopStrings, token_logprob
+from .scoring import PromptScore
 
 
 @dataclass(eq=False)
@@ -35,6 +36,7 @@ class Submission:
     prompt: list[int] = field(default_factory=list)
     cached_tokens: int = 0
     logit_bias: Optional[LogitBias] = None
+    score: Optional[PromptScore] = None  # while its prompt is being scored
     choices: list["Choice"] = field(default_factory=list)
     outbox: list[Event] = field(default_factory=list)
     queued: bool = True

@@ -227,18 +227,26 @@ def test_prompt_cache_stays_within_its_byte_bound(make_engine):
 
 
 def test_prompt_scoring_in_chunks_equals_one_pass(models, monkeypatch):
-    """prompt_logprobs runs the prompt in chunks over a KV cache: the same logprobs as
-    one pass over the whole prompt. (On this thread: no engine runs here.)"""
+    """PromptScore runs the prompt a chunk per step over a KV cache: the same logprobs
+    as one pass over the whole prompt. (On this thread: no engine runs here.)"""
     import mlx.core as mx
     import mlx_lm
 
     from mlx_workbench.engine import scoring
 
+    def score(prompt: list[int]) -> tuple[list, int]:
+        scorer, steps = scoring.PromptScore(model, prompt, 3, tokenizer), 1
+        while not scorer.step():
+            steps += 1
+        return scorer.tokens, steps
+
     model, tokenizer = mlx_lm.load(str(models["tiny"]))
     tokens = tokenizer.encode("hello world, how are you today? " * 4)
-    whole = scoring.prompt_logprobs(model, tokens, 3, tokenizer)
+    whole, steps = score(tokens)
+    assert steps == 1
     monkeypatch.setattr(scoring, "CHUNK", 5)  # several chunks, the last one short
-    chunked = scoring.prompt_logprobs(model, tokens, 3, tokenizer)
+    chunked, steps = score(tokens)
+    assert steps == -(-(len(tokens) - 1) // 5)
     assert [t.token_id for t in whole] == [t.token_id for t in chunked] == tokens
     assert whole[0].logprob is None and whole[0].top == []
     assert [t.logprob for t in chunked[1:]] == pytest.approx([t.logprob for t in whole[1:]], abs=1e-4)
@@ -246,11 +254,16 @@ def test_prompt_scoring_in_chunks_equals_one_pass(models, monkeypatch):
     logits = model(mx.array(tokens)[None])[0].astype(mx.float32)
     direct = (logits - mx.logsumexp(logits, axis=-1, keepdims=True))[mx.arange(len(tokens) - 1), mx.array(tokens[1:])]
     assert [t.logprob for t in whole[1:]] == pytest.approx(direct.tolist(), abs=1e-4)
+    assert [(t.token_id, t.logprob) for t in score(tokens[:1])[0]] == [(tokens[0], None)]  # nothing to score
 
 
-async def test_prompts_to_score_take_turns_with_decode_steps(engine):
-    """Scoring runs a forward pass over a prompt on the device thread: requests to score
-    go one per round, and a running stream gets its tokens in between."""
+async def test_prompts_to_score_take_turns_with_decode_steps(engine, monkeypatch):
+    """Scoring runs forward passes over a prompt on the device thread: one request to
+    score at a time, a chunk of its prompt per round, and a running stream gets its
+    tokens in between."""
+    from mlx_workbench.engine import scoring
+
+    monkeypatch.setattr(scoring, "CHUNK", 8)  # the prompts below take 5 chunks each
     seen = []
 
     async def follow(name: str, request):
@@ -264,7 +277,10 @@ async def test_prompts_to_score_take_turns_with_decode_steps(engine):
                                  sampling=SamplingParams(max_tokens=0)) for _ in range(4)]
     await asyncio.gather(*(follow(f"score{i}", r) for i, r in enumerate(scoring)))
     stream.cancel()
-    started = [i for i, (name, kind) in enumerate(seen) if name.startswith("score") and kind == "Started"]
-    assert len(started) == 4
-    between = seen[started[0]:started[-1]]
-    assert sum(1 for name, kind in between if name == "stream" and kind == "Delta") >= 3, seen
+    def stream_tokens_between(first: tuple, last: tuple) -> int:
+        return sum(1 for event in seen[seen.index(first):seen.index(last)] if event == ("stream", "Delta"))
+
+    for i in range(4):  # its chunks took turns with the stream's steps
+        assert stream_tokens_between((f"score{i}", "Started"), (f"score{i}", "PromptLogprobs")) >= 4, seen
+    for i in range(3):  # and the next one started once it was over
+        assert seen.index((f"score{i}", "Done")) < seen.index((f"score{i + 1}", "Started")), seen
