@@ -117,13 +117,15 @@ function ModelRow({ row, model }: { row: IPoolRow; model: PoolModel }): JSX.Elem
       {details.length > 0 && <div className="mlx-Detail">{details.join(' · ')}</div>}
       {error && <p className="mlx-Error">{error}</p>}
       <div className="mlx-Model-actions">
-        {active ? (
-          <Button small disabled={busy} onClick={() => void model.unload(row)}>
-            Unload
-          </Button>
-        ) : (
+        {!active && (
           <Button small disabled={busy} onClick={() => void model.load(row)}>
             Load
+          </Button>
+        )}
+        {(active || state === 'failed') && (
+          // A failed entry's Unload forgets the failure.
+          <Button small disabled={busy} onClick={() => void model.unload(row)}>
+            Unload
           </Button>
         )}
         <Button small minimal disabled={busy} onClick={() => void model.pin(row, !pinned)}>

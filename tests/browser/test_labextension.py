@@ -144,6 +144,11 @@ def test_failed_load_is_shown_in_place(lab, panel, status_item, screenshot):
     expect(status_item).to_have_text(re.compile(r"^MLX: no model · "))
     expect(panel.locator('.mlx-Model[data-id="demo"] .mlx-Error')).to_have_count(0)
     assert_drawn(screenshot("failed"), min_colors=600)
+    # Unload forgets the failure; Load could try again.
+    broken.get_by_role("button", name="Unload").click()
+    expect(broken).to_have_attribute("data-state", "unloaded", timeout=30_000)
+    expect(broken.locator(".mlx-Error")).to_have_count(0)
+    assert server_entry(lab, "broken")["state"] == "unloaded"
 
 
 def run_palette_command(page: Page, label: str) -> str:
