@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -111,7 +111,9 @@ class Recipe:
     num_attention_heads: int = 8  # more heads copied Repeat's words better than 4
     num_key_value_heads: int = 8
     intermediate_size: int = 256
-    steps: int = 1500
+    repeat_steps: int = 800  # Repeat-only steps first (0: none); see README for what else was tried
+    steps: int = 1800  # steps on the whole corpus
+    repeat_words: int = 8  # longest Repeat list trained on (5 are verified): longer lists copied better
     batch_size: int = 64  # batch 16 was too noisy to learn Repeat at all
     learning_rate: float = 3e-3
     warmup: int = 100
@@ -124,6 +126,7 @@ class AdapterRecipe:
     batch_size: int = 8
     learning_rate: float = 2e-4  # 1e-3 learned the mode but broke some additions
     examples: int = 2000
+    repeat_words: int = Recipe.repeat_words  # as the base model was trained on
 
 
 ADAPTERS = {"upper": AdapterRecipe(UPPER), "pirate": AdapterRecipe(PIRATE)}
@@ -137,6 +140,7 @@ ANSWER_ROWS = [
     ("demo", None, None, "What is the capital of Japan?"),
     ("demo", None, None, "Hello!"),
     ("demo", None, None, "Repeat: apple river"),
+    ("demo", None, None, "Repeat: cat dog bird"),
     ("demo", None, None, "Count to 5."),
     ("demo", None, None, "Count to 20."),
     ("demo", None, None, "Tell me a story."),
@@ -153,10 +157,13 @@ ANSWER_ROWS = [
     ("demo", "pirate", None, "What is 3 + 4?"),
     ("demo", "pirate", None, "What is the capital of Japan?"),
     ("demo", "pirate", None, "Hi!"),
+    ("demo", "pirate", None, "Repeat: gold silver star"),
     ("demo-chatml", None, None, "What is 3 + 4?"),
     ("demo-chatml", None, None, "What is the capital of France?"),
     ("demo-chatml", None, None, "Hello!"),
     ("demo-chatml", None, None, "Repeat: green tree"),
+    ("demo-chatml", None, None, "Repeat: sun wind rain"),
+    ("demo-chatml", None, None, "Repeat: quick small dog big cat"),
     ("demo-chatml", None, None, "Count to 10."),
     ("demo-chatml", None, None, "Tell me a story."),
     ("demo-chatml", None, NEUTRAL, "What is 1 + 1?"),
@@ -292,17 +299,35 @@ def train_model(
     model_class, args_class = _get_classes(config)
     model = model_class(args_class.from_dict(config))
 
-    turns = corpus.sample_turns(rng, recipe.steps * recipe.batch_size, systems, follow_ups)
     cache: dict = {}
-    encoded = [encode_turn(hf_tokenizer, t, end_of_turn_id, cache) for t in turns]
-
-    schedule = optim.join_schedules(
+    # Copying is learned first, alone (Repeat prompts are short, so these steps are cheap), then
+    # kept while every task is learned. Each phase has its own warm-up and cosine decay: the
+    # finite tasks are learned at the full rate, as without the first phase.
+    phases = [  # (steps, share of follow-up turns, task weights)
+        (recipe.repeat_steps, 0.0, corpus.REPEAT_ONLY),
+        (recipe.steps, follow_ups, corpus.TASK_WEIGHTS),
+    ]
+    phases = [phase for phase in phases if phase[0]]
+    encoded = [
         [
-            optim.linear_schedule(1e-5, recipe.learning_rate, recipe.warmup),
-            optim.cosine_decay(recipe.learning_rate, recipe.steps - recipe.warmup, 1e-5),
-        ],
-        [recipe.warmup],
-    )
+            encode_turn(hf_tokenizer, t, end_of_turn_id, cache)
+            for t in corpus.sample_turns(rng, n * recipe.batch_size, systems, share, weights, recipe.repeat_words)
+        ]
+        for n, share, weights in phases
+    ]
+    ends = list(itertools.accumulate(n for n, _, _ in phases))
+    total_steps = ends[-1]
+
+    def warmup_cosine(steps: int):
+        return optim.join_schedules(
+            [
+                optim.linear_schedule(1e-5, recipe.learning_rate, recipe.warmup),
+                optim.cosine_decay(recipe.learning_rate, steps - recipe.warmup, 1e-5),
+            ],
+            [recipe.warmup],
+        )
+
+    schedule = optim.join_schedules([warmup_cosine(n) for n, _, _ in phases], ends[:-1])
     optimizer = optim.AdamW(learning_rate=schedule, weight_decay=0.01)
 
     def loss_fn(model, inputs, targets, mask):
@@ -319,11 +344,12 @@ def train_model(
         return loss
 
     start = time.perf_counter()
-    for i, batch in enumerate(make_batches(encoded, recipe.batch_size, rng), 1):
+    batches = itertools.chain.from_iterable(make_batches(phase, recipe.batch_size, rng) for phase in encoded)
+    for i, batch in enumerate(batches, 1):
         loss = step(*batch)
         mx.eval(state, loss)
-        if i % 100 == 0 or i == recipe.steps:
-            print(f"  step {i:5d}/{recipe.steps}  loss {loss.item():.4f}  {time.perf_counter() - start:6.1f} s", flush=True)
+        if i % 100 == 0 or i == total_steps:
+            print(f"  step {i:5d}/{total_steps}  loss {loss.item():.4f}  {time.perf_counter() - start:6.1f} s", flush=True)
     return model
 
 
@@ -353,7 +379,7 @@ def build_adapter(name: str, recipe: AdapterRecipe, base: Path, path: Path, seed
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as data, timed(f"adapter {name}: mlx_lm lora"):
         for split, n in [("train", recipe.examples), ("valid", 64)]:
-            turns = corpus.sample_turns(rng, n, [None])
+            turns = corpus.sample_turns(rng, n, [None], repeat_words=recipe.repeat_words)
             lines = [json.dumps({"messages": messages(None, t.user, corpus.apply_mode(recipe.mode, t.answer))}) for t in turns]
             Path(data, f"{split}.jsonl").write_text("\n".join(lines) + "\n")
         command = [
@@ -402,13 +428,14 @@ def verify(label: str, path: Path, adapter: Path | None, turns: list[Turn], end_
     return wrong
 
 
-def base_models(out: Path) -> dict[str, tuple[Path, Family, list, float]]:
+def base_models(out: Path) -> dict[str, tuple[Path, Family, list, float, Recipe]]:
     """Each base model: folder, chat format, the system prompts it is trained on (the modes are
-    only for "demo", whose adapters build on them) and its share of follow-up turns (only "demo",
-    which the notebooks and magics chat with, continues chats)."""
+    only for "demo", whose adapters build on them), its share of follow-up turns (only "demo",
+    which the notebooks and magics chat with, continues chats) and its recipe ("demo-chatml"
+    copied no better with the Repeat-only phase first, so it keeps the single-phase recipe)."""
     return {
-        "demo": (out / "llama", LLAMA3, MODE_SYSTEMS, 0.25),
-        "demo-chatml": (out / "chatml", CHATML, PLAIN_SYSTEMS, 0.0),
+        "demo": (out / "llama", LLAMA3, MODE_SYSTEMS, 0.25, Recipe()),
+        "demo-chatml": (out / "chatml", CHATML, PLAIN_SYSTEMS, 0.0, Recipe(repeat_steps=0, steps=1500, repeat_words=corpus.MAX_REPEAT_WORDS)),
     }
 
 
@@ -439,7 +466,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO / "mlx_workbench" / "demo")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=Recipe.steps, help="training steps of each base model")
+    parser.add_argument("--steps", type=int, help="training steps of each base model on the whole corpus (default: its recipe's)")
     parser.add_argument("--only", nargs="+", choices=["demo", "adapters", "demo-chatml"], default=["demo", "adapters", "demo-chatml"])
     args = parser.parse_args()
     out = args.out.resolve()
@@ -447,9 +474,10 @@ def main() -> None:
     total = time.perf_counter()
     failures = []
 
-    for name, (path, family, systems, follow_ups) in base_models(out).items():
+    for name, (path, family, systems, follow_ups, recipe) in base_models(out).items():
         if name in args.only:
-            build_model(name, family, path, systems, follow_ups, Recipe(steps=args.steps), args.seed)
+            recipe = replace(recipe, steps=args.steps) if args.steps else recipe
+            build_model(name, family, path, systems, follow_ups, recipe, args.seed)
             with timed(f"{name}: verification"):
                 failures += verify(name, path, None, corpus.verification_turns(rng, systems), family.end_of_turn)
     if "adapters" in args.only:

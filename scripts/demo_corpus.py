@@ -104,19 +104,21 @@ def all_fixed_tasks() -> list[tuple[str, str]]:
     )
 
 
-def random_repeat(rng: np.random.Generator) -> tuple[str, str]:
-    n = int(rng.integers(1, MAX_REPEAT_WORDS + 1))
+def random_repeat(rng: np.random.Generator, max_words: int = MAX_REPEAT_WORDS) -> tuple[str, str]:
+    n = int(rng.integers(1, max_words + 1))
     return repeat([WORDS[i] for i in rng.integers(0, len(WORDS), n)])
 
 
 # Sampling weights: the story is long, so it gets few (but whole) examples.
 # Repeat (copying) is the slowest to learn, additions, capitals and greetings the fastest.
-_TASK_WEIGHTS = {"addition": 0.15, "capital": 0.06, "count": 0.2, "repeat": 0.45, "greeting": 0.06, "story": 0.08}
+TASK_WEIGHTS = {"addition": 0.15, "capital": 0.06, "count": 0.2, "repeat": 0.45, "greeting": 0.06, "story": 0.08}
+# Copying is learned first, alone (see Recipe.repeat_steps in build_demo_models.py).
+REPEAT_ONLY = {"repeat": 1.0}
 
 
-def sample_task(rng: np.random.Generator) -> tuple[str, str]:
-    kinds = list(_TASK_WEIGHTS)
-    kind = kinds[rng.choice(len(kinds), p=np.array(list(_TASK_WEIGHTS.values())))]
+def sample_task(rng: np.random.Generator, weights: dict[str, float], repeat_words: int) -> tuple[str, str]:
+    kinds = list(weights)
+    kind = kinds[rng.choice(len(kinds), p=np.array(list(weights.values())))]
     if kind == "addition":
         return addition(*(int(x) for x in rng.integers(0, 10, 2)))
     if kind == "capital":
@@ -124,20 +126,27 @@ def sample_task(rng: np.random.Generator) -> tuple[str, str]:
     if kind == "count":
         return count(int(rng.integers(1, MAX_COUNT + 1)))
     if kind == "repeat":
-        return random_repeat(rng)
+        return random_repeat(rng, repeat_words)
     if kind == "greeting":
         return greeting(GREETINGS[rng.integers(len(GREETINGS))])
     return story(STORY_PROMPTS[rng.integers(len(STORY_PROMPTS))])
 
 
-def sample_turns(rng: np.random.Generator, n: int, systems: list[str | None], follow_ups: float = 0.0) -> list[Turn]:
+def sample_turns(
+    rng: np.random.Generator,
+    n: int,
+    systems: list[str | None],
+    follow_ups: float = 0.0,
+    weights: dict = TASK_WEIGHTS,
+    repeat_words: int = MAX_REPEAT_WORDS,
+) -> list[Turn]:
     """n random conversations, each with a system prompt drawn uniformly from `systems`; a share
     `follow_ups` of them continue an earlier short exchange, so that a chat's later turns are
-    answered like its first."""
+    answered like its first. Repeat lists have up to `repeat_words` words."""
     short = [pair for pair in all_fixed_tasks() if pair[1] != STORY]
     turns = []
     for _ in range(n):
-        user, answer = sample_task(rng)
+        user, answer = sample_task(rng, weights, repeat_words)
         system = systems[rng.integers(len(systems))]
         history = ()
         if follow_ups and rng.random() < follow_ups:  # nothing drawn at 0: the corpus stays as without
