@@ -2,7 +2,8 @@
 and leave between steps. Device thread only.
 
 Each request (a `Submission`) becomes `n` sequences in its entry's batch, one
-`Choice` each (`submission.py`: text, stop strings, logprobs). Events for a
+`Choice` each (`submission.py`: text, stop strings, logprobs; `batch.py`: the
+generator and its places). Events for a
 request are gathered during a step and sent once per step (`delivery.py`), so a
 token costs no lock and at most one cross-thread wake-up per request.
 """
@@ -12,13 +13,12 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections import deque
 from typing import Callable, Optional
 
 import mlx.core as mx
-from mlx_lm.generate import BatchGenerator
 from mlx_lm.utils import maybe_set_recommended_wired_limit
 
+from .batch import Batch
 from .cache import PromptCache
 from .config import EngineConfig
 from .delivery import Outbox
@@ -34,35 +34,6 @@ from .submission import Choice, Submission
 log = logging.getLogger(__name__)
 
 PUBLISH_INTERVAL = 0.5  # seconds between status snapshots while generating
-
-
-class Batch:
-    """The BatchGenerator of one entry and the requests in or waiting for it."""
-
-    def __init__(self, entry: Entry, config: EngineConfig):
-        self.entry = entry
-        self.size = config.completion_batch_size
-        self.generator = BatchGenerator(
-            entry.module, stop_tokens=[[t] for t in entry.stop_ids],
-            completion_batch_size=config.completion_batch_size,
-            prefill_step_size=config.prefill_step_size,
-        )
-        self.choices: dict[int, Choice] = {}  # uid -> choice
-        self.waiting: deque[Submission] = deque()
-        self.scoring: Optional[Submission] = None  # the request whose prompt is being scored
-
-    def has_room(self, n: int) -> bool:
-        # Places are taken already by the other choices of a request with n > 1, which join
-        # after its prefill (Scheduler._fork), and by a request to generate once scored.
-        taken = len(self.choices) + sum(len(c.sub.choices) - 1 for c in self.choices.values()
-                                        if c.index == 0 and c.sub.choices[-1].uid is None)
-        if self.scoring is not None and self.scoring.request.sampling.max_tokens:
-            taken += self.scoring.request.n
-        return taken == 0 or taken + n <= self.size
-
-    @property
-    def idle(self) -> bool:
-        return not (self.choices or self.waiting or self.scoring)
 
 
 class Scheduler:

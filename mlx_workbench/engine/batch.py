@@ -1,0 +1,41 @@
+"""One loaded entry's mlx_lm BatchGenerator and the requests in it or waiting for it."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Optional
+
+from mlx_lm.generate import BatchGenerator
+
+from .config import EngineConfig
+from .pool import Entry
+from .submission import Choice, Submission
+
+
+class Batch:
+    """The BatchGenerator of one entry and the requests in or waiting for it."""
+
+    def __init__(self, entry: Entry, config: EngineConfig):
+        self.entry = entry
+        self.size = config.completion_batch_size
+        self.generator = BatchGenerator(
+            entry.module, stop_tokens=[[t] for t in entry.stop_ids],
+            completion_batch_size=config.completion_batch_size,
+            prefill_step_size=config.prefill_step_size,
+        )
+        self.choices: dict[int, Choice] = {}  # uid -> choice
+        self.waiting: deque[Submission] = deque()
+        self.scoring: Optional[Submission] = None  # the request whose prompt is being scored
+
+    def has_room(self, n: int) -> bool:
+        # Places are taken already by the other choices of a request with n > 1, which join
+        # after its prefill (Scheduler._fork), and by a request to generate once scored.
+        taken = len(self.choices) + sum(len(c.sub.choices) - 1 for c in self.choices.values()
+                                        if c.index == 0 and c.sub.choices[-1].uid is None)
+        if self.scoring is not None and self.scoring.request.sampling.max_tokens:
+            taken += self.scoring.request.n
+        return taken == 0 or taken + n <= self.size
+
+    @property
+    def idle(self) -> bool:
+        return not (self.choices or self.waiting or self.scoring)
