@@ -145,14 +145,12 @@ class Engine:
             if not ended:
                 self.cancel(request.id)
 
-    async def astream_batch(self, requests: list[GenerationRequest]) -> AsyncIterator[list[Event]]:
+    def astream_batch(self, requests: list[GenerationRequest]) -> AsyncIterator[list[Event]]:
         """Like astream, for a batch of prompts read as one request (see prompt_batch.py):
         choice i of requests[k] is choice sum(r.n for r in requests[:k]) + i."""
-        if len(requests) == 1:
-            async with contextlib.aclosing(self.astream(requests[0])) as batches:  # closed with this one
-                async for batch in batches:
-                    yield batch
-            return
+        return self.astream(requests[0]) if len(requests) == 1 else self._astream_merged(requests)
+
+    async def _astream_merged(self, requests: list[GenerationRequest]) -> AsyncIterator[list[Event]]:
         events: asyncio.Queue = asyncio.Queue()
         loop = asyncio.get_running_loop()
         merged = MergedEvents(requests)
