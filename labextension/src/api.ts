@@ -52,6 +52,7 @@ export interface IPoolStatus {
   generated_tokens: number;
   prompt_cache_hits: number;
   prompt_cache_misses: number;
+  prompt_cache_bytes: number;
   restarts: number;
   error: string | null;
 }

@@ -74,7 +74,7 @@ function EngineSection({ status }: { status: IPoolStatus }): JSX.Element {
         <dt>Prompt cache</dt>
         <dd>
           {cacheLookups
-            ? `${status.prompt_cache_hits} hits / ${cacheLookups} lookups`
+            ? `${status.prompt_cache_hits} hits / ${cacheLookups} lookups · ${formatBytes(status.prompt_cache_bytes)} kept`
             : 'no lookups yet'}
         </dd>
         {status.restarts > 0 && (

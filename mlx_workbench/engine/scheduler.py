@@ -378,6 +378,7 @@ class Scheduler:
             steps_after_cancel=self.steps_after_cancel,
             prompt_cache_hits=self.cache.hits,
             prompt_cache_misses=self.cache.misses,
+            prompt_cache_bytes=self.cache.nbytes,
         )
 
     def close(self, error: EngineError) -> None:

@@ -52,5 +52,6 @@ class EngineStatus:
     steps_after_cancel: int = 0
     prompt_cache_hits: int = 0
     prompt_cache_misses: int = 0
+    prompt_cache_bytes: int = 0  # KV caches kept for prefix reuse, part of memory.active
     restarts: int = 0  # device thread restarts after a crash
     error: Optional[str] = None  # why the device thread last died (restarted, or "failed" once given up)

@@ -67,6 +67,12 @@ def human_bytes(n: int | None) -> str:
             return f"{n:.1f} {unit}"
 
 
+def prompt_cache_summary(status: dict) -> str:
+    """The prompt cache's lookups and the KV memory it keeps for them."""
+    return (f"{status['prompt_cache_hits']} hits / {status['prompt_cache_misses']} misses, "
+            f"{human_bytes(status['prompt_cache_bytes'])} kept")
+
+
 def table(rows: list[list[str]]) -> str:
     """Left-aligned columns, the first row as the header."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

@@ -17,7 +17,7 @@ from traitlets import Float
 
 from .chat import Conversation, Interrupted, default_model, stream_answer
 from .client import Endpoint, WorkbenchError, connect, discover, probe
-from .display import LiveArea, human_bytes, table
+from .display import LiveArea, human_bytes, prompt_cache_summary, table
 
 DEFAULT_CHAT = "default"
 SAMPLING = ("temperature", "top_p", "max_tokens", "seed", "stop")  # options named as in the OpenAI API
@@ -216,7 +216,6 @@ class MLXMagics(Magics):
         """The server's engine: memory, queue, throughput."""
         status = self.endpoint.status()
         loaded = [entry["id"] for entry in status["entries"] if entry["state"] == "loaded"]
-        cache = f"{status['prompt_cache_hits']} hits, {status['prompt_cache_misses']} misses"
         rows = [
             ("server", f"{self.endpoint.server_url} (mlx_workbench {status['version']})"),
             ("engine", status["state"] + (f": {status['error']}" if status.get("error") else "")),
@@ -226,7 +225,7 @@ class MLXMagics(Magics):
                          f"(queue limit {status['queue_limit']})"),
             ("throughput", f"{status['tokens_per_second']:.1f} tokens/s, "
                            f"{status['generated_tokens']} tokens generated"),
-            ("prompt cache", cache),
+            ("prompt cache", prompt_cache_summary(status)),
             ("restarts", str(status["restarts"])),
         ]
         print(table([[f"{key}:", value] for key, value in rows]))

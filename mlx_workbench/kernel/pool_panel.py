@@ -17,7 +17,7 @@ import ipywidgets as widgets
 
 from .client import Endpoint, WorkbenchError, discover
 from .compare import CompareView
-from .display import human_bytes
+from .display import human_bytes, prompt_cache_summary
 
 SHARE_COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7"]
 MUTED = "var(--jp-ui-font-color2, #777)"
@@ -170,8 +170,7 @@ def queue_line(status: dict) -> str:
     return (
         f"requests: <b>{status['active_requests']}</b> active · {status['queued_requests']} queued "
         f"(limit {status['queue_limit']}) · <b>{status['tokens_per_second']:.1f}</b> tok/s · "
-        f"{status['generated_tokens']:,} tokens generated · prompt cache "
-        f"{status['prompt_cache_hits']} hits / {status['prompt_cache_misses']} misses"
+        f"{status['generated_tokens']:,} tokens generated · prompt cache {prompt_cache_summary(status)}"
     )
 
 

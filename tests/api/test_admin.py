@@ -25,7 +25,7 @@ def test_status(http):
     assert {"active", "peak", "cache", "budget", "device"} <= set(status["memory"])
     assert status["memory"]["budget"] > 0
     for key in ("active_requests", "queued_requests", "queue_limit", "tokens_per_second", "generated_tokens",
-                "prompt_cache_hits", "prompt_cache_misses", "restarts"):
+                "prompt_cache_hits", "prompt_cache_misses", "prompt_cache_bytes", "restarts"):
         assert isinstance(status[key], (int, float)), key
 
 

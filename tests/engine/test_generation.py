@@ -212,6 +212,7 @@ def test_prompt_cache_reuses_the_conversation_prefix(engine):
     assert events[-1].usage.cached_tokens == started.cached_tokens
     status = engine.status()
     assert status.prompt_cache_hits >= 1 and status.prompt_cache_misses >= 1
+    assert status.prompt_cache_bytes == engine._scheduler.cache.nbytes > 0
 
 
 def test_prompt_cache_stays_within_its_byte_bound(make_engine):
@@ -223,7 +224,7 @@ def test_prompt_cache_stays_within_its_byte_bound(make_engine):
     engine = make_engine(prompt_cache_bytes=bound)
     for p in PROMPTS:
         run(engine, chat(p, max_tokens=30))
-    assert 0 < engine._scheduler.cache.nbytes <= bound
+    assert 0 < engine.status().prompt_cache_bytes <= bound
 
 
 def test_prompt_scoring_in_chunks_equals_one_pass(models, monkeypatch):
