@@ -23,6 +23,17 @@ def answer(model: str, user: str, adapter: str | None = None, system: str | None
     raise KeyError((model, adapter, system, user))
 
 
+def messages(row: dict) -> list[dict]:
+    """A row of answers.json as chat messages."""
+    system = [{"role": "system", "content": row["system"]}] if row["system"] else []
+    return [*system, {"role": "user", "content": row["user"]}]
+
+
+def model_id(row: dict) -> str:
+    """A row's OpenAI model id, "model" or "model:adapter"."""
+    return row["model"] + (f":{row['adapter']}" if row["adapter"] else "")
+
+
 def endless(model: str = "demo") -> dict:
     """logit_bias that forbids the model's end tokens: it generates until max_tokens."""
     config = json.loads((Path(DEMO_MODELS[model]["path"]) / "generation_config.json").read_text())

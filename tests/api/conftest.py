@@ -1,17 +1,8 @@
-"""Helpers for the API tests: the demo models' greedy answers as chat messages."""
+"""Fixtures of the API tests: the demo models' greedy answers, picked by model and system prompt."""
 
 from __future__ import annotations
 
 import pytest
-
-
-def messages(row: dict) -> list[dict]:
-    system = [{"role": "system", "content": row["system"]}] if row["system"] else []
-    return [*system, {"role": "user", "content": row["user"]}]
-
-
-def model_id(row: dict) -> str:
-    return row["model"] + (f":{row['adapter']}" if row["adapter"] else "")
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import messages, model_id
+from demo_requests import messages, model_id
 
 
 def test_greedy_answers(openai_client, answers):

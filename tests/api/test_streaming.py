@@ -9,8 +9,7 @@ import time
 
 import httpx
 import pytest
-from conftest import messages
-from demo_requests import endless
+from demo_requests import endless, messages
 from server import start_jupyter
 
 from mlx_workbench.api.formats import merge_deltas
