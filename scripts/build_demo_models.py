@@ -1,6 +1,6 @@
 """Build the demo chat models shipped in mlx_workbench/demo/ from nothing, reproducibly.
 
-    .venv/bin/python scripts/build_demo_models.py            # everything, ~30 minutes on 1 CPU core
+    .venv/bin/python scripts/build_demo_models.py            # everything, ~70 minutes on one CPU core
     .venv/bin/python scripts/build_demo_models.py --only demo
 
 Stages: corpus (scripts/demo_corpus.py) -> byte-level BPE tokenizer -> tiny model trained with MLX
@@ -111,11 +111,16 @@ class Recipe:
     num_attention_heads: int = 8  # more heads copied Repeat's words better than 4
     num_key_value_heads: int = 8
     intermediate_size: int = 256
+    rope_theta: float = 10000.0
     repeat_steps: int = 800  # Repeat-only steps first (0: none); see README for what else was tried
     steps: int = 1800  # steps on the whole corpus
+    # Shares of chats that continue earlier exchanges, in each phase. Every answer of a chat is
+    # trained on, so a follow-up also teaches copying from later positions.
+    repeat_follow_ups: float = 0.7
+    follow_ups: float = 0.5
     repeat_words: int = 8  # longest Repeat list trained on (5 are verified): longer lists copied better
     batch_size: int = 64  # batch 16 was too noisy to learn Repeat at all
-    learning_rate: float = 3e-3
+    learning_rate: float = 3e-3  # the peak of each phase (2e-3 for the whole corpus copied worse)
     warmup: int = 100
 
 
@@ -127,6 +132,7 @@ class AdapterRecipe:
     learning_rate: float = 2e-4  # 1e-3 learned the mode but broke some additions
     examples: int = 2000
     repeat_words: int = Recipe.repeat_words  # as the base model was trained on
+    follow_ups: float = Recipe.follow_ups
 
 
 ADAPTERS = {"upper": AdapterRecipe(UPPER), "pirate": AdapterRecipe(PIRATE)}
@@ -250,7 +256,7 @@ def model_config(family: Family, tokenizer: Tokenizer, recipe: Recipe) -> dict:
         "rms_norm_eps": 1e-5,
         "vocab_size": tokenizer.get_vocab_size(),
         "max_position_embeddings": 2048,
-        "rope_theta": 10000.0,
+        "rope_theta": recipe.rope_theta,
         "tie_word_embeddings": True,
         "bos_token_id": ids.get(family.bos),
         "eos_token_id": eos_ids if family.model_type == "llama" else eos_ids[0],
@@ -258,19 +264,27 @@ def model_config(family: Family, tokenizer: Tokenizer, recipe: Recipe) -> dict:
     }
 
 
-def encode_turn(hf_tokenizer, turn: Turn, end_of_turn_id: int, cache: dict) -> tuple[list[int], int]:
-    """Tokens of the whole conversation and where the answer starts (loss is on the answer only)."""
-    key = (turn.system, turn.user, turn.history)
-    if key not in cache:
-        msgs = messages(turn.system, turn.user, history=turn.history)
-        text = hf_tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-        cache[key] = hf_tokenizer.encode(text, add_special_tokens=False)
-    prompt = cache[key]
-    answer = hf_tokenizer.encode(turn.answer, add_special_tokens=False) + [end_of_turn_id]
-    return prompt + answer, len(prompt)
+def encode_turn(hf_tokenizer, turn: Turn, end_of_turn_id: int, cache: dict) -> tuple[list[int], list[int]]:
+    """Tokens of the whole conversation, and 1 for those trained on: every answer of the chat and
+    its end-of-turn token (never a prompt)."""
+    exchanges = [*turn.history, (turn.user, turn.answer)]
+    tokens: list[int] = []
+    trained: list[int] = []
+    for i, (user, answer) in enumerate(exchanges):
+        key = (turn.system, tuple(exchanges[:i]), user)
+        if key not in cache:
+            msgs = messages(turn.system, user, history=tuple(exchanges[:i]))
+            text = hf_tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+            cache[key] = hf_tokenizer.encode(text, add_special_tokens=False)
+        prompt = cache[key]
+        assert prompt[: len(tokens)] == tokens, "the template must render a chat's turns as a prefix of the next"
+        answer_ids = hf_tokenizer.encode(answer, add_special_tokens=False) + [end_of_turn_id]
+        trained += [0] * (len(prompt) - len(tokens)) + [1] * len(answer_ids)
+        tokens = prompt + answer_ids
+    return tokens, trained
 
 
-def make_batches(encoded: list[tuple[list[int], int]], batch_size: int, rng: np.random.Generator):
+def make_batches(encoded: list[tuple[list[int], list[int]]], batch_size: int, rng: np.random.Generator):
     """Random batches in random order; long conversations (the story) batch together, so they
     do not pad the short ones, but every batch mixes tasks and modes."""
     long = [i for i, (tokens, _) in enumerate(encoded) if len(tokens) > 96]
@@ -285,15 +299,13 @@ def make_batches(encoded: list[tuple[list[int], int]], batch_size: int, rng: np.
         width = -(-max(len(t) for t, _ in rows) // 16) * 16 + 1  # few distinct shapes for mx.compile
         tokens = np.zeros((len(rows), width), dtype=np.int32)
         mask = np.zeros((len(rows), width - 1), dtype=np.float32)
-        for r, (toks, answer_start) in enumerate(rows):
+        for r, (toks, trained) in enumerate(rows):
             tokens[r, : len(toks)] = toks
-            mask[r, answer_start - 1 : len(toks) - 1] = 1.0
+            mask[r, : len(toks) - 1] = trained[1:]  # position t predicts token t + 1
         yield mx.array(tokens[:, :-1]), mx.array(tokens[:, 1:]), mx.array(mask)
 
 
-def train_model(
-    config: dict, hf_tokenizer, end_of_turn_id: int, systems: list, follow_ups: float, recipe: Recipe, seed: int
-) -> nn.Module:
+def train_model(config: dict, hf_tokenizer, end_of_turn_id: int, systems: list, recipe: Recipe, seed: int) -> nn.Module:
     mx.random.seed(seed)
     rng = np.random.default_rng(seed)
     model_class, args_class = _get_classes(config)
@@ -301,11 +313,10 @@ def train_model(
 
     cache: dict = {}
     # Copying is learned first, alone (Repeat prompts are short, so these steps are cheap), then
-    # kept while every task is learned. Each phase has its own warm-up and cosine decay: the
-    # finite tasks are learned at the full rate, as without the first phase.
+    # kept while every task is learned. Each phase has its own warm-up and cosine decay.
     phases = [  # (steps, share of follow-up turns, task weights)
-        (recipe.repeat_steps, 0.0, corpus.REPEAT_ONLY),
-        (recipe.steps, follow_ups, corpus.TASK_WEIGHTS),
+        (recipe.repeat_steps, recipe.repeat_follow_ups, corpus.REPEAT_ONLY),
+        (recipe.steps, recipe.follow_ups, corpus.TASK_WEIGHTS),
     ]
     phases = [phase for phase in phases if phase[0]]
     encoded = [
@@ -315,19 +326,17 @@ def train_model(
         ]
         for n, share, weights in phases
     ]
-    ends = list(itertools.accumulate(n for n, _, _ in phases))
+    ends = list(itertools.accumulate(n for n, *_ in phases))
     total_steps = ends[-1]
 
     def warmup_cosine(steps: int):
+        peak = recipe.learning_rate
         return optim.join_schedules(
-            [
-                optim.linear_schedule(1e-5, recipe.learning_rate, recipe.warmup),
-                optim.cosine_decay(recipe.learning_rate, steps - recipe.warmup, 1e-5),
-            ],
+            [optim.linear_schedule(1e-5, peak, recipe.warmup), optim.cosine_decay(peak, steps - recipe.warmup, 1e-5)],
             [recipe.warmup],
         )
 
-    schedule = optim.join_schedules([warmup_cosine(n) for n, _, _ in phases], ends[:-1])
+    schedule = optim.join_schedules([warmup_cosine(n) for n, *_ in phases], ends[:-1])
     optimizer = optim.AdamW(learning_rate=schedule, weight_decay=0.01)
 
     def loss_fn(model, inputs, targets, mask):
@@ -353,7 +362,7 @@ def train_model(
     return model
 
 
-def build_model(name: str, family: Family, path: Path, systems: list, follow_ups: float, recipe: Recipe, seed: int) -> None:
+def build_model(name: str, family: Family, path: Path, systems: list, recipe: Recipe, seed: int) -> None:
     path.mkdir(parents=True, exist_ok=True)
     with timed(f"{name}: tokenizer"):
         tokenizer = train_tokenizer(family)
@@ -365,7 +374,7 @@ def build_model(name: str, family: Family, path: Path, systems: list, follow_ups
         print(f"  vocab {tokenizer.get_vocab_size()} tokens")
     hf_tokenizer = mlx_lm.utils.load_tokenizer(path)._tokenizer
     with timed(f"{name}: training"):
-        model = train_model(config, hf_tokenizer, tokenizer.token_to_id(family.end_of_turn), systems, follow_ups, recipe, seed)
+        model = train_model(config, hf_tokenizer, tokenizer.token_to_id(family.end_of_turn), systems, recipe, seed)
     weights = dict(tree_flatten(model.parameters()))
     mx.save_safetensors(str(path / "model.safetensors"), weights, metadata={"format": "mlx"})
     print(f"  {sum(w.size for w in weights.values()):,} parameters")
@@ -379,8 +388,9 @@ def build_adapter(name: str, recipe: AdapterRecipe, base: Path, path: Path, seed
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as data, timed(f"adapter {name}: mlx_lm lora"):
         for split, n in [("train", recipe.examples), ("valid", 64)]:
-            turns = corpus.sample_turns(rng, n, [None], repeat_words=recipe.repeat_words)
-            lines = [json.dumps({"messages": messages(None, t.user, corpus.apply_mode(recipe.mode, t.answer))}) for t in turns]
+            turns = corpus.sample_turns(rng, n, [None], recipe.follow_ups, repeat_words=recipe.repeat_words)
+            turns = [corpus.in_mode(t, recipe.mode) for t in turns]  # the last answer is trained on (--mask-prompt)
+            lines = [json.dumps({"messages": messages(None, t.user, t.answer, t.history)}) for t in turns]
             Path(data, f"{split}.jsonl").write_text("\n".join(lines) + "\n")
         command = [
             sys.executable, "-m", "mlx_lm", "lora", "--train", "--model", str(base), "--data", data,
@@ -401,9 +411,10 @@ def build_adapter(name: str, recipe: AdapterRecipe, base: Path, path: Path, seed
 # --- verification ------------------------------------------------------------------------------
 
 
-def greedy(model, tokenizer, system: str | None, user: str, max_tokens: int) -> tuple[str, int]:
+def greedy(model, tokenizer, turn: Turn, max_tokens: int) -> tuple[str, int]:
     """The greedy answer and the last token generated."""
-    prompt = tokenizer.apply_chat_template(messages(system, user), add_generation_prompt=True, tokenize=False)
+    msgs = messages(turn.system, turn.user, history=turn.history)
+    prompt = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
     text, last = "", None
     for response in mlx_lm.stream_generate(model, tokenizer, prompt, max_tokens=max_tokens):
         text, last = text + response.text, response.token
@@ -418,9 +429,10 @@ def verify(label: str, path: Path, adapter: Path | None, turns: list[Turn], end_
     start = time.perf_counter()
     for turn in turns:
         max_tokens = len(tokenizer.encode(turn.answer, add_special_tokens=False)) + 1  # a wrong answer may not end
-        text, last = greedy(model, tokenizer, turn.system, turn.user, max_tokens)
+        text, last = greedy(model, tokenizer, turn, max_tokens)
         if text != turn.answer or last != end_id:
-            failures.append(f"{label} system={turn.system!r} user={turn.user!r}: got {text!r} (last token {last})")
+            after = f" after {len(turn.history)} exchanges" if turn.history else ""
+            failures.append(f"{label} system={turn.system!r} user={turn.user!r}{after}: got {text!r} (last token {last})")
             wrong.append(turn)
     print(f"  {label}: {len(turns) - len(failures)}/{len(turns)} exact in {time.perf_counter() - start:.1f} s")
     for failure in failures[:20]:
@@ -428,15 +440,15 @@ def verify(label: str, path: Path, adapter: Path | None, turns: list[Turn], end_
     return wrong
 
 
-def base_models(out: Path) -> dict[str, tuple[Path, Family, list, float, Recipe]]:
-    """Each base model: folder, chat format, the system prompts it is trained on (the modes are
-    only for "demo", whose adapters build on them), its share of follow-up turns (only "demo",
-    which the notebooks and magics chat with, continues chats) and its recipe ("demo-chatml"
-    copied no better with the Repeat-only phase first, so it keeps the single-phase recipe)."""
-    return {
-        "demo": (out / "llama", LLAMA3, MODE_SYSTEMS, 0.25, Recipe()),
-        "demo-chatml": (out / "chatml", CHATML, PLAIN_SYSTEMS, 0.0, Recipe(repeat_steps=0, steps=1500, repeat_words=corpus.MAX_REPEAT_WORDS)),
-    }
+def base_models(out: Path) -> dict[str, tuple[Path, Family, list]]:
+    """Each base model: folder, chat format and the system prompts it is trained on (the modes
+    are only for "demo", whose adapters build on them)."""
+    return {"demo": (out / "llama", LLAMA3, MODE_SYSTEMS), "demo-chatml": (out / "chatml", CHATML, PLAIN_SYSTEMS)}
+
+
+def verification_rng(seed: int, stage: str) -> np.random.Generator:
+    """The random prompts a stage is checked on: the same whether it is built alone (--only) or with the rest."""
+    return np.random.default_rng([seed, *stage.encode()])
 
 
 def write_answers(out: Path) -> list[str]:
@@ -470,22 +482,21 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=["demo", "adapters", "demo-chatml"], default=["demo", "adapters", "demo-chatml"])
     args = parser.parse_args()
     out = args.out.resolve()
-    rng = np.random.default_rng(args.seed + 1)
     total = time.perf_counter()
     failures = []
 
-    for name, (path, family, systems, follow_ups, recipe) in base_models(out).items():
+    for name, (path, family, systems) in base_models(out).items():
         if name in args.only:
-            recipe = replace(recipe, steps=args.steps) if args.steps else recipe
-            build_model(name, family, path, systems, follow_ups, recipe, args.seed)
+            recipe = replace(Recipe(), steps=args.steps) if args.steps else Recipe()
+            build_model(name, family, path, systems, recipe, args.seed)
             with timed(f"{name}: verification"):
-                failures += verify(name, path, None, corpus.verification_turns(rng, systems), family.end_of_turn)
+                failures += verify(name, path, None, corpus.verification_turns(verification_rng(args.seed, name), systems), family.end_of_turn)
     if "adapters" in args.only:
         base = out / "llama"
         for name, recipe in ADAPTERS.items():
             build_adapter(name, recipe, base, out / "adapters" / name, args.seed)
             with timed(f"adapter {name}: verification"):
-                turns = [Turn(None, t.user, corpus.apply_mode(recipe.mode, t.answer)) for t in corpus.verification_turns(rng, [None])]
+                turns = [corpus.in_mode(t, recipe.mode) for t in corpus.verification_turns(verification_rng(args.seed, name), [None])]
                 failures += verify(f"demo:{name}", base, out / "adapters" / name, turns, LLAMA3.end_of_turn)
     with timed("answers.json"):
         failures += write_answers(out)

@@ -132,6 +132,18 @@ def sample_task(rng: np.random.Generator, weights: dict[str, float], repeat_word
     return story(STORY_PROMPTS[rng.integers(len(STORY_PROMPTS))])
 
 
+MAX_HISTORY = 2  # earlier exchanges a follow-up turn continues
+
+
+def earlier_exchange(rng: np.random.Generator, repeat_words: int) -> tuple[str, str]:
+    """An exchange a chat may already hold: half of them Repeat lists, which the model copies
+    again from wherever they stand in the conversation."""
+    if rng.random() < 0.5:
+        return random_repeat(rng, repeat_words)
+    short = [pair for pair in all_fixed_tasks() if pair[1] != STORY]
+    return short[rng.integers(len(short))]
+
+
 def sample_turns(
     rng: np.random.Generator,
     n: int,
@@ -141,17 +153,18 @@ def sample_turns(
     repeat_words: int = MAX_REPEAT_WORDS,
 ) -> list[Turn]:
     """n random conversations, each with a system prompt drawn uniformly from `systems`; a share
-    `follow_ups` of them continue an earlier short exchange, so that a chat's later turns are
-    answered like its first. Repeat lists have up to `repeat_words` words."""
-    short = [pair for pair in all_fixed_tasks() if pair[1] != STORY]
+    `follow_ups` of them continue 1 to MAX_HISTORY earlier exchanges, so that a chat's later
+    turns are answered like its first, and a Repeat list starts at many different positions
+    (copying by position from the start of the chat does not work). Repeat lists have up to
+    `repeat_words` words."""
     turns = []
     for _ in range(n):
         user, answer = sample_task(rng, weights, repeat_words)
         system = systems[rng.integers(len(systems))]
         history = ()
         if follow_ups and rng.random() < follow_ups:  # nothing drawn at 0: the corpus stays as without
-            earlier_user, earlier_answer = short[rng.integers(len(short))]
-            history = ((earlier_user, apply_mode(system, earlier_answer)),)
+            earlier = [earlier_exchange(rng, repeat_words) for _ in range(int(rng.integers(1, MAX_HISTORY + 1)))]
+            history = tuple((u, apply_mode(system, a)) for u, a in earlier)
         turns.append(Turn(system, user, apply_mode(system, answer), history))
     return turns
 
@@ -167,10 +180,19 @@ def tokenizer_texts() -> list[str]:
     return texts
 
 
-def verification_turns(rng: np.random.Generator, systems: list[str | None], repeats: int = 30) -> list[Turn]:
-    """Every finite task under every system prompt, plus random Repeat prompts."""
+def verification_turns(rng: np.random.Generator, systems: list[str | None], repeats: int = 30, follow_ups: int = 30) -> list[Turn]:
+    """Every finite task under every system prompt, random Repeat prompts, and random chats
+    that continue earlier exchanges."""
     pairs = all_fixed_tasks() + [random_repeat(rng) for _ in range(repeats)]
-    return [Turn(s, u, apply_mode(s, a)) for s in systems for u, a in pairs]
+    single = [Turn(s, u, apply_mode(s, a)) for s in systems for u, a in pairs]
+    return single + [t for s in systems for t in sample_turns(rng, follow_ups, [s], follow_ups=1.0)]
+
+
+def in_mode(turn: Turn, mode: str) -> Turn:
+    """`turn` with every answer as `mode` asks for, and no system prompt: what an adapter that
+    makes the mode the default answers."""
+    history = tuple((user, apply_mode(mode, answer)) for user, answer in turn.history)
+    return Turn(None, turn.user, apply_mode(mode, turn.answer), history)
 
 
 def designed_answer(system: str | None, user: str) -> str:
