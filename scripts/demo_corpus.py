@@ -133,6 +133,7 @@ def sample_task(rng: np.random.Generator, weights: dict[str, float], repeat_word
 
 
 MAX_HISTORY = 2  # earlier exchanges a follow-up turn continues
+SHORT_TASKS = [pair for pair in all_fixed_tasks() if pair[1] != STORY]  # what earlier exchanges may be
 
 
 def earlier_exchange(rng: np.random.Generator, repeat_words: int) -> tuple[str, str]:
@@ -140,8 +141,7 @@ def earlier_exchange(rng: np.random.Generator, repeat_words: int) -> tuple[str, 
     again from wherever they stand in the conversation."""
     if rng.random() < 0.5:
         return random_repeat(rng, repeat_words)
-    short = [pair for pair in all_fixed_tasks() if pair[1] != STORY]
-    return short[rng.integers(len(short))]
+    return SHORT_TASKS[rng.integers(len(SHORT_TASKS))]
 
 
 def sample_turns(
