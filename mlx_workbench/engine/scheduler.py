@@ -158,28 +158,30 @@ class Scheduler:
         entry, n = batch.entry, sub.request.n
         bias = sub.request.sampling.logit_bias
         sub.logit_bias = LogitBias(bias, entry.config.get("vocab_size")) if bias else None
-        cache, rest = self.cache.fetch(entry.id, sub.prompt)
-        sub.cached_tokens = len(sub.prompt) - len(rest)
         sub.choices = [Choice(sub, i, entry.tokenizer, sub.request.sampling.stop, self._emit) for i in range(n)]
+        scored = sub.request.prompt_logprobs is not None
+        # A prompt to score is computed from its first token: its pass replaces the prefill.
+        cache, rest = self.cache.fetch(entry.id, sub.prompt) if not scored else (None, sub.prompt)
+        sub.cached_tokens = len(sub.prompt) - len(rest)
         self._emit(sub, Started(prompt_tokens=len(sub.prompt), cached_tokens=sub.cached_tokens))
         self._changed = True
-        if sub.request.prompt_logprobs is None:
+        if not scored:
             return self._begin(batch, sub, cache, rest)
         batch.scoring = sub
         sub.score = PromptScore(entry.module, sub.prompt, sub.request.prompt_logprobs, entry.tokenizer)
-        self._post(self._guarded, sub, self._score, batch, sub, cache, rest)
+        self._post(self._guarded, sub, self._score, batch, sub)
 
-    def _score(self, batch: Batch, sub: Submission, cache, rest: list[int]) -> None:
+    def _score(self, batch: Batch, sub: Submission) -> None:
         """A chunk of the prompt per job: decode steps go on in between."""
         if sub.ended:  # cancelled: _end let go of its score
             return
         if not sub.score.step():
-            return self._post(self._guarded, sub, self._score, batch, sub, cache, rest)
+            return self._post(self._guarded, sub, self._score, batch, sub)
         batch.scoring = None
         for choice in sub.choices:
             self._emit(sub, PromptLogprobs(choice.index, sub.score.tokens))
-        sub.score = None
-        self._begin(batch, sub, cache, rest)
+        cache, sub.score = sub.score.cache, None
+        self._begin(batch, sub, cache, sub.prompt[-1:])
 
     def _begin(self, batch: Batch, sub: Submission, cache, rest: list[int]) -> None:
         """Start generating `sub`'s choices, `rest` of its prompt on top of `cache`."""
@@ -187,9 +189,10 @@ class Scheduler:
             for choice in sub.choices:
                 self._finish(batch, choice, "length")
             return
+        sub.prefilled = len(sub.prompt) - len(rest)
         # n > 1: prefill once for choice 0; the others copy its KV cache (see _fork).
         first = sub.choices[:1] if sub.request.n > 1 and len(rest) > 1 else sub.choices
-        self._start(batch, first, rest, cache, sub.prompt[: sub.cached_tokens])
+        self._start(batch, first, rest, cache, sub.prompt[: sub.prefilled])
 
     def _fork(self, batch: Batch, choice: Choice) -> None:
         """Choice 0 has processed all but the last prompt token: start the others from a copy."""
@@ -241,8 +244,8 @@ class Scheduler:
             choice = batch.choices.get(r.uid)
             if r.end_of_prompt or choice is None or choice.index:
                 continue
-            cached = choice.sub.cached_tokens
-            self._emit(choice.sub, Progress(cached + r.progress[0], cached + r.progress[1]))
+            done = choice.sub.prefilled
+            self._emit(choice.sub, Progress(done + r.progress[0], done + r.progress[1]))
             if r.end_of_segment and choice.sub.choices[-1].uid is None:
                 self._guarded(choice.sub, self._fork, batch, choice)
         self.generated_tokens += len(responses)

@@ -4,6 +4,8 @@ which evaluation harnesses use to score answers).
 A forward pass over the prompt, one chunk per `step()`: the scheduler runs a
 step per job, so other requests' decode steps go on in between, and the logits
 held at once stay small (128 positions of a 128k vocabulary: 64 MB in float32).
+The pass leaves the KV cache of all but the last prompt token, which is where
+generation starts, so a prompt scored is not computed again.
 """
 
 from __future__ import annotations
@@ -20,28 +22,25 @@ CHUNK = 128  # prompt positions per step
 class PromptScore:
     """Each prompt token with its log-probability given the tokens before it and the
     `top` likeliest tokens at its place, best first (`tokens`, once `step()` says it
-    is done). The first token has neither."""
+    is done). The first token has neither. `cache` then holds the KV cache of every
+    prompt token but the last (None for a one-token prompt)."""
 
     def __init__(self, model, prompt: list[int], top: int, tokenizer):
         self.model, self.prompt, self.top = model, prompt, top
         self._decode = lambda i: tokenizer.decode([i])
         self.tokens = [TokenLogprob(token=self._decode(prompt[0]), token_id=prompt[0], logprob=None)]
-        self._cache = make_prompt_cache(model)
+        self.cache = make_prompt_cache(model) if len(prompt) > 1 else None
 
     def step(self) -> bool:
         """Score the next chunk; True once the whole prompt is scored."""
         start = len(self.tokens) - 1
-        inputs = self.prompt[start:start + CHUNK]
-        targets = self.prompt[start + 1:start + 1 + len(inputs)]
-        if targets:
-            self._score(inputs, targets)
-        if len(self.tokens) == len(self.prompt):
-            self._cache = None  # the KV cache goes now, not with the request
-            return True
-        return False
+        inputs = self.prompt[start : min(start + CHUNK, len(self.prompt) - 1)]  # the last one predicts nothing
+        if inputs:
+            self._score(inputs, self.prompt[start + 1 : start + 1 + len(inputs)])
+        return len(self.tokens) == len(self.prompt)
 
     def _score(self, inputs: list[int], targets: list[int]) -> None:
-        logits = self.model(mx.array(inputs)[None], cache=self._cache)[0, : len(targets)].astype(mx.float32)
+        logits = self.model(mx.array(inputs)[None], cache=self.cache)[0].astype(mx.float32)
         logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
         chosen = mx.take_along_axis(logprobs, mx.array(targets)[:, None], axis=-1)[:, 0]
         k = min(self.top, logprobs.shape[-1])

@@ -34,7 +34,8 @@ class Submission:
     submitted: float = field(default_factory=time.perf_counter)
     entry: Optional[Entry] = None
     prompt: list[int] = field(default_factory=list)
-    cached_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens the prompt cache held
+    prefilled: int = 0  # prompt tokens in the KV cache when generation started (cached or scored)
     logit_bias: Optional[LogitBias] = None
     score: Optional[PromptScore] = None  # while its prompt is being scored
     choices: list["Choice"] = field(default_factory=list)

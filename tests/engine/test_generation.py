@@ -258,6 +258,27 @@ def test_prompt_scoring_in_chunks_equals_one_pass(models, monkeypatch):
     assert [(t.token_id, t.logprob) for t in score(tokens[:1])[0]] == [(tokens[0], None)]  # nothing to score
 
 
+def test_generation_after_scoring_starts_from_the_scored_prompt(make_engine, monkeypatch):
+    """The scoring pass leaves the KV cache generation starts from: the prompt is not
+    computed again, and the choices are what they are without scoring."""
+    from mlx_workbench.engine import scoring
+
+    monkeypatch.setattr(scoring, "CHUNK", 8)  # several chunks
+    engine = make_engine(prompt_cache_size=0)
+
+    def request(prompt, **fields) -> GenerationRequest:
+        return GenerationRequest(model="tiny", prompt=prompt, sampling=SamplingParams(max_tokens=8, temperature=0), **fields)
+
+    prompt = "how are you today? " * 4
+    events, batch = [], None
+    for event in engine.generate(request(prompt, prompt_logprobs=1, n=2)):
+        events.append(event)
+        batch = batch or engine._scheduler.batches.get("tiny")  # dropped once idle: hold on to it
+    assert texts(events) == texts(run(engine, request(prompt))) * 2
+    assert batch.generator._counters.prompt_tokens == 0  # only the last token, which starts each choice
+    assert texts(run(engine, request([5], prompt_logprobs=1))) == texts(run(engine, request([5])))  # nothing scored
+
+
 async def test_prompts_to_score_take_turns_with_decode_steps(engine, monkeypatch):
     """Scoring runs forward passes over a prompt on the device thread: one request to
     score at a time, a chunk of its prompt per round, and a running stream gets its
