@@ -286,7 +286,11 @@ def encode_turn(hf_tokenizer, turn: Turn, end_of_turn_id: int, cache: dict) -> t
 
 def make_batches(encoded: list[tuple[list[int], list[int]]], batch_size: int, rng: np.random.Generator):
     """Random batches in random order; long conversations (the story) batch together, so they
-    do not pad the short ones, but every batch mixes tasks and modes."""
+    do not pad the short ones, but every batch mixes tasks and modes. The two groups' partial
+    batches are left out (together one batch), so a phase may make one step fewer than its
+    nominal count: 799 and 1,799 for demo. The shipped models were built so; batching them all
+    changes the models, and the copying of Repeat lists varies by several percent from one such
+    change to another (see the README)."""
     long = [i for i, (tokens, _) in enumerate(encoded) if len(tokens) > 96]
     short = [i for i, (tokens, _) in enumerate(encoded) if len(tokens) <= 96]
     batches = [
