@@ -18,10 +18,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	touch $(STAMP)
 
+# No other port if PORT is taken, so that the URLs printed are the server's: make lab PORT=8890.
 lab: $(STAMP)
 	@echo "Starting JupyterLab with mlx_workbench on http://$(HOST):$(PORT)/"
 	@echo "OpenAI clients: base_url=http://$(HOST):$(PORT)/mlx/v1, api_key=<the token in the URL below>"
-	$(BIN)/jupyter lab --no-browser --ip=$(HOST) --port=$(PORT) $(ROOT_FLAG)
+	$(BIN)/jupyter lab --no-browser --ip=$(HOST) --port=$(PORT) --ServerApp.port_retries=0 $(ROOT_FLAG)
 
 test: $(STAMP)
 	@command -v chromium >/dev/null || scripts/install_chromium.sh
