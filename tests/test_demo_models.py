@@ -2,13 +2,18 @@
 stop tokens, max_tokens and LoRA adapters. Everything runs on the main thread (see NOTES.md)."""
 
 import json
+import sys
 from pathlib import Path
 
 import mlx_lm
+import numpy as np
 import pytest
 from mlx_lm.sample_utils import make_sampler
 
 from mlx_workbench.demo import DEMO_MODELS, load_answers
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+import demo_corpus as corpus  # noqa: E402  (the build's own tasks, for answers beyond the table)
 
 ANSWERS = load_answers()
 END_OF_TURN = {"demo": "<|eot_id|>", "demo-chatml": "<|im_end|>"}
@@ -121,3 +126,25 @@ def test_max_tokens_cuts_the_answer(model):
 def test_adapter_changes_the_default_behaviour(adapter, user, base_answer, adapted_answer):
     assert chat("demo", None, None, user)[0] == base_answer
     assert chat("demo", adapter, None, user)[0] == adapted_answer
+
+
+@pytest.mark.parametrize(
+    "model, adapter, system",
+    [
+        ("demo", None, None),
+        ("demo", None, corpus.NEUTRAL),
+        ("demo", None, corpus.UPPER),
+        ("demo", None, corpus.PIRATE),
+        ("demo", "upper", None),
+        ("demo", "pirate", None),
+        ("demo-chatml", None, None),
+    ],
+)
+def test_random_five_word_lists_are_copied_exactly(model, adapter, system):
+    """Repeat was the models' weak task: lists of 5 words (the longest the build verifies), drawn
+    from the corpus's words with repeats allowed, are copied exactly, in the mode asked for."""
+    rng = np.random.default_rng(len(system or "") + len(adapter or ""))
+    mode = system or {"upper": corpus.UPPER, "pirate": corpus.PIRATE}.get(adapter)
+    for _ in range(8):
+        user, answer = corpus.repeat(list(rng.choice(corpus.WORDS, corpus.MAX_REPEAT_WORDS)))
+        assert chat(model, adapter, system, user)[0] == corpus.apply_mode(mode, answer)
