@@ -1,5 +1,6 @@
 # Two entry points for a newcomer:  `make lab`  and  `make test`.
-# Both create .venv in the repo and install the package (editable) on first use.
+# Both create .venv in the repo and install the package (editable) on first use, with every
+# dependency at the version of requirements.lock: the versions the suite last passed with.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -7,15 +8,25 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8888
+EXTRAS := test,bench
+LOCK   := requirements.lock
+# uv installs from the lock (and resolves it); pinned so that `make lock` is reproducible too.
+UV_VERSION := 0.13.9
 # Jupyter refuses to run as root unless told; harmless otherwise.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+PYTEST_ARGS := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
 
-.PHONY: lab test
+.PHONY: lab test lock test-latest test-oldest browser
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+# A venv with uv in it: $(call venv_with_uv,DIR)
+define venv_with_uv
+	test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+endef
+
+$(STAMP): pyproject.toml $(LOCK)
+	$(call venv_with_uv,$(VENV))
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c $(LOCK) -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 # No other port if PORT is taken, so that the URLs printed are the server's: make lab PORT=8890.
@@ -24,6 +35,26 @@ lab: $(STAMP)
 	@echo "OpenAI clients: base_url=http://$(HOST):$(PORT)/mlx/v1, api_key=<the token in the URL below>"
 	$(BIN)/jupyter lab --no-browser --ip=$(HOST) --port=$(PORT) --ServerApp.port_retries=0 $(ROOT_FLAG)
 
-test: $(STAMP)
+test: $(STAMP) browser
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+browser:
 	@command -v chromium >/dev/null || scripts/install_chromium.sh
-	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
+
+# Resolves the newest versions pyproject.toml allows, for every platform, into the lock.
+lock:
+	$(call venv_with_uv,$(VENV))
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra bench --universal --upgrade \
+		--custom-compile-command "make lock" --quiet -o $(LOCK)
+
+# Drift checks, each in a venv of its own and never from the lock: the newest releases that
+# pyproject.toml allows (what a user installing today gets), and the lowest it declares.
+RESOLUTION_latest := --resolution highest --refresh
+RESOLUTION_oldest := --resolution lowest-direct
+test-latest test-oldest: test-%: browser
+	rm -rf .venv-$*
+	$(call venv_with_uv,.venv-$*)
+	.venv-$*/bin/uv pip install --quiet --python .venv-$*/bin/python $(RESOLUTION_$*) -e ".[$(EXTRAS)]"
+	.venv-$*/bin/uv pip freeze --python .venv-$*/bin/python > .venv-$*/resolved.txt
+	@grep -iE '^(openai|mlx|mlx-lm|jupyter-server|jupyterlab|tornado|pydantic|ipywidgets|ipykernel|httpx)==' .venv-$*/resolved.txt
+	.venv-$*/bin/python -m pytest $(PYTEST_ARGS)

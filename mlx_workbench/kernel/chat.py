@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-import httpx
 import openai
 
-from .client import Endpoint, WorkbenchError
+from .client import CLIENT_ERRORS, CONNECTION_ERRORS, Endpoint, WorkbenchError
 from .display import LiveArea, Reply
 
 CURSOR = " ▌"
@@ -54,14 +53,14 @@ def stream_answer(endpoint: Endpoint, model: str, messages: list[dict], params: 
                     finished = finished or chunk.choices[0].finish_reason is not None
                     live.show(answer + CURSOR)
         if not finished:  # the openai client takes a closed connection for the end of the stream
-            raise httpx.RemoteProtocolError("the stream ended before the answer did")
+            raise openai.APIConnectionError(message="the stream ended before the answer did", request=stream.response.request)
     except KeyboardInterrupt:
         # Leaving the `with` closed the connection: the server cancels the generation.
         live.close(answer + "\n\n*[interrupted]*" if answer else "")
         raise Interrupted(
             "the answer was stopped; what arrived stays above and is not added to the chat history."
         ) from None
-    except (openai.APIError, httpx.TransportError) as error:
+    except CLIENT_ERRORS as error:
         live.close(answer + "\n\n*[incomplete]*" if answer else "")
         raise WorkbenchError(explain(error, endpoint, bool(answer))) from None
     live.close()
@@ -69,9 +68,9 @@ def stream_answer(endpoint: Endpoint, model: str, messages: list[dict], params: 
 
 
 def explain(error: Exception, endpoint: Endpoint, partial: bool) -> str:
-    """What went wrong, in words, from an openai/httpx exception."""
+    """What went wrong, in words, from one of CLIENT_ERRORS."""
     kept = " What arrived is kept above and not added to the chat history." if partial else ""
-    if isinstance(error, (openai.APIConnectionError, httpx.TransportError)):
+    if isinstance(error, CONNECTION_ERRORS):
         if partial:
             return f"The connection to the {endpoint.describe()} was lost mid-answer.{kept}"
         return f"Cannot reach the {endpoint.describe()}. Is it still running?"

@@ -21,6 +21,12 @@ NO_SERVER_HELP = (
 )
 
 
+# What a call through the openai client raises when it fails. openai 3.6x wraps its transport's
+# errors in its own; older majors let one that breaks a stream off through as httpx's.
+CONNECTION_ERRORS = (openai.APIConnectionError, httpx.TransportError)
+CLIENT_ERRORS = (openai.APIError, httpx.TransportError)
+
+
 class WorkbenchError(Exception):
     """An expected failure (no server, unknown model, server busy...): IPython
     shows its message alone, without a traceback."""
@@ -62,7 +68,7 @@ class Endpoint:
             base_url=self.openai_base_url,
             api_key=self.token or "none",
             max_retries=0,
-            timeout=httpx.Timeout(None, connect=10.0),
+            timeout=openai.Timeout(None, connect=10.0),  # openai's own type: its HTTP library varies
         )
 
     def token_refused(self, status: int) -> str:

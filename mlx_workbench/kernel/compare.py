@@ -14,11 +14,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Union
 
-import httpx
 import ipywidgets as widgets
 import openai
 
-from .client import Endpoint, WorkbenchError, discover
+from .client import CLIENT_ERRORS, Endpoint, WorkbenchError, discover
 
 Target = Union[str, tuple]  # "demo", "demo:upper" or ("demo", "upper") / ("demo", None)
 
@@ -267,7 +266,7 @@ class CompareView(widgets.VBox):
                     self._take(run, chunk)
         except openai.APIStatusError as e:
             run.error = _api_message(e)
-        except (openai.APIError, httpx.HTTPError) as e:  # no answer, or the stream broke off
+        except CLIENT_ERRORS as e:  # no answer, or the stream broke off
             run.error = f"{type(e).__name__}: {e}"
         finally:
             run.ended = time.monotonic()
