@@ -10,8 +10,8 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8888
 EXTRAS := test,bench
 LOCK   := requirements.lock
-# uv installs from the lock (and resolves it); pinned so that `make lock` is reproducible too.
-UV_VERSION := 0.13.9
+# uv installs from the lock (and resolves it), at the version the lock holds.
+UV_VERSION := $(shell sed -n 's/^uv==//p' $(LOCK))
 # Jupyter refuses to run as root unless told; harmless otherwise.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PYTEST_ARGS := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
@@ -39,7 +39,7 @@ test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 browser:
-	@command -v chromium >/dev/null || scripts/install_chromium.sh
+	@[ -n "$$CHROMIUM" ] || command -v chromium >/dev/null || scripts/install_chromium.sh
 
 # Resolves the newest versions pyproject.toml allows, for every platform, into the lock.
 lock:

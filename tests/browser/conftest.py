@@ -4,6 +4,8 @@ chromium through Playwright (never a downloaded browser)."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from server import JupyterProcess, start_jupyter  # noqa: E402
 from mlx_workbench.demo import DEMO_MODELS  # noqa: E402
 
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"  # Chrome on a Mac
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
