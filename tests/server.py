@@ -8,6 +8,7 @@ loopback with a random port and a known token; its log goes to a file that
 from __future__ import annotations
 
 import os
+import queue
 import re
 import secrets
 import signal
@@ -59,15 +60,25 @@ class JupyterProcess:
         return [int(n) for n in re.findall(line, self.log()[since:])]
 
     def kernel_client(self, kernel_id: str, timeout: float = 60.0) -> BlockingKernelClient:
-        """A client of this server's kernel `kernel_id`, channels started, the kernel ready."""
+        """A client of this server's kernel `kernel_id`, channels started, the kernel ready.
+
+        Ready is a kernel_info reply: a client without a kernel manager otherwise judges the
+        kernel by its heartbeat, which a busy machine can miss (ipykernel 6 took that for death).
+        """
         client = BlockingKernelClient(connection_file=str(Path(jupyter_runtime_dir()) / f"kernel-{kernel_id}.json"))
         client.load_connection_file()
         client.start_channels()
-        deadline = time.monotonic() + timeout  # without a manager, wait_for_ready gives up unless the heart beats
-        while not client.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        client.wait_for_ready(timeout=timeout)
-        return client
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            asked = client.kernel_info()
+            try:
+                while client.get_shell_msg(timeout=1.0)["parent_header"].get("msg_id") != asked:
+                    pass
+                return client
+            except queue.Empty:
+                continue
+        client.stop_channels()
+        raise RuntimeError(f"kernel {kernel_id} did not answer kernel_info in {timeout}s")
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGINT twice (Jupyter asks once, then stops), SIGKILL as a last resort."""
