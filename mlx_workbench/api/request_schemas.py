@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from ..engine.requests import SamplingParams
+from ..engine.requests import Constraint, SamplingParams
 
 MAX_CHOICES = 16
 MAX_PROMPTS = 64  # in one text completion request
@@ -44,6 +44,42 @@ class StreamOptions(Request):
     include_usage: bool = False
 
 
+class JsonSchemaFormat(Request):
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern="^[a-zA-Z0-9_-]+$")
+    description: str | None = None
+    schema_: dict = Field(default_factory=dict, alias="schema", description="A JSON Schema; {} allows any JSON.")
+    strict: bool | None = Field(None, description="Every schema is enforced while decoding, strict or not.")
+
+
+class ResponseFormat(Request):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = Field(None, description='Required with type "json_schema".')
+
+    @model_validator(mode="after")
+    def _schema_with_its_type(self):
+        if (self.json_schema is None) == (self.type == "json_schema"):
+            raise ValueError('json_schema goes with type "json_schema", and only with it')
+        return self
+
+
+class StructuredOutputs(Request):
+    """Extension (vLLM's names): exactly one of these constrains the text."""
+
+    json_: dict | None = Field(None, alias="json", description="A JSON Schema.")
+    regex: str | None = Field(None, min_length=1, description="A regular expression the whole text matches.")
+    choice: list[Annotated[str, Field(min_length=1)]] | None = Field(None, min_length=1, description="One of these strings.")
+    grammar: str | None = Field(None, min_length=1, description="A Lark grammar (llguidance's dialect).")
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        given = [name for name in ("json_", "regex", "choice", "grammar") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("structured_outputs takes exactly one of json, regex, choice and grammar")
+        return self
+
+
 class GenerationParams(Request):
     """Fields shared by chat and text completions."""
 
@@ -71,6 +107,29 @@ class GenerationParams(Request):
     # Beyond these bounds the penalized logits overflow and nothing sensible is sampled.
     repetition_penalty: float = Field(1.0, ge=0.1, le=10.0, description="Extension: 1.0 disables it.")
     user: str | None = None
+    response_format: ResponseFormat | None = Field(
+        None, description="json_object and json_schema are enforced while decoding: the text parses (and validates).")
+    structured_outputs: StructuredOutputs | None = Field(
+        None, description="Extension: a regex, a choice among strings or a Lark grammar (or a JSON Schema).")
+
+    @field_validator("structured_outputs")
+    @classmethod
+    def _one_format(cls, outputs, info: ValidationInfo):
+        form = info.data.get("response_format")
+        if outputs is not None and form is not None and form.type != "text":
+            raise ValueError("structured_outputs cannot be combined with a response_format other than text")
+        return outputs
+
+    def constraint(self) -> Constraint | None:
+        """The form the text must take, if any."""
+        form, outputs = self.response_format, self.structured_outputs
+        if outputs is not None:
+            kind, value = next((k, v) for k, v in (("json_schema", outputs.json_), ("regex", outputs.regex),
+                                                    ("choice", outputs.choice), ("lark", outputs.grammar)) if v is not None)
+            return Constraint(kind, tuple(value) if kind == "choice" else value, param="structured_outputs")
+        if form is None or form.type == "text":
+            return None
+        return Constraint(form.type, form.json_schema.schema_ if form.json_schema else None)
 
     @field_validator("stop")
     @classmethod
@@ -106,6 +165,7 @@ class GenerationParams(Request):
             seed=self.seed,
             logprobs=self.wants_logprobs(),
             top_logprobs=self.top_logprob_count(),
+            constraint=self.constraint(),
         )
 
     def wants_logprobs(self) -> bool:
@@ -166,17 +226,6 @@ class ChatMessage(Request):
         return {"role": role, "content": content or ""}
 
 
-class ResponseFormat(Request):
-    type: Literal["text"]
-
-    @field_validator("type", mode="before")
-    @classmethod
-    def _text_only(cls, kind):
-        if kind != "text":
-            raise ValueError(f"response_format {kind!r} is not supported: the models answer free text only")
-        return kind
-
-
 class ChatCompletionRequest(GenerationParams):
     model_config = ConfigDict(json_schema_extra={
         "if": {"properties": {"top_logprobs": {"type": "integer", "minimum": 1}}, "required": ["top_logprobs"]},
@@ -189,7 +238,6 @@ class ChatCompletionRequest(GenerationParams):
     top_logprobs: Int(ge=0, le=20) | None = Field(None, description="Needs logprobs=true.")
     tools: list[dict] | None = Unsupported("only empty")
     functions: list[dict] | None = Unsupported("only empty")
-    response_format: ResponseFormat | None = Field(None, description='Only {"type": "text"}.')
 
     @field_validator("tools", "functions")
     @classmethod
