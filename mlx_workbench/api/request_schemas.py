@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from ..engine.requests import Constraint, SamplingParams
 
@@ -54,6 +55,12 @@ class JsonSchemaFormat(Request):
 
 
 class ResponseFormat(Request):
+    model_config = ConfigDict(json_schema_extra={
+        "if": {"properties": {"type": {"const": "json_schema"}}},
+        "then": {"required": ["json_schema"], "properties": {"json_schema": {"type": "object"}}},
+        "else": {"properties": {"json_schema": {"type": "null"}}},
+    })
+
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaFormat | None = Field(None, description='Required with type "json_schema".')
 
@@ -67,10 +74,15 @@ class ResponseFormat(Request):
 class StructuredOutputs(Request):
     """Extension (vLLM's names): exactly one of these constrains the text."""
 
-    json_: dict | None = Field(None, alias="json", description="A JSON Schema.")
-    regex: str | None = Field(None, min_length=1, description="A regular expression the whole text matches.")
-    choice: list[Annotated[str, Field(min_length=1)]] | None = Field(None, min_length=1, description="One of these strings.")
-    grammar: str | None = Field(None, min_length=1, description="A Lark grammar (llguidance's dialect).")
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+
+    json_: dict | SkipJsonSchema[None] = Field(None, alias="json", description="A JSON Schema.")
+    regex: Annotated[str, Field(min_length=1)] | SkipJsonSchema[None] = Field(
+        None, description="A regular expression the whole text matches.")
+    choice: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | SkipJsonSchema[None] = Field(
+        None, description="One of these strings.")
+    grammar: Annotated[str, Field(min_length=1)] | SkipJsonSchema[None] = Field(
+        None, description="A Lark grammar (llguidance's dialect).")
 
     @model_validator(mode="after")
     def _exactly_one(self):
@@ -78,6 +90,14 @@ class StructuredOutputs(Request):
         if len(given) != 1:
             raise ValueError("structured_outputs takes exactly one of json, regex, choice and grammar")
         return self
+
+
+# structured_outputs and a response_format other than text exclude each other.
+_ONE_FORMAT = {"not": {
+    "required": ["structured_outputs", "response_format"],
+    "properties": {"structured_outputs": {"type": "object"}, "response_format": {
+        "type": "object", "required": ["type"], "properties": {"type": {"enum": ["json_object", "json_schema"]}}}},
+}}
 
 
 class GenerationParams(Request):
@@ -227,10 +247,11 @@ class ChatMessage(Request):
 
 
 class ChatCompletionRequest(GenerationParams):
-    model_config = ConfigDict(json_schema_extra={
-        "if": {"properties": {"top_logprobs": {"type": "integer", "minimum": 1}}, "required": ["top_logprobs"]},
-        "then": {"properties": {"logprobs": {"const": True}}, "required": ["logprobs"]},
-    })
+    model_config = ConfigDict(json_schema_extra={"allOf": [
+        {"if": {"properties": {"top_logprobs": {"type": "integer", "minimum": 1}}, "required": ["top_logprobs"]},
+         "then": {"properties": {"logprobs": {"const": True}}, "required": ["logprobs"]}},
+        _ONE_FORMAT,
+    ]})
 
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: Int(ge=1) | None = None
@@ -278,6 +299,7 @@ class CompletionRequest(GenerationParams):
          "then": {"properties": {"prompt": {"anyOf": _TEXT_PROMPTS}}}},
         {"if": {"properties": {"max_tokens": {"const": 0}}, "required": ["max_tokens"]},
          "then": {"properties": {"echo": {"const": True}}, "required": ["echo"]}},
+        _ONE_FORMAT,
     ]})
 
     prompt: str | list[Int()] | list[str] | list[list[Int()]] = Field(
