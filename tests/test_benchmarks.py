@@ -53,6 +53,9 @@ def test_every_figure_measures_every_system(run):
     assert stall["loaded_model"] == "demo-chatml"
     assert stall["raw mlx_lm"]["load_s"] > 0
     assert all(stall[pool]["load_s"] > 0 for pool in POOLS)
+    bound = demo["constrained"]
+    assert set(bound) == POOLS
+    assert all(v["free_tps"] > 0 and v["constrained_tps"] > 0 and v["failed"] == 0 for v in bound.values())
 
 
 def test_every_system_does_the_same_work(run):
