@@ -28,9 +28,6 @@ class Constraint:
     value: Union[str, dict, tuple, None] = None
     param: str = "response_format"
 
-    def __hash__(self) -> int:  # a schema is a dict
-        return hash((self.kind, repr(self.value), self.param))
-
 
 @dataclass
 class SamplingParams:
