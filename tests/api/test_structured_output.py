@@ -150,3 +150,21 @@ def test_what_cannot_be_enforced_is_a_400_naming_it(openai_client, body, words):
     reply = openai_client.chat.completions.create(
         model="demo", messages=[{"role": "user", "content": "Hello!"}], temperature=0)
     assert reply.choices[0].message.content == answer("demo", "Hello!")
+
+
+def test_logprobs_are_those_of_the_constrained_choice(openai_client):
+    """Only the allowed tokens have probability: the chosen ones' logprobs add up to the text."""
+    reply = openai_client.chat.completions.create(
+        model="demo", messages=USER, temperature=0, max_tokens=20, logprobs=True, top_logprobs=3,
+        extra_body={"structured_outputs": {"choice": ["Paris", "Rome"]}})
+    choice = reply.choices[0]
+    assert choice.message.content in {"Paris", "Rome"}
+    tokens = choice.logprobs.content
+    assert "".join(t.token for t in tokens) == choice.message.content
+    assert all(-50 < t.logprob <= 0 for t in tokens)
+    # Whatever the grammar forbids has no probability left (-9999 stands for -inf).
+    so_far = ""
+    for token in tokens:
+        for alt in token.top_logprobs:
+            assert alt.logprob <= -9999 or any(w.startswith(so_far + alt.token) for w in ("Paris", "Rome"))
+        so_far += token.token
