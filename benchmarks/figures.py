@@ -1,4 +1,4 @@
-"""The five figures. Each measures every system on the same prompts in the same
+"""The six figures. Each measures every system on the same prompts in the same
 run, interleaved (system A, B, C, D, then the next repetition) so the noise of
 a shared machine falls on all of them alike; results are keyed by system label.
 """
@@ -6,6 +6,7 @@ a shared machine falls on all of them alike; results are keyed by system label.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import numpy as np
 
@@ -134,3 +135,27 @@ def _gaps_overlapping(trace: Trace, began: float, ended: float) -> float:
     gaps = np.diff(arrivals)
     overlapping = (arrivals[1:] >= began) & (arrivals[:-1] <= ended)
     return float(gaps[overlapping].max()) if overlapping.any() else 0.0
+
+
+# A JSON array of short strings that never closes: constrained streams run to max_tokens as the
+# free ones do (the stop tokens are biased away), and every step computes a real JSON mask.
+ENDLESS_JSON = 'start: "[" ITEM (", " ITEM)*\nITEM: /"[a-zA-Z ,.!?]{0,24}"/'
+
+
+async def constrained(workload: Workload, pools: list, streams: int = 8) -> dict:
+    """Figure 6: `streams` streams constrained by a grammar against as many free ones, each set
+    alone in the batch: aggregate tokens/s and their ratio (the cost of the masks)."""
+    grammar = dataclasses.replace(workload, grammar=ENDLESS_JSON)
+    runs = {s.label: {"free": [], "constrained": []} for s in pools}
+    for _ in range(workload.reps):
+        chats = [workload.fresh_prompt() for _ in range(streams)]
+        for system in pools:
+            for kind, load in (("free", workload), ("constrained", grammar)):
+                traces = await system.streams(load, chats, workload.max_tokens)
+                runs[system.label][kind].append(concurrent_summary(traces))
+    result = {}
+    for label, kinds in runs.items():
+        free, bound = (median([r["aggregate_tps"] for r in kinds[k] if "aggregate_tps" in r]) for k in ("free", "constrained"))
+        result[label] = {"streams": streams, "free_tps": free, "constrained_tps": bound, "ratio": bound / free,
+                         "failed": sum(r["failed"] for k in kinds.values() for r in k)}
+    return result

@@ -54,6 +54,8 @@ def targets(name: str, fig: dict) -> list[dict]:
             k = len(sizes) - 1
             target(f"{system}: extra memory of {k} adapters / base (base held once: < 1)",
                    ratio(sizes[k] - sizes[0], sizes[0]), 1.0, False)
+    for system, values in fig.get("constrained", {}).items():
+        target(f"{system}: {values['streams']} constrained streams / as many free", values["ratio"], 0.95, True)
     return rows
 
 
@@ -133,6 +135,11 @@ def tables(results: dict) -> str:
             out.append(_table(f"Figure 5: loading {stall['loaded_model']} during 4 streams",
                               ["system", "longest stall ms", "load ms", "stall / raw load", "max gap without load ms",
                                "streams outlasted load"], rows))
+        if bound := fig.get("constrained"):
+            out.append(_table("Figure 6: constrained (a JSON grammar) vs free streams, aggregate tok/s",
+                              ["system", "streams", "free", "constrained", "ratio", "failed"], [
+                [s, v["streams"], _fmt(v["free_tps"]), _fmt(v["constrained_tps"]), _fmt(v["ratio"], digits=2), v["failed"]]
+                for s, v in bound.items()]))
     out.append(_table("Targets (never fail the run)", ["model", "target", "measured", "limit", "result"], [
         [t["model"], t["target"], _fmt(t["measured"], digits=2), t["limit"], "met" if t["met"] else "NOT MET"]
         for t in results["targets"]]))

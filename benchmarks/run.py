@@ -92,6 +92,8 @@ async def benchmark(names: list[str], quick: bool, scratch: Path) -> dict:
                     progress(f"{workload.name}: figure 5, loading {stall_model} during 4 streams")
                     fig["load_stall"] = await figures.load_stall(
                         workload, stall_model, models[stall_model]["path"], raw, pools)
+                progress(f"{workload.name}: figure 6, 8 constrained streams against 8 free ones")
+                fig["constrained"] = await figures.constrained(workload, pools)
             finally:
                 await server.close()
                 await raw.close()

@@ -74,6 +74,7 @@ class OpenAIClientSystem(ConcurrentRequests):
             logit_bias={str(token): bias for token, bias in workload.logit_bias.items()},
             stream=True,
             stream_options={"include_usage": True},
+            extra_body={"structured_outputs": {"grammar": workload.grammar}} if workload.grammar else None,
         )
         async for chunk in stream:
             if chunk.choices:
@@ -197,13 +198,15 @@ class EngineInProcess(ConcurrentRequests):
         self.engine.start()
 
     async def _stream(self, workload: Workload, messages: list[dict], max_tokens: int, trace: Trace) -> None:
-        from mlx_workbench.engine.requests import Delta, Done, Failed, GenerationRequest, SamplingParams
+        from mlx_workbench.engine.requests import Constraint, Delta, Done, Failed, GenerationRequest, SamplingParams
 
         trace.sent = now()
+        constraint = Constraint("lark", workload.grammar) if workload.grammar else None
         request = GenerationRequest(
             model=workload.name,
             messages=messages,
-            sampling=SamplingParams(max_tokens=max_tokens, temperature=0.0, logit_bias=workload.logit_bias),
+            sampling=SamplingParams(max_tokens=max_tokens, temperature=0.0, logit_bias=workload.logit_bias,
+                                    constraint=constraint),
         )
         async for event in self.engine.agenerate(request):
             if isinstance(event, Delta):

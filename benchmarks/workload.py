@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 from . import models
 
@@ -32,6 +32,7 @@ class Workload:
     turn_tokens: int  # answer length per turn: the whole chat must fit a small context
     reps: int  # repetitions of figures 1 and 2 (medians are reported)
     stall_tokens: int = 0  # figure 5 stream length; 0 skips it
+    grammar: Optional[str] = None  # figure 6: a Lark grammar every request is constrained to
     _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 
     @property

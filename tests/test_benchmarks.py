@@ -53,6 +53,9 @@ def test_every_figure_measures_every_system(run):
     assert stall["loaded_model"] == "demo-chatml"
     assert stall["raw mlx_lm"]["load_s"] > 0
     assert all(stall[pool]["load_s"] > 0 for pool in POOLS)
+    bound = demo["constrained"]
+    assert set(bound) == POOLS
+    assert all(v["free_tps"] > 0 and v["constrained_tps"] > 0 and v["failed"] == 0 for v in bound.values())
 
 
 def test_every_system_does_the_same_work(run):
@@ -68,10 +71,10 @@ def test_every_system_does_the_same_work(run):
 
 def test_report_prints_ratios_and_targets(run):
     stdout, results, png = run
-    for title in ("Figure 1", "Figure 2", "Figure 3", "Figure 4", "Figure 5", "Targets"):
+    for title in ("Figure 1", "Figure 2", "Figure 3", "Figure 4", "Figure 5", "Figure 6", "Targets"):
         assert title in stdout
     names = [t["target"] for t in results["targets"]]
-    assert len(names) == 10, names  # 4 one-stream, 2 concurrency, 2 conversation, 2 memory
+    assert len(names) == 12, names  # 4 one-stream, 2 concurrency, 2 conversation, 2 memory, 2 constrained
     assert all(t["met"] in (True, False) for t in results["targets"])
     assert all(name in stdout for name in names)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

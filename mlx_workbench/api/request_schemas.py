@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from ..engine.requests import SamplingParams
+from ..engine.requests import Constraint, SamplingParams
 
 MAX_CHOICES = 16
 MAX_PROMPTS = 64  # in one text completion request
@@ -44,6 +45,61 @@ class StreamOptions(Request):
     include_usage: bool = False
 
 
+class JsonSchemaFormat(Request):
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern="^[a-zA-Z0-9_-]+$")
+    description: str | None = None
+    schema_: dict = Field(default_factory=dict, alias="schema", description="A JSON Schema; {} allows any JSON.")
+    strict: bool | None = Field(None, description="Every schema is enforced while decoding, strict or not.")
+
+
+class ResponseFormat(Request):
+    model_config = ConfigDict(json_schema_extra={
+        "if": {"properties": {"type": {"const": "json_schema"}}},
+        "then": {"required": ["json_schema"], "properties": {"json_schema": {"type": "object"}}},
+        "else": {"properties": {"json_schema": {"type": "null"}}},
+    })
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = Field(None, description='Required with type "json_schema".')
+
+    @model_validator(mode="after")
+    def _schema_with_its_type(self):
+        if (self.json_schema is None) == (self.type == "json_schema"):
+            raise ValueError('json_schema goes with type "json_schema", and only with it')
+        return self
+
+
+class StructuredOutputs(Request):
+    """Extension (vLLM's names): exactly one of these constrains the text."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+
+    json_: dict | SkipJsonSchema[None] = Field(None, alias="json", description="A JSON Schema.")
+    regex: Annotated[str, Field(min_length=1)] | SkipJsonSchema[None] = Field(
+        None, description="A regular expression the whole text matches.")
+    choice: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | SkipJsonSchema[None] = Field(
+        None, description="One of these strings.")
+    grammar: Annotated[str, Field(min_length=1)] | SkipJsonSchema[None] = Field(
+        None, description="A Lark grammar (llguidance's dialect).")
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        given = [name for name in ("json_", "regex", "choice", "grammar") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("structured_outputs takes exactly one of json, regex, choice and grammar")
+        return self
+
+
+# structured_outputs and a response_format other than text exclude each other.
+_ONE_FORMAT = {"not": {
+    "required": ["structured_outputs", "response_format"],
+    "properties": {"structured_outputs": {"type": "object"}, "response_format": {
+        "type": "object", "required": ["type"], "properties": {"type": {"enum": ["json_object", "json_schema"]}}}},
+}}
+
+
 class GenerationParams(Request):
     """Fields shared by chat and text completions."""
 
@@ -71,6 +127,29 @@ class GenerationParams(Request):
     # Beyond these bounds the penalized logits overflow and nothing sensible is sampled.
     repetition_penalty: float = Field(1.0, ge=0.1, le=10.0, description="Extension: 1.0 disables it.")
     user: str | None = None
+    response_format: ResponseFormat | None = Field(
+        None, description="json_object and json_schema are enforced while decoding: the text parses (and validates).")
+    structured_outputs: StructuredOutputs | None = Field(
+        None, description="Extension: a regex, a choice among strings or a Lark grammar (or a JSON Schema).")
+
+    @field_validator("structured_outputs")
+    @classmethod
+    def _one_format(cls, outputs, info: ValidationInfo):
+        form = info.data.get("response_format")
+        if outputs is not None and form is not None and form.type != "text":
+            raise ValueError("structured_outputs cannot be combined with a response_format other than text")
+        return outputs
+
+    def constraint(self) -> Constraint | None:
+        """The form the text must take, if any."""
+        form, outputs = self.response_format, self.structured_outputs
+        if outputs is not None:
+            kind, value = next((k, v) for k, v in (("json_schema", outputs.json_), ("regex", outputs.regex),
+                                                    ("choice", outputs.choice), ("lark", outputs.grammar)) if v is not None)
+            return Constraint(kind, tuple(value) if kind == "choice" else value, param="structured_outputs")
+        if form is None or form.type == "text":
+            return None
+        return Constraint(form.type, form.json_schema.schema_ if form.json_schema else None)
 
     @field_validator("stop")
     @classmethod
@@ -106,6 +185,7 @@ class GenerationParams(Request):
             seed=self.seed,
             logprobs=self.wants_logprobs(),
             top_logprobs=self.top_logprob_count(),
+            constraint=self.constraint(),
         )
 
     def wants_logprobs(self) -> bool:
@@ -166,22 +246,12 @@ class ChatMessage(Request):
         return {"role": role, "content": content or ""}
 
 
-class ResponseFormat(Request):
-    type: Literal["text"]
-
-    @field_validator("type", mode="before")
-    @classmethod
-    def _text_only(cls, kind):
-        if kind != "text":
-            raise ValueError(f"response_format {kind!r} is not supported: the models answer free text only")
-        return kind
-
-
 class ChatCompletionRequest(GenerationParams):
-    model_config = ConfigDict(json_schema_extra={
-        "if": {"properties": {"top_logprobs": {"type": "integer", "minimum": 1}}, "required": ["top_logprobs"]},
-        "then": {"properties": {"logprobs": {"const": True}}, "required": ["logprobs"]},
-    })
+    model_config = ConfigDict(json_schema_extra={"allOf": [
+        {"if": {"properties": {"top_logprobs": {"type": "integer", "minimum": 1}}, "required": ["top_logprobs"]},
+         "then": {"properties": {"logprobs": {"const": True}}, "required": ["logprobs"]}},
+        _ONE_FORMAT,
+    ]})
 
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: Int(ge=1) | None = None
@@ -189,7 +259,6 @@ class ChatCompletionRequest(GenerationParams):
     top_logprobs: Int(ge=0, le=20) | None = Field(None, description="Needs logprobs=true.")
     tools: list[dict] | None = Unsupported("only empty")
     functions: list[dict] | None = Unsupported("only empty")
-    response_format: ResponseFormat | None = Field(None, description='Only {"type": "text"}.')
 
     @field_validator("tools", "functions")
     @classmethod
@@ -230,6 +299,7 @@ class CompletionRequest(GenerationParams):
          "then": {"properties": {"prompt": {"anyOf": _TEXT_PROMPTS}}}},
         {"if": {"properties": {"max_tokens": {"const": 0}}, "required": ["max_tokens"]},
          "then": {"properties": {"echo": {"const": True}}, "required": ["echo"]}},
+        _ONE_FORMAT,
     ]})
 
     prompt: str | list[Int()] | list[str] | list[list[Int()]] = Field(

@@ -14,6 +14,21 @@ from typing import Literal, Optional, Union
 _ids = itertools.count(1)
 
 
+@dataclass(frozen=True)
+class Constraint:
+    """The form every choice's text must take, enforced while decoding.
+
+    kind: "json_object" (any JSON object), "json_schema" (value: the schema),
+    "regex" (value: a pattern the whole text matches), "choice" (value: the strings
+    allowed), "lark" (value: a Lark grammar). `param` names the request field it came
+    from, for errors.
+    """
+
+    kind: Literal["json_object", "json_schema", "regex", "choice", "lark"]
+    value: Union[str, dict, tuple, None] = None
+    param: str = "response_format"
+
+
 @dataclass
 class SamplingParams:
     """OpenAI's sampling parameters, already validated by the caller."""
@@ -31,6 +46,7 @@ class SamplingParams:
     seed: Optional[int] = None
     logprobs: bool = False
     top_logprobs: int = 0
+    constraint: Optional[Constraint] = None
 
 
 @dataclass

@@ -21,6 +21,7 @@ from mlx_lm.utils import maybe_set_recommended_wired_limit
 from .batch import Batch
 from .cache import PromptCache
 from .config import EngineConfig
+from .constraints import grammar_tokenizer, matcher_factory
 from .delivery import Outbox
 from .errors import EngineError, GenerationFailed, QueueFull
 from .pool import Entry, Pool, entry_id
@@ -156,8 +157,11 @@ class Scheduler:
 
     def _insert(self, batch: Batch, sub: Submission) -> None:
         entry, n = batch.entry, sub.request.n
-        bias = sub.request.sampling.logit_bias
+        bias, constraint = sub.request.sampling.logit_bias, sub.request.sampling.constraint
         sub.logit_bias = LogitBias(bias, entry.config.get("vocab_size")) if bias else None
+        if constraint is not None:
+            vocabulary = grammar_tokenizer(entry.tokenizer, entry.config.get("vocab_size"), entry.stop_ids)
+            sub.grammar = matcher_factory(constraint, vocabulary)
         sub.choices = [Choice(sub, i, entry.tokenizer, sub.request.sampling.stop, self._emit) for i in range(n)]
         scored = sub.request.prompt_logprobs is not None
         # A prompt to score is computed from its first token: its pass replaces the prefill.
@@ -207,13 +211,15 @@ class Scheduler:
         if entry.context_length is not None:
             max_tokens = min(max_tokens, entry.context_length - len(sub.prompt))
         processors = make_logits_processors(params, len(sub.prompt))
+        # A grammar's state is its choice's own: a matcher each.
+        per_choice = [processors + [sub.grammar.new()] for _ in choices] if sub.grammar else [processors] * len(choices)
         uids = batch.generator.insert(
             [rest] * len(choices),
             max_tokens=[max_tokens] * len(choices),
             caches=[copy.deepcopy(kv) if kv else None for _ in choices],
             all_tokens=[list(cached) for _ in choices],
             samplers=[make_sampler(params, c.index, sub.logit_bias) for c in choices],
-            logits_processors=[processors] * len(choices),
+            logits_processors=per_choice,
         )
         for choice, uid in zip(choices, uids):
             choice.uid = uid

@@ -14,6 +14,7 @@ from typing import Callable, Optional
 
 import mlx.core as mx
 
+from .constraints import MatcherFactory
 from .pool import Entry
 from .requests import Delta, Event, GenerationRequest
 from .sampling import LogitBias, StopStrings, token_logprob
@@ -38,6 +39,7 @@ class Submission:
     prefilled: int = 0  # prompt tokens in the KV cache when generation started (cached or scored)
     logit_bias: Optional[LogitBias] = None
     score: Optional[PromptScore] = None  # while its prompt is being scored
+    grammar: Optional[MatcherFactory] = None  # the matchers of a constrained request's choices
     choices: list["Choice"] = field(default_factory=list)
     outbox: list[Event] = field(default_factory=list)
     queued: bool = True

@@ -17,6 +17,7 @@ from typing import Iterable, Optional, Union
 import ipywidgets as widgets
 import openai
 
+from . import schemas
 from .client import CLIENT_ERRORS, Endpoint, WorkbenchError, discover
 
 Target = Union[str, tuple]  # "demo", "demo:upper" or ("demo", "upper") / ("demo", None)
@@ -300,6 +301,7 @@ def compare(
     *,
     system: Optional[str] = None,
     endpoint: Optional[Endpoint] = None,
+    schema: Optional[schemas.Schema] = None,
     **sampling,
 ) -> Comparison:
     """Send `prompt` to every target at once and show the answers side by side.
@@ -311,9 +313,12 @@ def compare(
     TTFT and tokens/s as the server measured them); `.df` gives them as a pandas
     DataFrame. A target that fails shows its error in its column while the others
     finish. Interrupting the kernel stops every stream (the server cancels them).
+    With `schema` (a pydantic model class or a JSON-schema dict) every answer follows it.
     """
     from IPython.display import display
 
+    if schema is not None:
+        sampling["response_format"] = schemas.response_format(schema)
     view = CompareView(prompt, targets, system=system, endpoint=endpoint, **sampling)
     display(view)
     return view.run()

@@ -15,6 +15,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
 from traitlets import Float
 
+from . import schemas
 from .chat import Conversation, Interrupted, default_model, stream_answer
 from .client import Endpoint, WorkbenchError, connect, discover, probe
 from .display import LiveArea, human_bytes, prompt_cache_summary, table
@@ -70,7 +71,8 @@ class MLXMagics(Magics):
     @argument("--stop", action="append", help="Stop at this text; may be repeated.")
     @argument("--new", "-n", action="store_true", help="Start the chat afresh, forgetting its history.")
     @argument("--chat", "-c", default=DEFAULT_CHAT, help="Name of the conversation (default: %(default)s).")
-    @argument("--out", "-o", help="Also store the answer in this variable.")
+    @argument("--schema", help="Name of a pydantic model class (or JSON-schema dict) the answer must follow.")
+    @argument("--out", "-o", help="Also store the answer in this variable (with --schema: the parsed object).")
     @cell_magic
     def mlx_chat(self, line: str, cell: str):
         """Send the cell body as a message; the answer streams into the cell.
@@ -89,6 +91,9 @@ class MLXMagics(Magics):
         system = conversation.system if args.system is None else args.system
         model = model_id(args.model or conversation.model or default_model(self.endpoint), args.adapter)
         params = {name: getattr(args, name) for name in SAMPLING if getattr(args, name) is not None}
+        schema = self._schema(args.schema) if args.schema else None
+        if schema is not None:
+            params["response_format"] = schemas.response_format(schema)
         live = LiveArea(self.update_interval)
         if self.endpoint.is_workbench and self._must_load(model):
             # A model to load (or download) first shows its progress, not a blank cell.
@@ -98,12 +103,18 @@ class MLXMagics(Magics):
                 live.close()
                 raise
         reply = stream_answer(self.endpoint, model, conversation.messages(user, system), params, live)
+        parsed = schemas.parse(schema, reply) if schema is not None else str(reply)
         conversation.model, conversation.system = model, system
         conversation.turns.append((user, str(reply)))
         self.chats[args.chat] = conversation
         if args.out:
-            self.shell.user_ns[args.out] = str(reply)
+            self.shell.user_ns[args.out] = parsed
         return reply
+
+    def _schema(self, name: str) -> schemas.Schema:
+        if name not in self.shell.user_ns:
+            raise WorkbenchError(f"No variable named '{name}': --schema takes a pydantic model class or a JSON-schema dict.")
+        return self.shell.user_ns[name]
 
     @magic_arguments()
     @argument("--chat", "-c", default=DEFAULT_CHAT, help="Name of the conversation (default: %(default)s).")

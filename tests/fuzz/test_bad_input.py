@@ -78,8 +78,10 @@ CASES = {
     "an audio part": (CHAT, chat_with(messages=[{"role": "user", "content": [
         {"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}]}]),
         "application/json", 400, "invalid_value", "text only"),
-    "JSON mode": (CHAT, chat_with(response_format={"type": "json_object"}), "application/json",
-                  400, "invalid_value", "json_object"),
+    "a schema feature that cannot be enforced": (
+        CHAT, chat_with(response_format={"type": "json_schema", "json_schema": {
+            "name": "x", "schema": {"type": "string", "format": "made-up"}}}),
+        "application/json", 400, "invalid_value", "made-up"),
     "token ids outside the vocabulary": (TEXT, b'{"model": "demo", "prompt": [1, 99999999]}', "application/json",
                                          400, "invalid_for_model", "token ids"),
     "logit_bias outside the vocabulary": (CHAT, chat_with(logit_bias={"99999999": 1}), "application/json",

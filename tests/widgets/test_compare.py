@@ -93,3 +93,15 @@ def test_a_target_whose_model_loads_shows_the_progress():
     assert _stats_line(view.runs[1]) == "loading the model… 42%"
     view.runs[1].first_token = view.runs[1].last_token = view.runs[1].started
     assert "loading" not in _stats_line(view.runs[1])
+
+
+def test_a_schema_holds_for_every_column(kernel, api):
+    kernel.run("from pydantic import BaseModel, Field\n"
+               "class Pet(BaseModel):\n"
+               "    name: str = Field(max_length=10)\n"
+               "    legs: int = Field(ge=0, le=8)")
+    kernel.run('records = mlx_workbench.compare("Tell me a story.", ["demo", "demo:upper", "demo-chatml"], '
+               "schema=Pet, temperature=1.0)", timeout=120)
+    for record in kernel.value("records"):
+        assert record["finish_reason"] == "stop" and record["error"] is None
+    assert kernel.value("[Pet.model_validate_json(r['answer']).legs <= 8 for r in records]") == [True] * 3
