@@ -1,4 +1,4 @@
-"""The device thread: the one thread that makes MLX calls (DESIGN.md, "the one rule").
+"""The device thread: the one thread that makes MLX calls (docs/architecture.md, "Threads").
 
 Other threads hand it jobs through a FIFO queue and get results through a
 concurrent.futures.Future. Between rounds of jobs it runs `work.step()` while the
