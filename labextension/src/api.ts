@@ -50,6 +50,8 @@ export interface IPoolStatus {
   queue_limit: number;
   tokens_per_second: number;
   generated_tokens: number;
+  cancelled_requests: number;
+  steps_after_cancel: number;
   prompt_cache_hits: number;
   prompt_cache_misses: number;
   prompt_cache_bytes: number;
@@ -63,8 +65,15 @@ export interface IModelRef {
   adapter: string | null;
 }
 
+/**
+ * The model id of a (model, adapter) pair, as mlx_workbench/model_ids.py formats it:
+ * the adapter follows the last colon (a model name may hold colons, an adapter name
+ * may not). The extension never splits an id: entries carry model and adapter.
+ */
+export const MODEL_ID_SEPARATOR = ':';
+
 export function modelId(ref: IModelRef): string {
-  return ref.adapter ? `${ref.model}:${ref.adapter}` : ref.model;
+  return ref.adapter ? `${ref.model}${MODEL_ID_SEPARATOR}${ref.adapter}` : ref.model;
 }
 
 export class PoolClient {

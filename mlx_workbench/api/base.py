@@ -7,6 +7,7 @@ from jupyter_server.base.handlers import APIHandler
 from pydantic import BaseModel, ValidationError
 from tornado import web
 
+from ..model_ids import ModelId, parse_id
 from .errors import ApiError, error_for, validation_error
 from .response_schemas import ErrorResponse
 
@@ -22,17 +23,6 @@ def is_open(method) -> bool:
     return getattr(method, "__allow_unauthenticated", False)
 
 
-def split_model_id(model_id: str, adapter: str | None) -> tuple[str, str | None]:
-    """"name:adapter" -> (name, adapter); the "adapter" field must agree with it."""
-    name, sep, id_adapter = model_id.rpartition(":")
-    if not (sep and name and id_adapter):
-        return model_id, adapter
-    if adapter not in (None, id_adapter):
-        raise ApiError(400, f"The model id names adapter '{id_adapter}' but 'adapter' is '{adapter}'.",
-                       param="adapter", code="conflicting_adapter")
-    return name, id_adapter
-
-
 class BaseHandler(APIHandler):
     @property
     def workbench(self):
@@ -42,6 +32,17 @@ class BaseHandler(APIHandler):
     @property
     def engine(self):
         return self.workbench.engine
+
+    def model_id(self, model_id: str, adapter: str | None) -> ModelId:
+        """The (model, adapter) a request names, read as everywhere (model_ids.py); its
+        "adapter" field, when set, must agree with an adapter the id names."""
+        named = parse_id(model_id, self.engine.config.models)
+        if named.adapter is None:
+            return ModelId(named.model, adapter)
+        if adapter not in (None, named.adapter):
+            raise ApiError(400, f"The model id names adapter '{named.adapter}' but 'adapter' is '{adapter}'.",
+                           param="adapter", code="conflicting_adapter")
+        return named
 
     async def prepare(self):
         await super().prepare()

@@ -29,7 +29,8 @@
     engine.pin(model, adapter=None, pinned=True)
     engine.model_ids() -> list[str]     # configured and loaded ids, "name" and "name:adapter"
 
-A model id is "name" or "name:adapter"; GenerationRequest.adapter, when set, wins.
+A model id is "name" or "name:adapter", read as `model_ids.py` says (the adapter after the
+last colon, a configured name as itself); GenerationRequest.adapter, when set, wins.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import AsyncIterator, Callable, Iterator, Optional
 
+from ..model_ids import format_id, parse_id
 from .config import EngineConfig
 from .device import DeviceThread
 from .errors import EngineNotReady, EngineStopped, InvalidRequest, ModelBusy, ModelNotFound
@@ -222,14 +224,11 @@ class Engine:
 
     def _resolve(self, model_id: str, adapter: Optional[str]) -> tuple[str, Optional[str]]:
         """("name", adapter) for "name" or "name:adapter"; ModelNotFound if unknown."""
-        models = self.config.models
-        model = model_id
-        if model_id not in models and ":" in model_id:
-            model, _, named = model_id.rpartition(":")
-            adapter = adapter or named
-        spec = models.get(model)
+        model, named = parse_id(model_id, self.config.models)
+        adapter = adapter or named
+        spec = self.config.models.get(model)
         if spec is None or (adapter is not None and adapter not in spec.adapters):
-            raise ModelNotFound(model_id if adapter is None else f"{model}:{adapter}", self.model_ids())
+            raise ModelNotFound(format_id(model, adapter), self.model_ids())
         return model, adapter
 
     def model_ids(self) -> list[str]:
@@ -265,7 +264,7 @@ class Engine:
 
     def _load(self, result: Future, model: str, adapter: Optional[str], pin: Optional[bool]) -> None:
         pool = self._scheduler.pool
-        if adapter is None and not pool.spec(model) and not pool.spec(model.rpartition(":")[0]):
+        if adapter is None and parse_id(model, self.config.models).model not in self.config.models:
             pool.register(model)  # a path or repo id, not "configured:adapter"
         model, adapter = self._resolve(model, adapter)
         entry = pool.entry(model, adapter)

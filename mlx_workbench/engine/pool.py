@@ -28,6 +28,7 @@ from mlx.utils import tree_flatten
 from mlx_lm.tuner.utils import load_adapters
 from mlx_lm.utils import load_config, load_model, load_tokenizer
 
+from ..model_ids import format_id
 from .config import EngineConfig, ModelSpec
 from .errors import EngineError, LoadFailed, MemoryBudgetExceeded, ModelNotFound
 from .families import detect_family
@@ -40,10 +41,6 @@ MAX_FORGOTTEN = 8  # failed entries of unknown names kept in the status
 LOAD_CHUNK_BYTES = 32 * 2**20
 
 Ready = Callable[["Entry", Optional[EngineError]], None]  # called once the entry is loaded or failed
-
-
-def entry_id(model: str, adapter: Optional[str]) -> str:
-    return f"{model}:{adapter}" if adapter else model
 
 
 @dataclass(eq=False)
@@ -69,7 +66,7 @@ class Entry:
 
     @property
     def id(self) -> str:
-        return entry_id(self.model, self.adapter)
+        return format_id(self.model, self.adapter)
 
     @property
     def context_length(self) -> Optional[int]:
@@ -144,7 +141,7 @@ class Pool:
         return self.config.models[model]
 
     def entry(self, model: str, adapter: Optional[str] = None) -> Entry:
-        key = entry_id(model, adapter)
+        key = format_id(model, adapter)
         if key not in self.entries:
             self.entries[key] = Entry(model, adapter)
         return self.entries[key]

@@ -20,10 +20,11 @@ from mlx_lm.utils import maybe_set_recommended_wired_limit
 
 from .batch import Batch
 from .cache import PromptCache
+from ..model_ids import format_id
 from .config import EngineConfig
 from .delivery import Outbox
 from .errors import EngineError, GenerationFailed, QueueFull
-from .pool import Entry, Pool, entry_id
+from .pool import Entry, Pool
 from .prompts import prompt_tokens
 from .requests import Done, Event, Failed, Finished, Progress, PromptLogprobs, Started, Usage
 from .sampling import LogitBias, make_logits_processors, make_sampler
@@ -78,7 +79,7 @@ class Scheduler:
 
     def _must_wait(self, sub: Submission) -> bool:
         """`sub` cannot join a batch now: its model must load first, or the batch is full."""
-        entry = self.pool.entries.get(entry_id(sub.model, sub.adapter))
+        entry = self.pool.entries.get(format_id(sub.model, sub.adapter))
         if entry is None or entry.state != "loaded":
             return True
         batch = self.batches.get(entry.id)

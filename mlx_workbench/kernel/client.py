@@ -82,6 +82,14 @@ class Endpoint:
     def status(self) -> dict:
         return self._admin("GET", "mlx/api/status")
 
+    def model_names(self) -> set[str]:
+        """The server's model names, each of which an id names whole (model_ids.py);
+        none if unknown (not an mlx_workbench server, or it does not answer)."""
+        try:
+            return {model["name"] for model in self.status()["configured"]}
+        except WorkbenchError:
+            return set()
+
     def load(self, model: str, adapter: Optional[str] = None, pin: Optional[bool] = None, wait: bool = False) -> dict:
         """Starts loading; with `wait`, returns once loaded (downloads may take minutes)."""
         body = {"model": model, "adapter": adapter, "pin": pin, "wait": wait}

@@ -15,6 +15,7 @@ from typing import Optional
 
 import ipywidgets as widgets
 
+from ..model_ids import format_id
 from .client import Endpoint, WorkbenchError, discover
 from .compare import CompareView
 from .display import human_bytes, prompt_cache_summary
@@ -39,7 +40,7 @@ def row_targets(status: dict) -> dict[str, tuple[str, Optional[str]]]:
     for model in status.get("configured", []):
         targets[model["name"]] = (model["name"], None)
         for adapter in model.get("adapters", []):
-            targets[f"{model['name']}:{adapter}"] = (model["name"], adapter)
+            targets[format_id(model["name"], adapter)] = (model["name"], adapter)
     for entry in status.get("entries", []):
         targets.setdefault(entry["id"], (entry["model"], entry["adapter"]))
     return targets

@@ -146,6 +146,20 @@ def test_loading_a_path_registers_it(engine, models):
     assert entry.state == "loaded" and str(models["wide"]) in engine.model_ids()
 
 
+def test_a_model_name_with_colons_is_read_as_everywhere(make_engine, models):
+    """model_ids.py: a configured name is itself; the adapter follows the last colon."""
+    spec = ModelSpec("tiny:v2", str(models["tiny"]), {"a": str(models["a"])})
+    engine = make_engine(models={"tiny:v2": spec})
+    assert {"tiny:v2", "tiny:v2:a"} <= set(engine.model_ids())
+    assert engine.load("tiny:v2").result(30).id == "tiny:v2"
+    entry = engine.load("tiny:v2:a").result(30)
+    assert (entry.id, entry.model, entry.adapter) == ("tiny:v2:a", "tiny:v2", "a")
+    for model_id in ("tiny:v2", "tiny:v2:a"):
+        assert isinstance(list(engine.generate(chat("hello", model=model_id, max_tokens=2)))[-1], Done)
+    with pytest.raises(ModelNotFound, match="'tiny:v2:b'"):
+        list(engine.generate(chat("hello", model="tiny:v2:b")))
+
+
 def test_a_missing_folder_is_named_as_such_not_downloaded(engine, tmp_path):
     with pytest.raises(ModelNotFound, match="No model folder at"):
         engine.load(str(tmp_path / "nowhere")).result(30)
