@@ -15,8 +15,8 @@ from . import response_schemas as res
 
 def finite(logprob: float) -> float:
     """JSON has no -Infinity (pydantic would write null, which no client expects); OpenAI
-    reports a token it deems impossible at -9999.0."""
-    return logprob if math.isfinite(logprob) else -9999.0
+    reports a token it deems impossible at MIN_LOGPROB."""
+    return logprob if math.isfinite(logprob) else engine.MIN_LOGPROB
 
 
 def usage(u: engine.Usage) -> res.CompletionUsage:

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
-from ..engine.requests import SamplingParams
+from ..engine.requests import NO_TOOLS, TEXT_ONLY, TOOL_ROLES, SamplingParams
 
 MAX_CHOICES = 16
 MAX_PROMPTS = 64  # in one text completion request
@@ -123,11 +123,8 @@ class TextPart(Request):
     @classmethod
     def _text_only(cls, kind):
         if kind != "text":
-            raise ValueError(f"a {kind!r} content part cannot be used: the models here accept text only")
+            raise ValueError(f"a {kind!r} content part cannot be used: {TEXT_ONLY}")
         return kind
-
-
-NO_TOOLS = "this server does not support tool or function calls"
 
 
 def Unsupported(description: str):
@@ -146,7 +143,7 @@ class ChatMessage(Request):
     @field_validator("role", mode="before")
     @classmethod
     def _no_tool_role(cls, role):
-        if role in ("tool", "function"):
+        if role in TOOL_ROLES:
             raise ValueError(f"the '{role}' role cannot be used: {NO_TOOLS}")
         return role
 

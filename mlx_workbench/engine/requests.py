@@ -13,6 +13,11 @@ from typing import Literal, Optional, Union
 
 _ids = itertools.count(1)
 
+# What a text-only server without tools refuses, in the words of the engine and the api alike.
+TOOL_ROLES = ("tool", "function")
+NO_TOOLS = "this server does not support tool or function calls"
+TEXT_ONLY = "the models here accept text only"
+
 
 @dataclass
 class SamplingParams:
@@ -76,6 +81,10 @@ class Progress:
     total: int
 
 
+# Reported instead of -inf (a banned or impossible token), which JSON cannot carry; OpenAI's value.
+MIN_LOGPROB = -9999.0
+
+
 @dataclass
 class TopLogprob:
     token: str
@@ -110,7 +119,7 @@ class PromptLogprobs:
     tokens: list[TokenLogprob]
 
 
-FinishReason = Literal["stop", "length", "cancelled"]
+FinishReason = Literal["stop", "length", "cancelled"]  # the api's finish_reason too
 
 
 @dataclass

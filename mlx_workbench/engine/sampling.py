@@ -33,7 +33,7 @@ from mlx_lm.sample_utils import (
 )
 
 from .errors import InvalidForModel
-from .requests import SamplingParams, TokenLogprob, TopLogprob
+from .requests import MIN_LOGPROB, SamplingParams, TokenLogprob, TopLogprob
 
 Sampler = Callable[[mx.array], mx.array]
 LogitsProcessor = Callable[[mx.array, mx.array], mx.array]
@@ -41,8 +41,6 @@ LogitsProcessor = Callable[[mx.array, mx.array], mx.array]
 # Offsets the seed of each further choice of one request (the 64-bit golden ratio,
 # as SplitMix64 uses), so that n choices differ and choice 0 keeps the seed as given.
 _CHOICE_STRIDE = 0x9E3779B97F4A7C15
-# Reported instead of -inf (a banned token), which JSON cannot carry.
-MIN_LOGPROB = -9999.0
 
 
 class LogitBias:

@@ -13,8 +13,7 @@ from __future__ import annotations
 import mlx.core as mx
 from mlx_lm.models.cache import make_prompt_cache
 
-from .requests import TokenLogprob, TopLogprob
-from .sampling import MIN_LOGPROB
+from .requests import MIN_LOGPROB, TokenLogprob, TopLogprob
 
 CHUNK = 128  # prompt positions per step
 
