@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,10 +40,15 @@ def listed_modules() -> set[str]:
 
 
 def imported_modules(path: Path) -> set[str]:
-    """Absolute names of everything `path` imports, at any depth (function-level imports too)."""
+    """Absolute names of everything `path` imports at run time, at any depth (function-level
+    imports too; not those under `if TYPE_CHECKING:`, which only a type checker reads)."""
     package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            node.body = []
     names = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -90,3 +97,10 @@ def test_api_uses_only_the_engines_plain_modules():
     for module in PLAIN_ENGINE_MODULES:
         imports = imported_modules(PACKAGE / "engine" / f"{module}.py")
         assert not {name for name in imports if name.split(".")[0] in {"mlx", "mlx_lm"}}, module
+
+
+def test_importing_the_api_and_the_kernel_loads_no_mlx():
+    """What the import graph says, checked in a fresh interpreter."""
+    probe = ("import sys, mlx_workbench.api.handlers, mlx_workbench.kernel.magics, mlx_workbench.kernel.widgets;"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mlx', 'mlx_lm')))")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "[]\n"

@@ -3,6 +3,8 @@ method, body parsing with the pydantic models, and OpenAI-shaped errors."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from jupyter_server.base.handlers import APIHandler
 from pydantic import BaseModel, ValidationError
 from tornado import web
@@ -10,6 +12,10 @@ from tornado import web
 from ..model_ids import ModelId, parse_id
 from .errors import ApiError, error_for, validation_error
 from .response_schemas import ErrorResponse
+
+if TYPE_CHECKING:  # for the type checker only: at run time the api never imports MLX
+    from ..app import MLXWorkbench
+    from ..engine.engine import Engine
 
 
 def implemented_methods(handler: type[web.RequestHandler]) -> list[str]:
@@ -25,12 +31,12 @@ def is_open(method) -> bool:
 
 class BaseHandler(APIHandler):
     @property
-    def workbench(self):
+    def workbench(self) -> MLXWorkbench:
         """The MLXWorkbench extension app."""
         return self.settings["mlx_workbench"]
 
     @property
-    def engine(self):
+    def engine(self) -> Engine:
         return self.workbench.engine
 
     def model_id(self, model_id: str, adapter: str | None) -> ModelId:

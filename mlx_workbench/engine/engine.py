@@ -29,6 +29,11 @@
     engine.pin(model, adapter=None, pinned=True)
     engine.model_ids() -> list[str]     # configured and loaded ids, "name" and "name:adapter"
 
+    # inspection, for tests and debugging (device thread objects: look, touch only to inject faults)
+    engine.request_ids() -> list[str]   # requests submitted and not yet ended
+    engine.batch(entry_id) -> Batch | None   # the entry's generator and its requests, while busy
+    engine.scheduler, engine.device     # the running Scheduler and DeviceThread
+
 A model id is "name" or "name:adapter", read as `model_ids.py` says (the adapter after the
 last colon, a configured name as itself); GenerationRequest.adapter, when set, wins.
 """
@@ -47,6 +52,7 @@ from dataclasses import replace
 from typing import AsyncIterator, Callable, Iterator, Optional
 
 from ..model_ids import format_id, parse_id
+from .batch import Batch
 from .config import EngineConfig
 from .device import DeviceThread
 from .errors import EngineNotReady, EngineStopped, InvalidRequest, ModelBusy, ModelNotFound
@@ -206,7 +212,7 @@ class Engine:
         with self._lock:
             self._queued += 1
         sub = Submission(request, model, adapter, send, self._dequeued, loop)
-        job = self._device.submit(self._scheduler.add, sub)
+        job = self._device.submit(self._scheduler.enqueue, sub)
         job.add_done_callback(lambda f: f.exception() and self._never_ran(sub, f.exception()))
 
     @staticmethod
@@ -233,6 +239,30 @@ class Engine:
 
     def model_ids(self) -> list[str]:
         return self.config.model_ids()
+
+    # ---- inspection --------------------------------------------------------
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The running scheduler (replaced after a device thread restart)."""
+        if self._scheduler is None:
+            raise EngineNotReady("The engine has not started.")
+        return self._scheduler
+
+    @property
+    def device(self) -> DeviceThread:
+        """The running device thread (replaced after a restart)."""
+        if self._device is None:
+            raise EngineNotReady("The engine has not started.")
+        return self._device
+
+    def request_ids(self) -> list[str]:
+        """The requests submitted and not yet ended (a copy: the device thread changes it)."""
+        return list(self.scheduler.submissions)
+
+    def batch(self, entry_id: str) -> Optional[Batch]:
+        """The batch of entry `entry_id` while it has requests; None once idle."""
+        return self.scheduler.batches.get(entry_id)
 
     # ---- pool admin --------------------------------------------------------
 

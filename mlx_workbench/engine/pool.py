@@ -31,7 +31,7 @@ from mlx_lm.utils import load_config, load_model, load_tokenizer
 from ..model_ids import format_id
 from .config import EngineConfig, ModelSpec
 from .errors import EngineError, LoadFailed, MemoryBudgetExceeded, ModelNotFound
-from .families import detect_family
+from .families import Family, detect_family
 from .status import EntryState, EntryStatus
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class Entry:
     tokenizer: Any = None  # mlx_lm TokenizerWrapper (shared by a base and its adapters)
     config: dict = field(default_factory=dict)
     generation_config: dict = field(default_factory=dict)
-    family: Any = None
+    family: Optional[Family] = None  # set once loaded
     max_token_bytes: int = 0  # UTF-8 bytes of the vocabulary's longest token
     stop_ids: list[int] = field(default_factory=list)  # the tokens that end an answer
     waiters: list[Ready] = field(default_factory=list)
@@ -88,7 +88,7 @@ class ModelFiles:
     config: dict
     generation_config: dict
     tokenizer: Any
-    family: Any
+    family: Family
     stop_ids: list[int]
     max_token_bytes: int
 

@@ -130,7 +130,7 @@ def test_an_entry_serving_requests_is_not_unloaded(engine):
 
 
 def test_two_loads_of_the_same_model_share_one(engine, monkeypatch):
-    pool = engine._scheduler.pool
+    pool = engine.scheduler.pool
     calls = []
     original = pool._load_base
     monkeypatch.setattr(pool, "_load_base", lambda entry, *files: (calls.append(entry.id), original(entry, *files)))
@@ -228,7 +228,7 @@ def test_a_stream_goes_on_while_another_model_reads_its_weights(engine, monkeypa
     from mlx_workbench.engine import pool as pool_module
 
     monkeypatch.setattr(pool_module, "LOAD_CHUNK_BYTES", 1)  # one array per job
-    scheduler = engine._scheduler
+    scheduler = engine.scheduler
     chunks = []  # (decode steps so far, load progress) as each chunk starts
     evaluate = scheduler.pool._evaluate
     monkeypatch.setattr(scheduler.pool, "_evaluate",
