@@ -18,6 +18,7 @@ from demo_requests import answer
 from server import start_jupyter
 
 HELLO = "What is the capital of France?"
+pytestmark = pytest.mark.slow  # a server of its own
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ def test_model_specs():
         model_spec("m", {"adapters": {}})
 
 
+@pytest.mark.kernel
 def test_kernels_inherit_url_and_token(jupyter_server, http):
     kernel_id = http.post("api/kernels", json={"name": "python3"}).json()["id"]
     client = jupyter_server.kernel_client(kernel_id)

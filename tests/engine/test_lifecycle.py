@@ -157,6 +157,7 @@ print("exiting", flush=True)
 """
 
 
+@pytest.mark.slow  # a Python process of its own, MLX imported afresh
 @pytest.mark.parametrize("how", ["stop", "exit without stop"])
 def test_the_process_exits_0_after_generating(models, how):
     done = subprocess.run(
