@@ -44,6 +44,14 @@ FAST_TESTS := tests/engine tests/api tests/test_architecture.py tests/test_model
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not (slow or kernel or browser)" $(FAST_TESTS)
 
+# Lint, format and types: ruff and pyright over the Python, eslint and prettier over the lab
+# extension (its devDependencies installed if an older node_modules lacks them).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pyright
+	cd labextension && { test -x node_modules/.bin/eslint || npm install --no-audit --no-fund; } && npm run lint
+
 browser:
 	@[ -n "$$CHROMIUM" ] || command -v chromium >/dev/null || scripts/install_chromium.sh
 

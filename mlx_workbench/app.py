@@ -198,7 +198,7 @@ class MLXWorkbench(ExtensionApp):
         self.generations: set[asyncio.Task] = set()  # handlers answering a generation
         self.engine.start()
         atexit.register(self.engine.stop)  # when the server exits without stop_extension
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        if self.serverapp is not None and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             # Without a terminal Jupyter leaves SIGINT to KeyboardInterrupt, which stops the
             # loop past every cleanup; stop as on SIGTERM so streams end and models are freed.
             signal.signal(signal.SIGINT, self.serverapp._signal_stop)

@@ -123,7 +123,12 @@ export class PoolClient {
   }
 }
 
-function parseJSON(text: string): any {
+/** A body as the server may answer it: JSON, an OpenAI-style error among them. */
+interface IBody {
+  error?: { message?: string };
+}
+
+function parseJSON(text: string): IBody | null {
   try {
     return JSON.parse(text);
   } catch {

@@ -3,7 +3,7 @@ method, body parsing with the pydantic models, and OpenAI-shaped errors."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from jupyter_server.base.handlers import APIHandler
 from pydantic import BaseModel, ValidationError
@@ -12,6 +12,8 @@ from tornado import web
 from ..model_ids import ModelId, parse_id
 from .errors import ApiError, error_for, validation_error
 from .response_schemas import ErrorResponse
+
+Body = TypeVar("Body", bound=BaseModel)
 
 if TYPE_CHECKING:  # for the type checker only: at run time the api never imports MLX
     from ..app import MLXWorkbench
@@ -57,7 +59,7 @@ class BaseHandler(APIHandler):
         if not self.current_user and not is_open(getattr(self, self.request.method.lower())):
             raise web.HTTPError(403)  # answered as 401 by write_error
 
-    def parse(self, model: type[BaseModel]):
+    def parse(self, model: type[Body]) -> Body:
         # pydantic parses the bytes itself: bounded nesting, UTF-8 checked, JSON types kept.
         try:
             return model.model_validate_json(self.request.body or b"null")

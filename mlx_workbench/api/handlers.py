@@ -55,6 +55,7 @@ class GenerationHandler(BaseHandler):
         self._request_ids = tuple(r.id for r in requests)
         submitted = time.monotonic()
         task = asyncio.current_task()  # so that server shutdown waits for this answer
+        assert task is not None  # a handler runs in a task
         self.workbench.generations.add(task)
         task.add_done_callback(self.workbench.generations.discard)
         try:

@@ -1,3 +1,5 @@
+# Field types are built by calls (Int(ge=1): an Annotated int), which pyright cannot read in annotations.
+# pyright: reportInvalidTypeForm=false
 """The request bodies: pydantic v2 models of what clients send.
 
 Requests follow OpenAI's names and ranges and ignore fields they do not know
@@ -102,7 +104,7 @@ class GenerationParams(Request):
             presence_penalty=self.presence_penalty,
             frequency_penalty=self.frequency_penalty,
             logit_bias={int(token): bias for token, bias in (self.logit_bias or {}).items()},
-            stop=list(self.stop),
+            stop=list(self.stop or []),  # a list once validated (_stop_strings)
             seed=self.seed,
             logprobs=self.wants_logprobs(),
             top_logprobs=self.top_logprob_count(),
@@ -222,7 +224,7 @@ def as_prompts(prompt) -> list:
 
 
 class CompletionRequest(GenerationParams):
-    model_config = ConfigDict(json_schema_extra={"allOf": [
+    model_config = ConfigDict(json_schema_extra={"allOf": [  # type: ignore[arg-type]  (JSON, typed narrower by pydantic)
         {"if": {"properties": {"echo": {"const": True}}, "required": ["echo"]},
          "then": {"properties": {"prompt": {"anyOf": _TEXT_PROMPTS}}}},
         {"if": {"properties": {"max_tokens": {"const": 0}}, "required": ["max_tokens"]},

@@ -128,7 +128,7 @@ def detect_family(config: dict, tokenizer) -> Family:
     if isinstance(template, dict):  # named templates ("default", "tool_use", ...)
         template = "\n".join(template.values())
     for family in FAMILIES:
-        if template and family.marker in template:
+        if template and family.marker and family.marker in template:
             return family
     vocab = tokenizer.get_vocab()
     for family in FAMILIES:

@@ -76,7 +76,7 @@ class Entry:
         return EntryStatus(
             id=self.id, model=self.model, adapter=self.adapter, state=self.state,
             progress=self.progress, memory_bytes=self.memory_bytes, pinned=self.pinned,
-            family=getattr(self.family, "name", None), context_length=self.context_length,
+            family=self.family.name if self.family else None, context_length=self.context_length,
             last_used=self.last_used, active_requests=self.active_requests, error=self.error,
         )
 
@@ -109,6 +109,11 @@ class ModelFiles:
 def weights_size(folder: Path, pattern: str = "*.safetensors") -> int:
     """Bytes the weights will take once loaded, estimated from the files."""
     return sum(f.stat().st_size for f in folder.glob(pattern))
+
+
+def weight_arrays(module) -> list[mx.array]:
+    """Every weight array of `module`."""
+    return [a for _, a in tree_flatten(module.parameters())]  # type: ignore[misc]  (annotated as str too: never here)
 
 
 def release_memory() -> None:
@@ -202,7 +207,7 @@ class Pool:
         except Exception as e:
             return self._failed(entry, e)
         entry.path, entry.memory_bytes = path, estimate  # held from now on, for _make_room
-        unread = [a for _, a in tree_flatten(module.parameters())]
+        unread = weight_arrays(module)
         self._evaluate(entry, module, files, unread, sum(a.nbytes for a in unread), entry.progress)
 
     def _evaluate(self, entry: Entry, module, files: ModelFiles, unread: list, total: int, start: float) -> None:
@@ -223,7 +228,7 @@ class Pool:
         entry.module, entry.tokenizer, entry.family = module, files.tokenizer, files.family
         entry.config, entry.generation_config = files.config, files.generation_config
         entry.stop_ids, entry.max_token_bytes = files.stop_ids, files.max_token_bytes
-        entry.memory_bytes = sum(a.nbytes for _, a in tree_flatten(module.parameters()))
+        entry.memory_bytes = sum(a.nbytes for a in weight_arrays(module))
         self._loaded(entry)
 
     def _loaded(self, entry: Entry) -> None:
@@ -239,7 +244,8 @@ class Pool:
         self._done(entry, error)
 
     def _adapter_dir(self, entry: Entry) -> Path:
-        adapters = self.spec(entry.model).adapters
+        spec = self.spec(entry.model)
+        adapters = spec.adapters if spec else {}
         if entry.adapter not in adapters:
             raise LoadFailed(f"The model '{entry.model}' has no adapter '{entry.adapter}'. "
                              f"Known adapters: {', '.join(adapters) or 'none'}.", param="model")
@@ -255,6 +261,7 @@ class Pool:
             before = mx.get_active_memory()
             # A second module of the same architecture whose arrays ARE the base's:
             # its lazily mapped weights are replaced before anything reads them.
+            assert base.path is not None  # a loaded base knows its folder
             module, _ = load_model(base.path, lazy=True)
             module.update(base.module.parameters())
             load_adapters(module, str(adapter_dir))

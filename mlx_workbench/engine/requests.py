@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Union
+from typing import Literal, Optional
 
 _ids = itertools.count(1)
 
@@ -49,7 +49,7 @@ class GenerationRequest:
     model: str
     adapter: Optional[str] = None
     messages: Optional[list[dict]] = None
-    prompt: Union[str, list[int], None] = None
+    prompt: str | list[int] | None = None
     sampling: SamplingParams = field(default_factory=SamplingParams)
     n: int = 1
     # Score the prompt: its tokens' logprobs, with this many alternatives each. (With
@@ -158,7 +158,7 @@ class Done:
 class Failed:
     """Last event of a failed request. `error` is an EngineError subclass."""
 
-    error: Exception
+    error: BaseException
 
 
-Event = Union[Started, Progress, PromptLogprobs, Delta, Finished, Done, Failed]
+Event = Started | Progress | PromptLogprobs | Delta | Finished | Done | Failed

@@ -166,11 +166,13 @@ def token_logprob(logprobs_row: mx.array, token_id: int, k: int, tokenizer) -> T
         top_ids = mx.argpartition(-logprobs_row, kth=k - 1)[:k]
         top_values = logprobs_row[top_ids]
         mx.eval(chosen, top_ids, top_values)
-        top = sorted(zip(top_values.tolist(), top_ids.tolist()), reverse=True)
+        values: list[float] = top_values.tolist()  # type: ignore[assignment]  (a vector: a list)
+        ids: list[int] = top_ids.tolist()  # type: ignore[assignment]
+        top = sorted(zip(values, ids), reverse=True)
     return TokenLogprob(
         token=tokenizer.decode([token_id]),
         token_id=token_id,
-        logprob=max(chosen.item(), MIN_LOGPROB),
+        logprob=max(chosen.item(), MIN_LOGPROB),  # type: ignore[type-var]  (a float32 scalar: a float)
         top=[TopLogprob(tokenizer.decode([i]), i, max(lp, MIN_LOGPROB)) for lp, i in top],
     )
 

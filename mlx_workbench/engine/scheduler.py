@@ -26,7 +26,7 @@ from .delivery import Outbox
 from .errors import EngineError, GenerationFailed, QueueFull
 from .pool import Entry, Pool
 from .prompts import prompt_tokens
-from .requests import Done, Event, Failed, Finished, Progress, PromptLogprobs, Started, Usage
+from .requests import Done, Event, Failed, Finished, FinishReason, Progress, PromptLogprobs, Started, Usage
 from .sampling import LogitBias, make_logits_processors, make_sampler
 from .scoring import PromptScore
 from .status import EngineStatus, MemoryStatus
@@ -158,30 +158,31 @@ class Scheduler:
     def _start_request(self, batch: Batch, sub: Submission) -> None:
         entry, n = batch.entry, sub.request.n
         bias = sub.request.sampling.logit_bias
-        sub.logit_bias = LogitBias(bias, entry.config.get("vocab_size")) if bias else None
+        sub.logit_bias = LogitBias(bias, entry.config["vocab_size"]) if bias else None
         sub.choices = [Choice(sub, i, entry.tokenizer, sub.request.sampling.stop, self._emit) for i in range(n)]
-        scored = sub.request.prompt_logprobs is not None
+        top = sub.request.prompt_logprobs  # set: the prompt is scored
         # A prompt to score is computed from its first token: its pass replaces the prefill.
-        cache, rest = self.cache.fetch(entry.id, sub.prompt) if not scored else (None, sub.prompt)
+        cache, rest = self.cache.fetch(entry.id, sub.prompt) if top is None else (None, sub.prompt)
         sub.cached_tokens = len(sub.prompt) - len(rest)
         self._emit(sub, Started(prompt_tokens=len(sub.prompt), cached_tokens=sub.cached_tokens))
         self._changed = True
-        if not scored:
+        if top is None:
             return self._start_generation(batch, sub, cache, rest)
         batch.scoring = sub
-        sub.score = PromptScore(entry.module, sub.prompt, sub.request.prompt_logprobs, entry.tokenizer)
+        sub.score = PromptScore(entry.module, sub.prompt, top, entry.tokenizer)
         self._post(self._run_or_fail, sub, self._score_chunk, batch, sub)
 
     def _score_chunk(self, batch: Batch, sub: Submission) -> None:
         """A chunk of the prompt per job: decode steps go on in between."""
-        if sub.ended:  # cancelled: _end_request let go of its score
+        score = sub.score
+        if score is None:  # cancelled: _end_request let go of its score
             return
-        if not sub.score.step():
+        if not score.step():
             return self._post(self._run_or_fail, sub, self._score_chunk, batch, sub)
         batch.scoring = None
         for choice in sub.choices:
-            self._emit(sub, PromptLogprobs(choice.index, sub.score.tokens))
-        cache, sub.score = sub.score.cache, None
+            self._emit(sub, PromptLogprobs(choice.index, score.tokens))
+        cache, sub.score = score.cache, None
         self._start_generation(batch, sub, cache, sub.prompt[-1:])
 
     def _start_generation(self, batch: Batch, sub: Submission, cache, rest: list[int]) -> None:
@@ -211,7 +212,7 @@ class Scheduler:
         uids = batch.generator.insert(
             [rest] * len(choices),
             max_tokens=[max_tokens] * len(choices),
-            caches=[copy.deepcopy(kv) if kv else None for _ in choices],
+            caches=[copy.deepcopy(kv) if kv else None for _ in choices],  # pyright: ignore[reportArgumentType] (None: no cache, which mlx_lm's annotation omits)
             all_tokens=[list(cached) for _ in choices],
             samplers=[make_sampler(params, c.index, sub.logit_bias) for c in choices],
             logits_processors=[processors] * len(choices),
@@ -265,7 +266,7 @@ class Scheduler:
                 continue
             if r.finish_reason is not None:
                 self._cache_prompt(batch, r.all_tokens, r.prompt_cache)
-                self._finish_choice(batch, choice, "stop" if stop_string else r.finish_reason)
+                self._finish_choice(batch, choice, "stop" if stop_string or r.finish_reason == "stop" else "length")
             elif stop_string:
                 stopped.append(r.uid)  # the generator does not know: remove it
         if stopped:
@@ -279,8 +280,9 @@ class Scheduler:
 
     # ---- endings -----------------------------------------------------------
 
-    def _finish_choice(self, batch: Batch, choice: Choice, reason: str) -> None:
-        batch.choices.pop(choice.uid, None)
+    def _finish_choice(self, batch: Batch, choice: Choice, reason: FinishReason) -> None:
+        if choice.uid is not None:  # None: it never entered the generator (max_tokens 0)
+            batch.choices.pop(choice.uid, None)
         choice.open = False
         sub = choice.sub
         self._emit(sub, Finished(choice.index, reason))
@@ -290,12 +292,13 @@ class Scheduler:
     def _usage(self, sub: Submission) -> Usage:
         first, last = sub.first_token, sub.last_token
         decoded = sub.sampled - len(sub.choices)
+        span = last - first if first is not None and last is not None else 0.0
         return Usage(
             prompt_tokens=len(sub.prompt), completion_tokens=sum(c.tokens for c in sub.choices),
             cached_tokens=sub.cached_tokens,
-            time_to_first_token=first - sub.submitted if first else 0.0,
-            generation_seconds=last - first if first else 0.0,
-            tokens_per_second=decoded / (last - first) if first and last > first and decoded > 0 else None,
+            time_to_first_token=first - sub.submitted if first is not None else 0.0,
+            generation_seconds=span,
+            tokens_per_second=decoded / span if span > 0 and decoded > 0 else None,
         )
 
     def _cancel_request(self, sub: Submission) -> None:
@@ -317,7 +320,7 @@ class Scheduler:
                 batch.waiting.remove(sub)
             if batch.scoring is sub:
                 batch.scoring = None
-            uids = [c.uid for c in sub.choices if c.open and batch.choices.pop(c.uid, None)]
+            uids = [c.uid for c in sub.choices if c.open and c.uid is not None and batch.choices.pop(c.uid, None)]
             if uids:
                 batch.generator.remove(uids)
         for choice in sub.choices:

@@ -103,7 +103,7 @@ class Endpoint:
         return self._admin("POST", "mlx/api/models/pin", body)["entry"]
 
     def _admin(self, method: str, path: str, body: Optional[dict] = None, timeout: Optional[float] = 30.0) -> dict:
-        if not self.is_workbench:
+        if self.server_url is None:  # not an mlx_workbench server
             raise NotWorkbenchServer(
                 f"This needs an mlx_workbench server; the magics are connected to {self.describe()}, "
                 "which serves chat only. `%mlx_connect` without a URL goes back to the Jupyter server."

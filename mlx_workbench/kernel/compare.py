@@ -12,15 +12,16 @@ import html
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Union
+from typing import Iterable, Optional
 
 import ipywidgets as widgets
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from ..model_ids import SEPARATOR, ModelId, parse_id
 from .client import CLIENT_ERRORS, Endpoint, WorkbenchError, discover
 
-Target = Union[str, tuple]  # "demo", "demo:upper" or ("demo", "upper") / ("demo", None)
+Target = str | tuple  # "demo", "demo:upper" or ("demo", "upper") / ("demo", None)
 
 RENDER_INTERVAL = 0.1  # seconds between widget updates while streaming
 STATUS_INTERVAL = 0.5  # seconds between looks at the server's pool while a target waits
@@ -190,9 +191,8 @@ class CompareView(widgets.VBox):
             raise ValueError("compare() needs at least one target, e.g. ['demo', 'demo:upper'].")
         self.endpoint = endpoint or discover()
         named = target_ids(targets, self.endpoint)
-        self.messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": prompt}
-        ]
+        self.messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": system}] if system else []
+        self.messages.append({"role": "user", "content": prompt})
         self.sampling = {**DEFAULT_SAMPLING, **sampling}
         self.runs = [Run(str(n), n) for n in named]
         self.columns = [Column(str(n)) for n in named]

@@ -12,7 +12,7 @@ from typing import Optional
 
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
-from IPython.utils.process import arg_split
+from IPython.utils.process import arg_split  # pyright: ignore[reportPrivateImportUsage] (IPython documents it here)
 from traitlets import Float
 
 from ..model_ids import format_id, with_adapter
@@ -97,7 +97,7 @@ class MLXMagics(Magics):
         conversation.model, conversation.system = model, system
         conversation.turns.append((user, str(reply)))
         self.chats[args.chat] = conversation
-        if args.out:
+        if args.out and self.shell is not None:
             self.shell.user_ns[args.out] = str(reply)
         return reply
 
@@ -133,7 +133,8 @@ class MLXMagics(Magics):
         """Use another server for the magics; without a URL, find the Jupyter server again."""
         args = parse(self.mlx_connect, line)
         self._endpoint = connect(args.url, args.token) if args.url else discover()
-        health = probe(self._endpoint.server_url) if self._endpoint.is_workbench else None
+        server_url = self._endpoint.server_url  # None: not an mlx_workbench server
+        health = probe(server_url) if server_url is not None else None
         if health:
             print(f"Connected to the {self._endpoint.describe()} (mlx_workbench {health.get('version')}).")
         else:

@@ -101,7 +101,7 @@ class ModelRow(widgets.HBox):
         self.entry = entry
         state = entry["state"] if entry else "unloaded"
         self.family.value = html.escape((entry or {}).get("family") or "")
-        self.memory.value = human_bytes(entry["memory_bytes"]) if state == "loaded" else ""
+        self.memory.value = human_bytes(entry["memory_bytes"]) if entry and state == "loaded" else ""
         self.state.value = describe_state(entry)
         error = (entry or {}).get("error") if state == "failed" else None
         self.error.value = f'<span style="color:{ERROR}">{html.escape(error)}</span>' if error else ""
@@ -156,7 +156,7 @@ class MemoryGauge(widgets.HTML):
         )
 
 
-def _segment(size: int, scale: int, color: str, title: str) -> str:
+def _segment(size: int, scale: float, color: str, title: str) -> str:
     width = max(0.0, min(size / scale, 1.0)) * 100
     # A small model against a large budget still gets a visible sliver.
     style = f"width:{width:.2f}%; min-width:{2 if size else 0}px; background:{color}"

@@ -11,7 +11,6 @@ from mlx_lm import load
 from mlx_lm.generate import generate_step
 from mlx_lm.utils import load_config
 
-from family_tokenizers import family_tokenizer  # noqa: F401 (fixture)
 from mlx_workbench.engine.errors import InvalidRequest
 from mlx_workbench.demo import DEMO_MODELS, load_answers
 from mlx_workbench.engine.families import FAMILIES, detect_family
