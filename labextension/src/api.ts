@@ -1,7 +1,7 @@
 /**
  * The pool admin API of the MLX Workbench server extension (mlx/api/...),
  * spoken through Jupyter's own ServerConnection so auth and XSRF are Jupyter's.
- * The types mirror mlx_workbench/engine/status.py.
+ * The types mirror the OpenAPI document (tests/test_labextension_types.py checks them).
  */
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
