@@ -8,7 +8,7 @@ model "llama3:8b" when one is so named, not adapter "8b" of "llama3"), so a pars
 given the model names when the caller knows them; a configuration in which one id
 would name both a model and an adapter is refused (`check_names`).
 
-No imports beyond typing: the engine, the api and the kernel all use it.
+The standard library only: the engine, the api and the kernel all use it.
 """
 
 from __future__ import annotations
