@@ -16,7 +16,7 @@ UV_VERSION := $(shell sed -n 's/^uv==//p' $(LOCK))
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PYTEST_ARGS := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
 
-.PHONY: lab test lock test-latest test-oldest browser
+.PHONY: lab test test-fast lint lock test-latest test-oldest browser
 
 # A venv with uv in it: $(call venv_with_uv,DIR)
 define venv_with_uv
@@ -37,6 +37,20 @@ lab: $(STAMP)
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The quick tier while changing code: engine and API (one real server), no kernels, browser,
+# fuzzing or reliability runs. `make test` still runs everything, as CI does.
+FAST_TESTS := tests/engine tests/api tests/test_architecture.py tests/test_model_ids.py tests/test_labextension_types.py
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not (slow or kernel or browser)" $(FAST_TESTS)
+
+# Lint, format and types: ruff and pyright over the Python, eslint and prettier over the lab
+# extension (its devDependencies installed if an older node_modules lacks them).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pyright
+	cd labextension && { test -x node_modules/.bin/eslint || npm install --no-audit --no-fund; } && npm run lint
 
 browser:
 	@[ -n "$$CHROMIUM" ] || command -v chromium >/dev/null || scripts/install_chromium.sh

@@ -3,9 +3,9 @@
 Equal work: decoding is greedy with a fixed `max_tokens`, and the model's EOS
 and special tokens get an OpenAI `logit_bias` of -100 on every system (raw
 mlx_lm through its logits processor, the servers through the request), so every
-stream runs to exactly `max_tokens` (the report checks the counts). Each stream's prompt starts with its own number, so no
-system gets prompt-cache hits the others do not (except figure 3, where reuse
-is the point).
+stream runs to exactly `max_tokens` (the report checks the counts). Each stream's
+prompt starts with its own number, so no system gets prompt-cache hits the others
+do not (except figure 3, where reuse is the point).
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ Entry points only; each import is deferred so that a kernel loading the magics
 never imports the server side (and never MLX), and the server never imports IPython.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
+
+__all__ = ["__version__", "compare", "openai_client", "panel"]
 
 
 def _jupyter_server_extension_points():
@@ -36,7 +38,6 @@ def compare(prompt, targets, **kwargs):
     from .kernel.widgets import compare as run_compare
 
     return run_compare(prompt, targets, **kwargs)
-
 
 
 def openai_client(asynchronous: bool = False, **kwargs):

@@ -22,11 +22,12 @@ import signal
 import time
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Dict, Float, Int, List, Unicode, Union, default, validate
+from traitlets import Dict, Float, Int, List, TraitError, Unicode, Union, default, validate
 
-from . import __version__
+from ._version import __version__
 from .api.handlers import HANDLERS
 from .engine.config import EngineConfig, ModelSpec
+from .model_ids import check_names
 
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
@@ -63,6 +64,11 @@ def model_spec(name: str, value: str | dict) -> ModelSpec:
     if "path" not in value or unknown:
         raise ValueError(f"model {name!r}: expected a path or {{'path': ..., 'adapters': {{...}}}}, got {value!r}")
     return ModelSpec(name, value["path"], dict(value.get("adapters") or {}))
+
+
+def model_specs(models: dict) -> dict[str, ModelSpec]:
+    """The `models` traitlet as specs; ValueError for an entry that is not one."""
+    return {name: model_spec(name, value) for name, value in models.items()}
 
 
 class MLXWorkbench(ExtensionApp):
@@ -106,6 +112,30 @@ class MLXWorkbench(ExtensionApp):
     sse_keepalive = Float(
         10.0, config=True, help="Seconds of silence after which a stream sends a keep-alive comment."
     )
+    completion_batch_size = Int(
+        EngineConfig.completion_batch_size,
+        config=True,
+        help="""Sequences one model decodes together (the choices of every request it serves);
+        more wait for room. Also the largest `n` a request may ask for.""",
+    )
+    prefill_step_size = Int(
+        EngineConfig.prefill_step_size,
+        config=True,
+        help="Prompt tokens processed per step: a long prompt shares the device with running streams in these.",
+    )
+    prompt_cache_size = Int(
+        EngineConfig.prompt_cache_size,
+        config=True,
+        help="Prompt prefixes kept per loaded model for reuse (a conversation's history); 0 disables the cache.",
+    )
+    prompt_cache_bytes = Union(
+        [Int(), Unicode()],
+        default_value=None,
+        allow_none=True,
+        config=True,
+        help="""Bound on the memory of every cached prompt prefix together: bytes, "1GB" or "10%"
+        of device memory; the least recently used go first. Default: no bound but the size.""",
+    )
 
     @default("models")
     def _demo_models(self):
@@ -113,13 +143,31 @@ class MLXWorkbench(ExtensionApp):
 
         return DEMO_MODELS
 
-    @validate("memory_limit")
+    @validate("memory_limit", "prompt_cache_bytes")
     def _valid_memory(self, proposal):
         parse_memory(proposal.value)  # raises on nonsense, at startup
         return proposal.value
 
+    # Config is loaded with notifications held: these run once every value is set, so
+    # preload is checked against the models configured, whatever their order.
+    @validate("models")
+    def _valid_models(self, proposal):
+        try:
+            check_names({spec.name: spec.adapters for spec in model_specs(proposal.value).values()})
+        except ValueError as e:
+            raise TraitError(f"MLXWorkbench.models: {e}") from None
+        return proposal.value
+
+    @validate("preload")
+    def _valid_preload(self, proposal):
+        known = EngineConfig(models=model_specs(self.models)).model_ids()
+        unknown = [model_id for model_id in proposal.value if model_id not in known]
+        if unknown:
+            raise TraitError(f"MLXWorkbench.preload: {unknown} not among the configured models and adapters {known}")
+        return proposal.value
+
     def build_engine_config(self) -> EngineConfig:
-        models = {name: model_spec(name, value) for name, value in self.models.items()}
+        models = model_specs(self.models)
         default_model = self.default_model
         if default_model and default_model not in models:
             fallback = next(iter(models), None)
@@ -136,6 +184,10 @@ class MLXWorkbench(ExtensionApp):
             max_tokens_cap=self.max_tokens_cap,
             preload=list(self.preload),
             delivery_interval=self.delivery_interval,
+            completion_batch_size=self.completion_batch_size,
+            prefill_step_size=self.prefill_step_size,
+            prompt_cache_size=self.prompt_cache_size,
+            prompt_cache_bytes=parse_memory(self.prompt_cache_bytes),
         )
 
     def initialize_settings(self):
@@ -146,7 +198,7 @@ class MLXWorkbench(ExtensionApp):
         self.generations: set[asyncio.Task] = set()  # handlers answering a generation
         self.engine.start()
         atexit.register(self.engine.stop)  # when the server exits without stop_extension
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        if self.serverapp is not None and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             # Without a terminal Jupyter leaves SIGINT to KeyboardInterrupt, which stops the
             # loop past every cleanup; stop as on SIGTERM so streams end and models are freed.
             signal.signal(signal.SIGINT, self.serverapp._signal_stop)
@@ -176,9 +228,13 @@ class MLXWorkbench(ExtensionApp):
     async def stop_extension(self):
         # Fails in-flight requests with EngineStopped and releases the models on the device
         # thread (models alive at exit can abort the process); then lets the handlers answer.
-        loaded = [e.id for e in self.engine.status().entries if e.state == "loaded"]
-        await asyncio.to_thread(self.engine.stop, 10)
-        if self.generations:
-            await asyncio.wait(self.generations, timeout=5)
-        self.log.info("mlx_workbench: stopped; released %s; MLX memory in use %d bytes",
-                      ", ".join(loaded) or "no models", self.engine.status().memory.active)
+        # Never raises: the server halts only once every extension has stopped.
+        try:
+            loaded = [e.id for e in self.engine.status().entries if e.state == "loaded"]
+            await asyncio.to_thread(self.engine.stop, 10)
+            if self.generations:
+                await asyncio.wait(self.generations, timeout=5)
+            self.log.info("mlx_workbench: stopped; released %s; MLX memory in use %d bytes",
+                          ", ".join(loaded) or "no models", self.engine.status().memory.active)
+        except Exception:
+            self.log.exception("mlx_workbench: stopping the engine failed")

@@ -11,13 +11,10 @@ before that setup, and reaches the kernel through the environment it inherits.
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
-from server import JupyterProcess, start_jupyter  # noqa: E402
+from server import JupyterProcess, start_jupyter  # tests/ is on the path (pyproject.toml)
 
 _server: JupyterProcess | None = None
 

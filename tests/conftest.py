@@ -4,16 +4,14 @@ official OpenAI clients pointed at it, and the demo models' known answers."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
+from server import JupyterProcess, start_jupyter
 
 TESTS = Path(__file__).parent
-sys.path.insert(0, str(TESTS))
-from server import JupyterProcess, start_jupyter
 
 ANSWERS = TESTS.parent / "mlx_workbench" / "demo" / "answers.json"
 
@@ -51,3 +49,26 @@ def http(jupyter_server) -> httpx.Client:
 def demo_answers() -> list[dict]:
     """Rows of answers.json: {"model", "adapter", "system", "user", "answer"}."""
     return json.loads(ANSWERS.read_text())
+
+
+# Markers by where a test lives (registered in pyproject.toml): `-m "not slow"` and the like.
+MARKERS_BY_PATH = {
+    "tests/browser/": ["browser", "slow"],
+    "tests/kernel/": ["kernel"],
+    "tests/kernel/test_openai_releases.py": ["slow"],
+    "tests/widgets/": ["kernel"],
+    "notebooks/": ["kernel", "slow"],
+    "tests/fuzz/": ["slow"],
+    "tests/reliability/": ["slow"],
+    "tests/test_benchmarks.py": ["slow"],
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    root = config.rootpath
+    for item in items:
+        where = item.path.relative_to(root).as_posix()
+        for prefix, markers in MARKERS_BY_PATH.items():
+            if where.startswith(prefix):
+                for marker in markers:
+                    item.add_marker(marker)

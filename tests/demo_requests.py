@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 
 from mlx_workbench.demo import DEMO_MODELS, load_answers
+from mlx_workbench.model_ids import format_id
 
 STORY = "Tell me a story."  # the demo model's longest answer: for streams that must last
 ANSWERS = load_answers()
@@ -31,7 +32,7 @@ def messages(row: dict) -> list[dict]:
 
 def model_id(row: dict) -> str:
     """A row's OpenAI model id, "model" or "model:adapter"."""
-    return row["model"] + (f":{row['adapter']}" if row["adapter"] else "")
+    return format_id(row["model"], row["adapter"])
 
 
 def endless(model: str = "demo") -> dict:

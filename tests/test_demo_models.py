@@ -2,7 +2,6 @@
 stop tokens, max_tokens and LoRA adapters. Everything runs on the main thread (see NOTES.md)."""
 
 import json
-import sys
 from pathlib import Path
 
 import mlx_lm
@@ -12,8 +11,7 @@ from mlx_lm.sample_utils import make_sampler
 
 from mlx_workbench.demo import DEMO_MODELS, load_answers
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
-import demo_corpus as corpus  # noqa: E402  (the build's own tasks, for answers beyond the table)
+import demo_corpus as corpus  # the build's own tasks (scripts/), for answers beyond the table
 
 ANSWERS = load_answers()
 END_OF_TURN = {"demo": "<|eot_id|>", "demo-chatml": "<|im_end|>"}

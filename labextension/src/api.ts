@@ -1,7 +1,7 @@
 /**
  * The pool admin API of the MLX Workbench server extension (mlx/api/...),
  * spoken through Jupyter's own ServerConnection so auth and XSRF are Jupyter's.
- * The types mirror mlx_workbench/engine/status.py.
+ * The types mirror the OpenAPI document (tests/test_labextension_types.py checks them).
  */
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
@@ -50,6 +50,8 @@ export interface IPoolStatus {
   queue_limit: number;
   tokens_per_second: number;
   generated_tokens: number;
+  cancelled_requests: number;
+  steps_after_cancel: number;
   prompt_cache_hits: number;
   prompt_cache_misses: number;
   prompt_cache_bytes: number;
@@ -63,8 +65,15 @@ export interface IModelRef {
   adapter: string | null;
 }
 
+/**
+ * The model id of a (model, adapter) pair, as mlx_workbench/model_ids.py formats it:
+ * the adapter follows the last colon (a model name may hold colons, an adapter name
+ * may not). The extension never splits an id: entries carry model and adapter.
+ */
+export const MODEL_ID_SEPARATOR = ':';
+
 export function modelId(ref: IModelRef): string {
-  return ref.adapter ? `${ref.model}:${ref.adapter}` : ref.model;
+  return ref.adapter ? `${ref.model}${MODEL_ID_SEPARATOR}${ref.adapter}` : ref.model;
 }
 
 export class PoolClient {
@@ -114,7 +123,12 @@ export class PoolClient {
   }
 }
 
-function parseJSON(text: string): any {
+/** A body as the server may answer it: JSON, an OpenAI-style error among them. */
+interface IBody {
+  error?: { message?: string };
+}
+
+function parseJSON(text: string): IBody | null {
   try {
     return JSON.parse(text);
   } catch {

@@ -17,11 +17,11 @@ import { PoolPanel } from './panel';
 import { openaiSnippet } from './snippet';
 import { PoolStatusItem } from './statusbar';
 
-namespace CommandIDs {
-  export const showPool = 'mlx-workbench:show-pool';
-  export const copyBaseUrl = 'mlx-workbench:copy-openai-base-url';
-  export const copySnippet = 'mlx-workbench:copy-openai-snippet';
-}
+const CommandIDs = {
+  showPool: 'mlx-workbench:show-pool',
+  copyBaseUrl: 'mlx-workbench:copy-openai-base-url',
+  copySnippet: 'mlx-workbench:copy-openai-snippet'
+} as const;
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'mlx-workbench:plugin',

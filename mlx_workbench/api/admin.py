@@ -13,9 +13,10 @@ from tornado import web
 
 from ..engine import errors
 from ..engine.status import EntryStatus
+from ..model_ids import format_id
 from . import request_schemas as req
 from . import response_schemas as res
-from .base import BaseHandler, split_model_id
+from .base import BaseHandler
 from .errors import api_error
 
 
@@ -25,7 +26,7 @@ class HealthHandler(BaseHandler):
     @allow_unauthenticated
     def get(self):
         status = self.engine.status()
-        health = {"running": "ok", "starting": "degraded", "stopping": "degraded"}.get(status.state, "down")
+        health = "ok" if status.state == "running" else "degraded" if status.state in ("starting", "stopping") else "down"
         body = res.HealthResponse(
             status=health,
             version=self.workbench.version,
@@ -72,15 +73,15 @@ class LoadHandler(EntryHandler):
     @web.authenticated
     async def post(self):
         body: req.LoadRequest = self.parse(req.LoadRequest)
-        model, adapter = split_model_id(body.model, body.adapter)
+        model, adapter = self.model_id(body.model, body.adapter)
+        entry_id = format_id(model, adapter)
         known = self.engine.model_ids()
-        if adapter and f"{model}:{adapter}" not in known:  # refused now rather than in a 202's aftermath
-            raise api_error(errors.ModelNotFound(f"{model}:{adapter}", known))
+        if adapter and entry_id not in known:  # refused now rather than in a 202's aftermath
+            raise api_error(errors.ModelNotFound(entry_id, known))
         future = self.call(self.engine.load, model, adapter, pin=body.pin)
         if body.wait or future.done():
             self.send(res.EntryResponse(entry=await self.entry(future)))
             return
-        entry_id = model + (f":{adapter}" if adapter else "")
         current = next((e for e in self.engine.status().entries if e.id == entry_id), None)
         if current is None:
             entry = EntryStatus(id=entry_id, model=model, adapter=adapter, state="loading")
@@ -93,7 +94,7 @@ class UnloadHandler(EntryHandler):
     @web.authenticated
     async def post(self):
         body: req.UnloadRequest = self.parse(req.UnloadRequest)
-        model, adapter = split_model_id(body.model, body.adapter)
+        model, adapter = self.model_id(body.model, body.adapter)
         self.send(res.EntryResponse(entry=await self.entry(self.call(self.engine.unload, model, adapter))))
 
 
@@ -101,7 +102,7 @@ class PinHandler(EntryHandler):
     @web.authenticated
     async def post(self):
         body: req.PinRequest = self.parse(req.PinRequest)
-        model, adapter = split_model_id(body.model, body.adapter)
+        model, adapter = self.model_id(body.model, body.adapter)
         future = self.call(self.engine.pin, model, adapter, pinned=body.pinned)
         self.send(res.EntryResponse(entry=await self.entry(future)))
 

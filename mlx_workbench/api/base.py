@@ -3,12 +3,21 @@ method, body parsing with the pydantic models, and OpenAI-shaped errors."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeVar
+
 from jupyter_server.base.handlers import APIHandler
 from pydantic import BaseModel, ValidationError
 from tornado import web
 
+from ..model_ids import ModelId, parse_id
 from .errors import ApiError, error_for, validation_error
 from .response_schemas import ErrorResponse
+
+Body = TypeVar("Body", bound=BaseModel)
+
+if TYPE_CHECKING:  # for the type checker only: at run time the api never imports MLX
+    from ..app import MLXWorkbench
+    from ..engine.engine import Engine
 
 
 def implemented_methods(handler: type[web.RequestHandler]) -> list[str]:
@@ -22,26 +31,26 @@ def is_open(method) -> bool:
     return getattr(method, "__allow_unauthenticated", False)
 
 
-def split_model_id(model_id: str, adapter: str | None) -> tuple[str, str | None]:
-    """"name:adapter" -> (name, adapter); the "adapter" field must agree with it."""
-    name, sep, id_adapter = model_id.rpartition(":")
-    if not (sep and name and id_adapter):
-        return model_id, adapter
-    if adapter not in (None, id_adapter):
-        raise ApiError(400, f"The model id names adapter '{id_adapter}' but 'adapter' is '{adapter}'.",
-                       param="adapter", code="conflicting_adapter")
-    return name, id_adapter
-
-
 class BaseHandler(APIHandler):
     @property
-    def workbench(self):
+    def workbench(self) -> MLXWorkbench:
         """The MLXWorkbench extension app."""
         return self.settings["mlx_workbench"]
 
     @property
-    def engine(self):
+    def engine(self) -> Engine:
         return self.workbench.engine
+
+    def model_id(self, model_id: str, adapter: str | None) -> ModelId:
+        """The (model, adapter) a request names, read as everywhere (model_ids.py); its
+        "adapter" field, when set, must agree with an adapter the id names."""
+        named = parse_id(model_id, self.engine.config.models)
+        if named.adapter is None:
+            return ModelId(named.model, adapter)
+        if adapter not in (None, named.adapter):
+            raise ApiError(400, f"The model id names adapter '{named.adapter}' but 'adapter' is '{adapter}'.",
+                           param="adapter", code="conflicting_adapter")
+        return named
 
     async def prepare(self):
         await super().prepare()
@@ -50,7 +59,7 @@ class BaseHandler(APIHandler):
         if not self.current_user and not is_open(getattr(self, self.request.method.lower())):
             raise web.HTTPError(403)  # answered as 401 by write_error
 
-    def parse(self, model: type[BaseModel]):
+    def parse(self, model: type[Body]) -> Body:
         # pydantic parses the bytes itself: bounded nesting, UTF-8 checked, JSON types kept.
         try:
             return model.model_validate_json(self.request.body or b"null")

@@ -31,7 +31,7 @@ class ApiError(web.HTTPError):
 
 
 # engine error -> (status, type, code); the first matching class wins.
-_ENGINE_ERRORS: list[tuple[type, int, str, str]] = [
+_ENGINE_ERRORS: list[tuple[type[errors.EngineError], int, str, str]] = [
     (errors.ContextLengthExceeded, 400, "invalid_request_error", "context_length_exceeded"),
     (errors.InvalidForModel, 400, "invalid_request_error", "invalid_for_model"),
     (errors.InvalidRequest, 400, "invalid_request_error", "invalid_value"),
@@ -47,9 +47,9 @@ _ENGINE_ERRORS: list[tuple[type, int, str, str]] = [
 ]
 
 
-def api_error(exc: Exception) -> ApiError:
+def api_error(exc: BaseException) -> ApiError:
     for cls, status, type_, code in _ENGINE_ERRORS:
-        if isinstance(exc, cls):
+        if isinstance(exc, errors.EngineError) and isinstance(exc, cls):
             headers = {"Retry-After": str(math.ceil(exc.retry_after))} if isinstance(exc, errors.QueueFull) else None
             return ApiError(status, exc.message, type_, exc.param, code, headers)
     return ApiError(500, f"Internal error: {type(exc).__name__}: {exc}", "server_error")

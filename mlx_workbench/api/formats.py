@@ -15,8 +15,8 @@ from . import response_schemas as res
 
 def finite(logprob: float) -> float:
     """JSON has no -Infinity (pydantic would write null, which no client expects); OpenAI
-    reports a token it deems impossible at -9999.0."""
-    return logprob if math.isfinite(logprob) else -9999.0
+    reports a token it deems impossible at MIN_LOGPROB."""
+    return logprob if math.isfinite(logprob) else engine.MIN_LOGPROB
 
 
 def usage(u: engine.Usage) -> res.CompletionUsage:
@@ -60,13 +60,13 @@ class ResponseBuilder:
         self.logprobs = logprobs
         self.texts: list[list[str]] = [[] for _ in range(n)]
         self.token_logprobs: list[list[engine.TokenLogprob]] = [[] for _ in range(n)]
-        self.finish_reasons: list[str | None] = [None] * n
+        self.finish_reasons: list[engine.FinishReason | None] = [None] * n
 
     def add(self, delta: engine.Delta) -> None:
         self.texts[delta.index].append(delta.text)
         self.token_logprobs[delta.index].extend(delta.logprobs or [])
 
-    def finish(self, index: int, reason: str) -> None:
+    def finish(self, index: int, reason: engine.FinishReason) -> None:
         self.finish_reasons[index] = reason
 
     def text(self, index: int) -> str:
@@ -79,7 +79,14 @@ class ResponseBuilder:
     def delta_chunk(self, delta: engine.Delta):
         raise NotImplementedError
 
-    def finish_chunk(self, index: int, reason: str):
+    def finish_chunk(self, index: int, reason: engine.FinishReason):
+        raise NotImplementedError
+
+    # Prompt logprobs: text completions only (echo with logprobs).
+    def add_prompt_logprobs(self, scored: engine.PromptLogprobs) -> None:
+        raise NotImplementedError
+
+    def prompt_logprobs_chunk(self, scored: engine.PromptLogprobs):
         raise NotImplementedError
 
     def usage_chunk(self, u: engine.Usage):
@@ -98,7 +105,9 @@ def _top(t: engine.TopLogprob) -> res.TopLogprob:
 
 def chat_logprobs(tokens: list[engine.TokenLogprob]) -> res.ChoiceLogprobs:
     return res.ChoiceLogprobs(
-        content=[res.TokenLogprob(**_top(t).model_dump(), top_logprobs=[_top(k) for k in t.top]) for t in tokens]
+        # A generated token has a logprob (only a prompt's first token has none).
+        content=[res.TokenLogprob(**_top(t).model_dump(), top_logprobs=[_top(k) for k in t.top])  # type: ignore[arg-type]
+                 for t in tokens]
     )
 
 
@@ -119,7 +128,7 @@ class ChatBuilder(ResponseBuilder):
         choice = res.ChunkChoice(index=delta.index, delta=res.ChunkDelta(content=delta.text), logprobs=logprobs)
         return self._chunk([choice])
 
-    def finish_chunk(self, index: int, reason: str) -> res.ChatCompletionChunk:
+    def finish_chunk(self, index: int, reason: engine.FinishReason) -> res.ChatCompletionChunk:
         return self._chunk([res.ChunkChoice(index=index, delta=res.ChunkDelta(), finish_reason=reason)])
 
     def usage_chunk(self, u: engine.Usage) -> res.ChatCompletionChunk:
@@ -131,7 +140,7 @@ class ChatBuilder(ResponseBuilder):
                 index=i,
                 message=res.AssistantMessage(content=self.text(i)),
                 logprobs=chat_logprobs(self.token_logprobs[i]) if self.logprobs else None,
-                finish_reason=self.finish_reasons[i],
+                finish_reason=self.finish_reasons[i],  # type: ignore[arg-type]  (set: Done follows every Finished)
             )
             for i in range(len(self.texts))
         ]
@@ -157,7 +166,7 @@ class TextBuilder(ResponseBuilder):
         for t in tokens:
             scored = t.logprob is not None  # a prompt's first token is not: null, as OpenAI has it
             result.tokens.append(t.token)
-            result.token_logprobs.append(finite(t.logprob) if scored else None)
+            result.token_logprobs.append(finite(t.logprob) if t.logprob is not None else None)
             result.top_logprobs.append({k.token: finite(k.logprob) for k in t.top} if scored else None)
             result.text_offset.append(offset)
             offset += len(t.token)
@@ -188,7 +197,7 @@ class TextBuilder(ResponseBuilder):
         logprobs = self._generated(delta.index, delta.logprobs) if self.logprobs and delta.logprobs else None
         return self._chunk(res.CompletionChoice(index=delta.index, text=delta.text, logprobs=logprobs))
 
-    def finish_chunk(self, index: int, reason: str) -> res.Completion:
+    def finish_chunk(self, index: int, reason: engine.FinishReason) -> res.Completion:
         return self._chunk(res.CompletionChoice(index=index, text="", finish_reason=reason))
 
     def usage_chunk(self, u: engine.Usage) -> res.Completion:

@@ -19,10 +19,11 @@ from tornado import web
 
 from ..engine import errors
 from ..engine.requests import Delta, Done, Failed, Finished, GenerationRequest, Progress, PromptLogprobs, Started
+from ..model_ids import format_id
 from . import request_schemas as req
 from . import response_schemas as res
 from .admin import HealthHandler, LoadHandler, OpenAPIHandler, PinHandler, StatusHandler, UnloadHandler
-from .base import BaseHandler, split_model_id
+from .base import BaseHandler
 from .errors import ApiError, api_error
 from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
 from .sse import ClientGone, EventStream
@@ -54,6 +55,7 @@ class GenerationHandler(BaseHandler):
         self._request_ids = tuple(r.id for r in requests)
         submitted = time.monotonic()
         task = asyncio.current_task()  # so that server shutdown waits for this answer
+        assert task is not None  # a handler runs in a task
         self.workbench.generations.add(task)
         task.add_done_callback(self.workbench.generations.discard)
         try:
@@ -151,11 +153,11 @@ class GenerationHandler(BaseHandler):
             )
 
     def _describe(self, body: req.GenerationParams, request: GenerationRequest) -> str:
-        model = request.model + (f":{request.adapter}" if request.adapter else "")
+        model = format_id(request.model, request.adapter)
         return f"mlx {self.endpoint} {model} ({'stream' if body.stream else 'json'})"
 
     def request_for(self, body: req.GenerationParams, **prompt) -> GenerationRequest:
-        model, adapter = split_model_id(body.model, body.adapter)
+        model, adapter = self.model_id(body.model, body.adapter)
         return GenerationRequest(
             model=model, adapter=adapter, sampling=body.sampling(self.workbench.max_tokens_cap), n=body.n, **prompt
         )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from . import request_schemas as req
 from . import response_schemas as res
@@ -90,15 +90,19 @@ def _event_schema(chunk: dict) -> dict:
     }
 
 
+VALIDATION: JsonSchemaMode = "validation"  # a request body's schema
+SERIALIZATION: JsonSchemaMode = "serialization"  # a response's
+
+
 @lru_cache
 def openapi_document(version: str, base_url: str = "/") -> dict:
-    models: list[tuple[type[BaseModel], str]] = []
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = []
     for op in _OPERATIONS:
         if op.request:
-            models.append((op.request, "validation"))
-        models += [(m, "serialization") for m, _ in {**op.responses, **_ERRORS}.values() if m]
+            models.append((op.request, VALIDATION))
+        models.extend((m, SERIALIZATION) for m, _ in {**op.responses, **_ERRORS}.values() if m)
         if op.chunk:
-            models.append((op.chunk, "serialization"))
+            models.append((op.chunk, SERIALIZATION))
     refs, components = models_json_schema(list(dict.fromkeys(models)), ref_template=REF)
 
     paths: dict = {}

@@ -1,3 +1,5 @@
+# Field types are built by calls (Int(ge=1): an Annotated int), which pyright cannot read in annotations.
+# pyright: reportInvalidTypeForm=false
 """The request bodies: pydantic v2 models of what clients send.
 
 Requests follow OpenAI's names and ranges and ignore fields they do not know
@@ -15,7 +17,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from ..engine.requests import Constraint, SamplingParams
+from ..engine.requests import NO_TOOLS, TEXT_ONLY, TOOL_ROLES, Constraint, SamplingParams
 
 MAX_CHOICES = 16
 MAX_PROMPTS = 64  # in one text completion request
@@ -181,7 +183,7 @@ class GenerationParams(Request):
             presence_penalty=self.presence_penalty,
             frequency_penalty=self.frequency_penalty,
             logit_bias={int(token): bias for token, bias in (self.logit_bias or {}).items()},
-            stop=list(self.stop),
+            stop=list(self.stop or []),  # a list once validated (_stop_strings)
             seed=self.seed,
             logprobs=self.wants_logprobs(),
             top_logprobs=self.top_logprob_count(),
@@ -203,11 +205,8 @@ class TextPart(Request):
     @classmethod
     def _text_only(cls, kind):
         if kind != "text":
-            raise ValueError(f"a {kind!r} content part cannot be used: the models here accept text only")
+            raise ValueError(f"a {kind!r} content part cannot be used: {TEXT_ONLY}")
         return kind
-
-
-NO_TOOLS = "this server does not support tool or function calls"
 
 
 def Unsupported(description: str):
@@ -226,7 +225,7 @@ class ChatMessage(Request):
     @field_validator("role", mode="before")
     @classmethod
     def _no_tool_role(cls, role):
-        if role in ("tool", "function"):
+        if role in TOOL_ROLES:
             raise ValueError(f"the '{role}' role cannot be used: {NO_TOOLS}")
         return role
 
@@ -294,7 +293,7 @@ def as_prompts(prompt) -> list:
 
 
 class CompletionRequest(GenerationParams):
-    model_config = ConfigDict(json_schema_extra={"allOf": [
+    model_config = ConfigDict(json_schema_extra={"allOf": [  # type: ignore[arg-type]  (JSON, typed narrower by pydantic)
         {"if": {"properties": {"echo": {"const": True}}, "required": ["echo"]},
          "then": {"properties": {"prompt": {"anyOf": _TEXT_PROMPTS}}}},
         {"if": {"properties": {"max_tokens": {"const": 0}}, "required": ["max_tokens"]},

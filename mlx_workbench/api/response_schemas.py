@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, create_model
 
+from ..engine.requests import FinishReason
 from ..engine.status import EngineStatus, EntryStatus
 
 
@@ -42,9 +43,6 @@ class ErrorResponse(BaseModel):
 
 
 # ---- responses: shared ----------------------------------------------------------
-
-
-FinishReason = Literal["stop", "length", "cancelled"]
 
 
 def completion_id(prefix: str) -> str:

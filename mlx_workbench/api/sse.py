@@ -9,7 +9,7 @@ import time
 
 from jupyter_server.base.handlers import APIHandler
 from pydantic import BaseModel
-from tornado.iostream import StreamClosedError
+from tornado.iostream import IOStream, StreamClosedError
 
 CONTENT_TYPE = "text/event-stream; charset=utf-8"
 
@@ -30,6 +30,10 @@ class EventStream:
         self._last_write = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
+    def _stream(self) -> IOStream:
+        """The client's socket: Tornado's HTTP/1 connection has one (its base class does not say so)."""
+        return self.handler.request.connection.stream  # type: ignore[union-attr]
+
     def start(self) -> None:
         """Commit to a 200 event stream (the headers leave with the first flush)."""
         h = self.handler
@@ -39,7 +43,7 @@ class EventStream:
         h.set_header("X-Accel-Buffering", "no")  # tells proxies (nginx) not to buffer
         # Small writes must leave at once: with Nagle's algorithm a token waits for the
         # client's delayed ACK of the previous one (~40 ms on Linux).
-        h.request.connection.stream.set_nodelay(True)
+        self._stream().set_nodelay(True)
         self._last_write = time.monotonic()
         self._timer = asyncio.get_running_loop().call_later(self.keepalive, self._beat)
 
@@ -72,7 +76,7 @@ class EventStream:
         self.handler.finish(set_content_type=CONTENT_TYPE)
 
     def _write(self, text: str) -> None:
-        if self.handler.request.connection.stream.closed():
+        if self._stream().closed():
             raise ClientGone()
         self.handler.write(text.encode())
         self._last_write = time.monotonic()

@@ -29,7 +29,7 @@ class Batch:
 
     def has_room(self, n: int) -> bool:
         # Places are taken already by the other choices of a request with n > 1, which join
-        # after its prefill (Scheduler._fork), and by a request to generate once scored.
+        # after its prefill (Scheduler._fork_choices), and by a request to generate once scored.
         taken = len(self.choices) + sum(len(c.sub.choices) - 1 for c in self.choices.values()
                                         if c.index == 0 and c.sub.choices[-1].uid is None)
         if self.scoring is not None and self.scoring.request.sampling.max_tokens:

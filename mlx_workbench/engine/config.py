@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ..model_ids import format_id
+
 
 @dataclass
 class ModelSpec:
@@ -38,5 +40,5 @@ class EngineConfig:
 
     def model_ids(self) -> list[str]:
         """Every id a request may name: "name" and "name:adapter"."""
-        return [i for name, spec in list(self.models.items())
-                for i in [name, *(f"{name}:{a}" for a in spec.adapters)]]
+        return [format_id(name, adapter) for name, spec in list(self.models.items())
+                for adapter in [None, *spec.adapters]]

@@ -1,4 +1,4 @@
-"""The device thread: the one thread that makes MLX calls (DESIGN.md, "the one rule").
+"""The device thread: the one thread that makes MLX calls (docs/architecture.md, "Threads").
 
 Other threads hand it jobs through a FIFO queue and get results through a
 concurrent.futures.Future. Between rounds of jobs it runs `work.step()` while the
@@ -20,7 +20,7 @@ import threading
 from concurrent.futures import Future
 from typing import Callable, Optional, Protocol
 
-from .errors import EngineNotReady
+from .errors import EngineError, EngineNotReady
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class Work(Protocol):
     def tick(self) -> Optional[float]:
         """Housekeeping while idle; returns seconds until the next tick, or None."""
 
-    def close(self, error: Exception) -> None:
+    def close(self, error: EngineError) -> None:
         """Fail what is in flight with `error` and release every MLX object."""
 
 
@@ -48,7 +48,7 @@ class DeviceThread:
         self.error: Optional[BaseException] = None  # why the loop died, if it did
         self._on_exit = on_exit
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._stop_error: Optional[Exception] = None
+        self._stop_error: Optional[EngineError] = None
         self._exit_error: Optional[Exception] = None  # set once the loop is over: late jobs fail with it
         self._closed = threading.Event()  # the loop is over and MLX state released
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -80,7 +80,7 @@ class DeviceThread:
         if self._exit_error is not None:  # too late: nobody will run it
             self._fail_queued(self._exit_error)
 
-    def stop(self, error: Exception, timeout: Optional[float] = None) -> None:
+    def stop(self, error: EngineError, timeout: Optional[float] = None) -> None:
         """Finish the current step, fail what is in flight with `error`, release
         models on the device thread, and wait until that is done."""
         self._stop_error = error

@@ -29,7 +29,13 @@
     engine.pin(model, adapter=None, pinned=True)
     engine.model_ids() -> list[str]     # configured and loaded ids, "name" and "name:adapter"
 
-A model id is "name" or "name:adapter"; GenerationRequest.adapter, when set, wins.
+    # inspection, for tests and debugging (device thread objects: look, touch only to inject faults)
+    engine.request_ids() -> list[str]   # requests submitted and not yet ended
+    engine.batch(entry_id) -> Batch | None   # the entry's generator and its requests, while busy
+    engine.scheduler, engine.device     # the running Scheduler and DeviceThread
+
+A model id is "name" or "name:adapter", read as `model_ids.py` says (the adapter after the
+last colon, a configured name as itself); GenerationRequest.adapter, when set, wins.
 """
 
 from __future__ import annotations
@@ -43,8 +49,10 @@ import threading
 import weakref
 from concurrent.futures import Future
 from dataclasses import replace
-from typing import AsyncIterator, Callable, Iterator, Optional
+from typing import AsyncGenerator, Callable, Iterator, Optional
 
+from ..model_ids import format_id, parse_id
+from .batch import Batch
 from .config import EngineConfig
 from .device import DeviceThread
 from .errors import EngineNotReady, EngineStopped, InvalidRequest, ModelBusy, ModelNotFound
@@ -81,10 +89,10 @@ class Engine:
         self._preload()
         # Release the models on the device thread even if the owner never calls stop().
         engine = weakref.ref(self)
-        atexit.register(lambda: engine() and engine().stop())
+        atexit.register(lambda: (alive := engine()) is not None and alive.stop())
 
     def _launch(self) -> None:
-        self._scheduler = Scheduler(self.config, post=lambda *job: self._device.post(*job))
+        self._scheduler = Scheduler(self.config, post=lambda *job: self.device.post(*job))
         self._device = DeviceThread(self._scheduler, on_exit=self._device_exited)
         self._device.start()
         self._device.post(self._scheduler.wire_memory)
@@ -122,13 +130,13 @@ class Engine:
 
     # ---- generation --------------------------------------------------------
 
-    async def agenerate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+    async def agenerate(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         async with contextlib.aclosing(self.astream(request)) as batches:
             async for batch in batches:
                 for event in batch:
                     yield event
 
-    async def astream(self, request: GenerationRequest) -> AsyncIterator[list[Event]]:
+    async def astream(self, request: GenerationRequest) -> AsyncGenerator[list[Event], None]:
         """The events of `request` in batches: all that arrived since the caller
         last asked, so a consumer that falls behind catches up in one go."""
         events: asyncio.Queue = asyncio.Queue()
@@ -145,12 +153,12 @@ class Engine:
             if not ended:
                 self.cancel(request.id)
 
-    def astream_batch(self, requests: list[GenerationRequest]) -> AsyncIterator[list[Event]]:
+    def astream_batch(self, requests: list[GenerationRequest]) -> AsyncGenerator[list[Event], None]:
         """Like astream, for a batch of prompts read as one request (see prompt_batch.py):
         choice i of requests[k] is choice sum(r.n for r in requests[:k]) + i."""
         return self.astream(requests[0]) if len(requests) == 1 else self._astream_merged(requests)
 
-    async def _astream_merged(self, requests: list[GenerationRequest]) -> AsyncIterator[list[Event]]:
+    async def _astream_merged(self, requests: list[GenerationRequest]) -> AsyncGenerator[list[Event], None]:
         events: asyncio.Queue = asyncio.Queue()
         loop = asyncio.get_running_loop()
         merged = MergedEvents(requests)
@@ -185,7 +193,7 @@ class Engine:
 
     def cancel(self, request_id: str) -> None:
         if self._device is not None:
-            self._device.post(self._scheduler.cancel, request_id, self._scheduler.steps)
+            self.device.post(self.scheduler.cancel, request_id, self.scheduler.steps)
 
     def _submit(self, request: GenerationRequest, send: Callable[[list[Event]], None],
                 loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
@@ -204,17 +212,20 @@ class Engine:
         with self._lock:
             self._queued += 1
         sub = Submission(request, model, adapter, send, self._dequeued, loop)
-        job = self._device.submit(self._scheduler.add, sub)
-        job.add_done_callback(lambda f: f.exception() and self._never_ran(sub, f.exception()))
+        job = self.device.submit(self.scheduler.enqueue, sub)
+        job.add_done_callback(lambda f: self._never_ran(sub, f.exception()))
 
     @staticmethod
-    def _never_ran(sub: Submission, error: BaseException) -> None:
-        """The device thread ended before it took the request: end it anyway."""
+    def _never_ran(sub: Submission, error: Optional[BaseException]) -> None:
+        """If the device thread ended before it took the request (`error`): end it anyway."""
+        if error is None:
+            return
         sub.leave_queue()
+        events: list[Event] = [Failed(error)]
         if sub.loop is None:
-            sub.send([Failed(error)])
+            sub.send(events)
         else:
-            sub.loop.call_soon_threadsafe(sub.send, [Failed(error)])
+            sub.loop.call_soon_threadsafe(sub.send, events)
 
     def _dequeued(self) -> None:
         with self._lock:
@@ -222,18 +233,39 @@ class Engine:
 
     def _resolve(self, model_id: str, adapter: Optional[str]) -> tuple[str, Optional[str]]:
         """("name", adapter) for "name" or "name:adapter"; ModelNotFound if unknown."""
-        models = self.config.models
-        model = model_id
-        if model_id not in models and ":" in model_id:
-            model, _, named = model_id.rpartition(":")
-            adapter = adapter or named
-        spec = models.get(model)
+        model, named = parse_id(model_id, self.config.models)
+        adapter = adapter or named
+        spec = self.config.models.get(model)
         if spec is None or (adapter is not None and adapter not in spec.adapters):
-            raise ModelNotFound(model_id if adapter is None else f"{model}:{adapter}", self.model_ids())
+            raise ModelNotFound(format_id(model, adapter), self.model_ids())
         return model, adapter
 
     def model_ids(self) -> list[str]:
         return self.config.model_ids()
+
+    # ---- inspection --------------------------------------------------------
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The running scheduler (replaced after a device thread restart)."""
+        if self._scheduler is None:
+            raise EngineNotReady("The engine has not started.")
+        return self._scheduler
+
+    @property
+    def device(self) -> DeviceThread:
+        """The running device thread (replaced after a restart)."""
+        if self._device is None:
+            raise EngineNotReady("The engine has not started.")
+        return self._device
+
+    def request_ids(self) -> list[str]:
+        """The requests submitted and not yet ended (a copy: the device thread changes it)."""
+        return list(self.scheduler.submissions)
+
+    def batch(self, entry_id: str) -> Optional[Batch]:
+        """The batch of entry `entry_id` while it has requests; None once idle."""
+        return self.scheduler.batches.get(entry_id)
 
     # ---- pool admin --------------------------------------------------------
 
@@ -255,17 +287,17 @@ class Engine:
 
         def run():
             job(result, *args)
-            self._scheduler.publish()
+            self.scheduler.publish()
 
-        self._device.submit(run).add_done_callback(
+        self.device.submit(run).add_done_callback(
             lambda f: f.exception() and not result.done() and result.set_exception(f.exception()))
         return result
 
     # The jobs below run on the device thread.
 
     def _load(self, result: Future, model: str, adapter: Optional[str], pin: Optional[bool]) -> None:
-        pool = self._scheduler.pool
-        if adapter is None and not pool.spec(model) and not pool.spec(model.rpartition(":")[0]):
+        pool = self.scheduler.pool
+        if adapter is None and parse_id(model, self.config.models).model not in self.config.models:
             pool.register(model)  # a path or repo id, not "configured:adapter"
         model, adapter = self._resolve(model, adapter)
         entry = pool.entry(model, adapter)
@@ -274,14 +306,14 @@ class Engine:
 
         def ready(entry, error):
             if not result.done():  # the caller may have cancelled it
-                self._scheduler.publish()  # whoever the answer wakes sees the new state
+                self.scheduler.publish()  # whoever the answer wakes sees the new state
                 result.set_exception(error) if error else result.set_result(entry.status())
 
         pool.acquire(model, adapter, ready)
 
     def _unload(self, result: Future, model: str, adapter: Optional[str]) -> None:
         model, adapter = self._resolve(model, adapter)
-        pool = self._scheduler.pool
+        pool = self.scheduler.pool
         entry = pool.entry(model, adapter)
         busy = [e for e in pool.with_adapters(entry) if e.active_requests]
         if busy:
@@ -291,13 +323,13 @@ class Engine:
             pool.unload(entry)
         elif entry.state == "failed":
             entry.state, entry.error = "unloaded", None  # the failure is forgotten; a load tries again
-        self._scheduler.publish()
+        self.scheduler.publish()
         result.set_result(entry.status())
 
     def _pin(self, result: Future, model: str, adapter: Optional[str], pinned: bool) -> None:
         model, adapter = self._resolve(model, adapter)
-        entry = self._scheduler.pool.entry(model, adapter)
+        entry = self.scheduler.pool.entry(model, adapter)
         entry.pinned = pinned
-        self._scheduler.publish()
+        self.scheduler.publish()
         result.set_result(entry.status())
 

@@ -15,6 +15,7 @@ from typing import Optional
 from jinja2 import TemplateError, TemplateSyntaxError
 
 from .errors import ChatTemplateFailed, InvalidForModel, InvalidRequest
+from .requests import NO_TOOLS, TEXT_ONLY, TOOL_ROLES
 
 ROLES = ("system", "user", "assistant")
 
@@ -127,7 +128,7 @@ def detect_family(config: dict, tokenizer) -> Family:
     if isinstance(template, dict):  # named templates ("default", "tool_use", ...)
         template = "\n".join(template.values())
     for family in FAMILIES:
-        if template and family.marker in template:
+        if template and family.marker and family.marker in template:
             return family
     vocab = tokenizer.get_vocab()
     for family in FAMILIES:
@@ -155,8 +156,8 @@ def _validate_message(i: int, message) -> dict:
     role = message.get("role")
     if role == "developer":  # OpenAI's newer name for the system role
         role = "system"
-    if role in ("tool", "function") or message.get("tool_calls") or message.get("function_call"):
-        raise _invalid(f"{where}: tool and function calls are not supported by this server.")
+    if role in TOOL_ROLES or message.get("tool_calls") or message.get("function_call"):
+        raise _invalid(f"{where}: {NO_TOOLS}.")
     if role not in ROLES:
         raise _invalid(f"{where} has role {role!r}; supported roles are {', '.join(ROLES)}.")
     return {"role": role, "content": _text_content(where, message.get("content"))}
@@ -176,7 +177,7 @@ def _text_content(where: str, content) -> str:
             raise _invalid(f"{where}.content[{j}] is a text part without a string 'text'.")
         else:
             what = f"a {kind!r} part" if kind else "not a {'type': 'text', 'text': str} part"
-            raise _invalid(f"{where}.content[{j}] is {what}; this model accepts text only.")
+            raise _invalid(f"{where}.content[{j}] is {what}; {TEXT_ONLY}.")
     return "\n".join(texts)  # as vLLM joins text parts
 
 

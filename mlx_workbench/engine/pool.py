@@ -28,9 +28,10 @@ from mlx.utils import tree_flatten
 from mlx_lm.tuner.utils import load_adapters
 from mlx_lm.utils import load_config, load_model, load_tokenizer
 
+from ..model_ids import format_id
 from .config import EngineConfig, ModelSpec
 from .errors import EngineError, LoadFailed, MemoryBudgetExceeded, ModelNotFound
-from .families import detect_family
+from .families import Family, detect_family
 from .status import EntryState, EntryStatus
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,6 @@ MAX_FORGOTTEN = 8  # failed entries of unknown names kept in the status
 LOAD_CHUNK_BYTES = 32 * 2**20
 
 Ready = Callable[["Entry", Optional[EngineError]], None]  # called once the entry is loaded or failed
-
-
-def entry_id(model: str, adapter: Optional[str]) -> str:
-    return f"{model}:{adapter}" if adapter else model
 
 
 @dataclass(eq=False)
@@ -62,14 +59,14 @@ class Entry:
     tokenizer: Any = None  # mlx_lm TokenizerWrapper (shared by a base and its adapters)
     config: dict = field(default_factory=dict)
     generation_config: dict = field(default_factory=dict)
-    family: Any = None
+    family: Optional[Family] = None  # set once loaded
     max_token_bytes: int = 0  # UTF-8 bytes of the vocabulary's longest token
     stop_ids: list[int] = field(default_factory=list)  # the tokens that end an answer
     waiters: list[Ready] = field(default_factory=list)
 
     @property
     def id(self) -> str:
-        return entry_id(self.model, self.adapter)
+        return format_id(self.model, self.adapter)
 
     @property
     def context_length(self) -> Optional[int]:
@@ -79,7 +76,7 @@ class Entry:
         return EntryStatus(
             id=self.id, model=self.model, adapter=self.adapter, state=self.state,
             progress=self.progress, memory_bytes=self.memory_bytes, pinned=self.pinned,
-            family=getattr(self.family, "name", None), context_length=self.context_length,
+            family=self.family.name if self.family else None, context_length=self.context_length,
             last_used=self.last_used, active_requests=self.active_requests, error=self.error,
         )
 
@@ -91,7 +88,7 @@ class ModelFiles:
     config: dict
     generation_config: dict
     tokenizer: Any
-    family: Any
+    family: Family
     stop_ids: list[int]
     max_token_bytes: int
 
@@ -112,6 +109,11 @@ class ModelFiles:
 def weights_size(folder: Path, pattern: str = "*.safetensors") -> int:
     """Bytes the weights will take once loaded, estimated from the files."""
     return sum(f.stat().st_size for f in folder.glob(pattern))
+
+
+def weight_arrays(module) -> list[mx.array]:
+    """Every weight array of `module`."""
+    return [a for _, a in tree_flatten(module.parameters())]  # type: ignore[misc]  (annotated as str too: never here)
 
 
 def release_memory() -> None:
@@ -144,7 +146,7 @@ class Pool:
         return self.config.models[model]
 
     def entry(self, model: str, adapter: Optional[str] = None) -> Entry:
-        key = entry_id(model, adapter)
+        key = format_id(model, adapter)
         if key not in self.entries:
             self.entries[key] = Entry(model, adapter)
         return self.entries[key]
@@ -205,7 +207,7 @@ class Pool:
         except Exception as e:
             return self._failed(entry, e)
         entry.path, entry.memory_bytes = path, estimate  # held from now on, for _make_room
-        unread = [a for _, a in tree_flatten(module.parameters())]
+        unread = weight_arrays(module)
         self._evaluate(entry, module, files, unread, sum(a.nbytes for a in unread), entry.progress)
 
     def _evaluate(self, entry: Entry, module, files: ModelFiles, unread: list, total: int, start: float) -> None:
@@ -226,7 +228,7 @@ class Pool:
         entry.module, entry.tokenizer, entry.family = module, files.tokenizer, files.family
         entry.config, entry.generation_config = files.config, files.generation_config
         entry.stop_ids, entry.max_token_bytes = files.stop_ids, files.max_token_bytes
-        entry.memory_bytes = sum(a.nbytes for _, a in tree_flatten(module.parameters()))
+        entry.memory_bytes = sum(a.nbytes for a in weight_arrays(module))
         self._loaded(entry)
 
     def _loaded(self, entry: Entry) -> None:
@@ -242,7 +244,8 @@ class Pool:
         self._done(entry, error)
 
     def _adapter_dir(self, entry: Entry) -> Path:
-        adapters = self.spec(entry.model).adapters
+        spec = self.spec(entry.model)
+        adapters = spec.adapters if spec else {}
         if entry.adapter not in adapters:
             raise LoadFailed(f"The model '{entry.model}' has no adapter '{entry.adapter}'. "
                              f"Known adapters: {', '.join(adapters) or 'none'}.", param="model")
@@ -258,6 +261,7 @@ class Pool:
             before = mx.get_active_memory()
             # A second module of the same architecture whose arrays ARE the base's:
             # its lazily mapped weights are replaced before anything reads them.
+            assert base.path is not None  # a loaded base knows its folder
             module, _ = load_model(base.path, lazy=True)
             module.update(base.module.parameters())
             load_adapters(module, str(adapter_dir))

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Union
+from typing import Literal, Optional
 
 _ids = itertools.count(1)
+
+# What a text-only server without tools refuses, in the words of the engine and the api alike.
+TOOL_ROLES = ("tool", "function")
+NO_TOOLS = "this server does not support tool or function calls"
+TEXT_ONLY = "the models here accept text only"
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ class GenerationRequest:
     model: str
     adapter: Optional[str] = None
     messages: Optional[list[dict]] = None
-    prompt: Union[str, list[int], None] = None
+    prompt: str | list[int] | None = None
     sampling: SamplingParams = field(default_factory=SamplingParams)
     n: int = 1
     # Score the prompt: its tokens' logprobs, with this many alternatives each. (With
@@ -90,6 +95,10 @@ class Progress:
 
     processed: int
     total: int
+
+
+# Reported instead of -inf (a banned or impossible token), which JSON cannot carry; OpenAI's value.
+MIN_LOGPROB = -9999.0
 
 
 @dataclass
@@ -126,7 +135,7 @@ class PromptLogprobs:
     tokens: list[TokenLogprob]
 
 
-FinishReason = Literal["stop", "length", "cancelled"]
+FinishReason = Literal["stop", "length", "cancelled"]  # the api's finish_reason too
 
 
 @dataclass
@@ -165,7 +174,7 @@ class Done:
 class Failed:
     """Last event of a failed request. `error` is an EngineError subclass."""
 
-    error: Exception
+    error: BaseException
 
 
-Event = Union[Started, Progress, PromptLogprobs, Delta, Finished, Done, Failed]
+Event = Started | Progress | PromptLogprobs | Delta | Finished | Done | Failed

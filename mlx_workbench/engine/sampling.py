@@ -33,7 +33,7 @@ from mlx_lm.sample_utils import (
 )
 
 from .errors import InvalidForModel
-from .requests import SamplingParams, TokenLogprob, TopLogprob
+from .requests import MIN_LOGPROB, SamplingParams, TokenLogprob, TopLogprob
 
 Sampler = Callable[[mx.array], mx.array]
 LogitsProcessor = Callable[[mx.array, mx.array], mx.array]
@@ -41,8 +41,6 @@ LogitsProcessor = Callable[[mx.array, mx.array], mx.array]
 # Offsets the seed of each further choice of one request (the 64-bit golden ratio,
 # as SplitMix64 uses), so that n choices differ and choice 0 keeps the seed as given.
 _CHOICE_STRIDE = 0x9E3779B97F4A7C15
-# Reported instead of -inf (a banned token), which JSON cannot carry.
-MIN_LOGPROB = -9999.0
 
 
 class LogitBias:
@@ -168,11 +166,13 @@ def token_logprob(logprobs_row: mx.array, token_id: int, k: int, tokenizer) -> T
         top_ids = mx.argpartition(-logprobs_row, kth=k - 1)[:k]
         top_values = logprobs_row[top_ids]
         mx.eval(chosen, top_ids, top_values)
-        top = sorted(zip(top_values.tolist(), top_ids.tolist()), reverse=True)
+        values: list[float] = top_values.tolist()  # type: ignore[assignment]  (a vector: a list)
+        ids: list[int] = top_ids.tolist()  # type: ignore[assignment]
+        top = sorted(zip(values, ids), reverse=True)
     return TokenLogprob(
         token=tokenizer.decode([token_id]),
         token_id=token_id,
-        logprob=max(chosen.item(), MIN_LOGPROB),
+        logprob=max(chosen.item(), MIN_LOGPROB),  # type: ignore[type-var]  (a float32 scalar: a float)
         top=[TopLogprob(tokenizer.decode([i]), i, max(lp, MIN_LOGPROB)) for lp, i in top],
     )
 

@@ -20,13 +20,14 @@ from mlx_lm.utils import maybe_set_recommended_wired_limit
 
 from .batch import Batch
 from .cache import PromptCache
+from ..model_ids import format_id
 from .config import EngineConfig
 from .constraints import grammar_tokenizer, matcher_factory
 from .delivery import Outbox
 from .errors import EngineError, GenerationFailed, QueueFull
-from .pool import Entry, Pool, entry_id
+from .pool import Entry, Pool
 from .prompts import prompt_tokens
-from .requests import Done, Event, Failed, Finished, Progress, PromptLogprobs, Started, Usage
+from .requests import Done, Event, Failed, Finished, FinishReason, Progress, PromptLogprobs, Started, Usage
 from .sampling import LogitBias, make_logits_processors, make_sampler
 from .scoring import PromptScore
 from .status import EngineStatus, MemoryStatus
@@ -40,8 +41,8 @@ PUBLISH_INTERVAL = 0.5  # seconds between status snapshots while generating
 class Scheduler:
     def __init__(self, config: EngineConfig, post: Callable):
         self.config = config
-        self._post = lambda fn, *args: post(self._job, fn, *args)
-        self.pool = Pool(config, self._post, self._release)
+        self._post = lambda fn, *args: post(self._run_posted, fn, *args)
+        self.pool = Pool(config, self._post, self._release_entry)
         self.pool.changed = self.publish
         self.cache = PromptCache(config.prompt_cache_size, config.prompt_cache_bytes)
         self.batches: dict[str, Batch] = {}
@@ -51,7 +52,7 @@ class Scheduler:
         self.steps = 0  # decode steps started; read by other threads to stamp their cancels
         self.cancelled_requests = 0
         self.steps_after_cancel = 0
-        outbox = Outbox(on_loop_closed=self._cancel, interval=config.delivery_interval)
+        outbox = Outbox(on_loop_closed=self._cancel_request, interval=config.delivery_interval)
         self._emit, self._flush = outbox.emit, outbox.flush  # bound once: the per-token path pays no lookup
         self._changed = False  # a request started or ended since the last snapshot
         self._window_tokens, self._window_start = 0, time.perf_counter()
@@ -66,44 +67,44 @@ class Scheduler:
         with several models' batches closing in any order, one could unwire the others."""
         maybe_set_recommended_wired_limit()
 
-    def add(self, sub: Submission) -> None:
+    def enqueue(self, sub: Submission) -> None:
         # Decided here, where the queue is: a burst can outrun the device thread, and
         # counting on the caller's side then refused requests the batch had room for.
-        if self._must_wait(sub) and self._waiting() >= self.config.queue_limit:
-            self._fail(sub, QueueFull(self.config.queue_limit))
+        if self._must_wait(sub) and self._queued_count() >= self.config.queue_limit:
+            self._fail_request(sub, QueueFull(self.config.queue_limit))
         else:
             self.submissions[sub.request.id] = sub
             self.pool.acquire(sub.model, sub.adapter,
-                              lambda entry, error: self._guarded(sub, self._prepare, sub, entry, error))
+                              lambda entry, error: self._run_or_fail(sub, self._queue_for_batch, sub, entry, error))
         self._after_job()
 
     def _must_wait(self, sub: Submission) -> bool:
         """`sub` cannot join a batch now: its model must load first, or the batch is full."""
-        entry = self.pool.entries.get(entry_id(sub.model, sub.adapter))
+        entry = self.pool.entries.get(format_id(sub.model, sub.adapter))
         if entry is None or entry.state != "loaded":
             return True
         batch = self.batches.get(entry.id)
         return batch is not None and bool(batch.waiting or not batch.has_room(sub.request.n))
 
-    def _waiting(self) -> int:
+    def _queued_count(self) -> int:
         return sum(1 for s in self.submissions.values() if s.queued)
 
-    def _job(self, fn: Callable, *args) -> None:
+    def _run_posted(self, fn: Callable, *args) -> None:
         """A job posted by the pool (a download ended) or by a job done in parts: what it
         settles must reach the callers now, not at the next step, which an idle engine
         never takes."""
         fn(*args)
         self._after_job()
 
-    def _guarded(self, sub: Submission, fn: Callable, *args) -> None:
+    def _run_or_fail(self, sub: Submission, fn: Callable, *args) -> None:
         """Run `fn`; if it raises, only `sub` fails."""
         try:
             fn(*args)
         except EngineError as e:
-            self._fail(sub, e)
+            self._fail_request(sub, e)
         except Exception as e:
             log.exception("request %s failed", sub.request.id)
-            self._fail(sub, GenerationFailed(f"{type(e).__name__}: {e}"))
+            self._fail_request(sub, GenerationFailed(f"{type(e).__name__}: {e}"))
 
     def cancel(self, request_id: str, asked_at_step: int) -> None:
         """`asked_at_step`: `self.steps` when the cancel was asked, on the caller's thread."""
@@ -111,40 +112,40 @@ class Scheduler:
         if sub is not None:
             self.cancelled_requests += 1
             self.steps_after_cancel = max(self.steps_after_cancel, self.steps - asked_at_step)
-            self._cancel(sub)
+            self._cancel_request(sub)
         self._after_job()
 
     def _after_job(self) -> None:
-        self._settle()
+        self._admit_and_close_idle()
         self.publish()
         self._flush()
 
-    def _settle(self) -> None:
+    def _admit_and_close_idle(self) -> None:
         """After a step or a job: fill the room that requests ending (or cancelled) left;
         drop the batches left with nothing to do (an idle generator would keep its last
         step's arrays alive, and a new one costs nothing); say whether there is work."""
         for key, batch in list(self.batches.items()):
             if batch.waiting:
-                self._admit(batch)
+                self._admit_waiting(batch)
             if batch.idle:
-                self._drop(key)
+                self._close_batch(key)
         self.busy = any(b.choices or b.waiting for b in self.batches.values())
 
     # ---- admission ---------------------------------------------------------
 
-    def _prepare(self, sub: Submission, entry: Entry, error: Optional[EngineError]) -> None:
+    def _queue_for_batch(self, sub: Submission, entry: Entry, error: Optional[EngineError]) -> None:
         if sub.ended:  # cancelled while its model was loading
             return
         if error is not None:
-            return self._fail(sub, error)
-        sub.prompt = prompt_tokens(entry, sub.request)  # an EngineError fails sub alone (_guarded)
+            return self._fail_request(sub, error)
+        sub.prompt = prompt_tokens(entry, sub.request)  # an EngineError fails sub alone (_run_or_fail)
         sub.entry = entry
         entry.active_requests += 1
         batch = self.batches.get(entry.id) or self.batches.setdefault(entry.id, Batch(entry, self.config))
         batch.waiting.append(sub)
-        self._admit(batch)
+        self._admit_waiting(batch)
 
-    def _admit(self, batch: Batch) -> None:
+    def _admit_waiting(self, batch: Batch) -> None:
         while batch.waiting and batch.has_room(batch.waiting[0].request.n):
             # Scoring runs a forward pass over the prompt: one per decode step, so that
             # a batch of prompts to score does not hold every stream up at once.
@@ -152,58 +153,59 @@ class Scheduler:
                 break
             sub = batch.waiting.popleft()
             sub.leave_queue()
-            self._guarded(sub, self._insert, batch, sub)
+            self._run_or_fail(sub, self._start_request, batch, sub)
         self.busy = self.busy or bool(batch.choices or batch.waiting)
 
-    def _insert(self, batch: Batch, sub: Submission) -> None:
+    def _start_request(self, batch: Batch, sub: Submission) -> None:
         entry, n = batch.entry, sub.request.n
         bias, constraint = sub.request.sampling.logit_bias, sub.request.sampling.constraint
-        sub.logit_bias = LogitBias(bias, entry.config.get("vocab_size")) if bias else None
+        sub.logit_bias = LogitBias(bias, entry.config["vocab_size"]) if bias else None
         if constraint is not None:
             vocabulary = grammar_tokenizer(entry.tokenizer, entry.config.get("vocab_size"), entry.stop_ids)
             sub.grammar = matcher_factory(constraint, vocabulary)
         sub.choices = [Choice(sub, i, entry.tokenizer, sub.request.sampling.stop, self._emit) for i in range(n)]
-        scored = sub.request.prompt_logprobs is not None
+        top = sub.request.prompt_logprobs  # set: the prompt is scored
         # A prompt to score is computed from its first token: its pass replaces the prefill.
-        cache, rest = self.cache.fetch(entry.id, sub.prompt) if not scored else (None, sub.prompt)
+        cache, rest = self.cache.fetch(entry.id, sub.prompt) if top is None else (None, sub.prompt)
         sub.cached_tokens = len(sub.prompt) - len(rest)
         self._emit(sub, Started(prompt_tokens=len(sub.prompt), cached_tokens=sub.cached_tokens))
         self._changed = True
-        if not scored:
-            return self._begin(batch, sub, cache, rest)
+        if top is None:
+            return self._start_generation(batch, sub, cache, rest)
         batch.scoring = sub
-        sub.score = PromptScore(entry.module, sub.prompt, sub.request.prompt_logprobs, entry.tokenizer)
-        self._post(self._guarded, sub, self._score, batch, sub)
+        sub.score = PromptScore(entry.module, sub.prompt, top, entry.tokenizer)
+        self._post(self._run_or_fail, sub, self._score_chunk, batch, sub)
 
-    def _score(self, batch: Batch, sub: Submission) -> None:
+    def _score_chunk(self, batch: Batch, sub: Submission) -> None:
         """A chunk of the prompt per job: decode steps go on in between."""
-        if sub.ended:  # cancelled: _end let go of its score
+        score = sub.score
+        if score is None:  # cancelled: _end_request let go of its score
             return
-        if not sub.score.step():
-            return self._post(self._guarded, sub, self._score, batch, sub)
+        if not score.step():
+            return self._post(self._run_or_fail, sub, self._score_chunk, batch, sub)
         batch.scoring = None
         for choice in sub.choices:
-            self._emit(sub, PromptLogprobs(choice.index, sub.score.tokens))
-        cache, sub.score = sub.score.cache, None
-        self._begin(batch, sub, cache, sub.prompt[-1:])
+            self._emit(sub, PromptLogprobs(choice.index, score.tokens))
+        cache, sub.score = score.cache, None
+        self._start_generation(batch, sub, cache, sub.prompt[-1:])
 
-    def _begin(self, batch: Batch, sub: Submission, cache, rest: list[int]) -> None:
+    def _start_generation(self, batch: Batch, sub: Submission, cache, rest: list[int]) -> None:
         """Start generating `sub`'s choices, `rest` of its prompt on top of `cache`."""
         if sub.request.sampling.max_tokens == 0:  # nothing to generate (a prompt to echo or score)
             for choice in sub.choices:
-                self._finish(batch, choice, "length")
+                self._finish_choice(batch, choice, "length")
             return
         sub.prefilled = len(sub.prompt) - len(rest)
-        # n > 1: prefill once for choice 0; the others copy its KV cache (see _fork).
+        # n > 1: prefill once for choice 0; the others copy its KV cache (see _fork_choices).
         first = sub.choices[:1] if sub.request.n > 1 and len(rest) > 1 else sub.choices
-        self._start(batch, first, rest, cache, sub.prompt[: sub.prefilled])
+        self._insert_into_generator(batch, first, rest, cache, sub.prompt[: sub.prefilled])
 
-    def _fork(self, batch: Batch, choice: Choice) -> None:
+    def _fork_choices(self, batch: Batch, choice: Choice) -> None:
         """Choice 0 has processed all but the last prompt token: start the others from a copy."""
         ((kv, tokens),) = batch.generator.extract_cache([choice.uid]).values()
-        self._start(batch, choice.sub.choices[1:], choice.sub.prompt[len(tokens):], kv, tokens)
+        self._insert_into_generator(batch, choice.sub.choices[1:], choice.sub.prompt[len(tokens):], kv, tokens)
 
-    def _start(self, batch: Batch, choices: list[Choice], rest: list[int], kv, cached: list[int]) -> None:
+    def _insert_into_generator(self, batch: Batch, choices: list[Choice], rest: list[int], kv, cached: list[int]) -> None:
         """Put `choices` into the generator: `rest` of the prompt on top of `kv` (holding `cached`)."""
         sub, entry = choices[0].sub, batch.entry
         params = sub.request.sampling
@@ -216,7 +218,7 @@ class Scheduler:
         uids = batch.generator.insert(
             [rest] * len(choices),
             max_tokens=[max_tokens] * len(choices),
-            caches=[copy.deepcopy(kv) if kv else None for _ in choices],
+            caches=[copy.deepcopy(kv) if kv else None for _ in choices],  # pyright: ignore[reportArgumentType] (None: no cache, which mlx_lm's annotation omits)
             all_tokens=[list(cached) for _ in choices],
             samplers=[make_sampler(params, c.index, sub.logit_bias) for c in choices],
             logits_processors=per_choice,
@@ -231,14 +233,14 @@ class Scheduler:
         self.steps += 1
         for batch in list(self.batches.values()):
             if batch.choices:
-                self._step(batch)
-        self._settle()
+                self._step_batch(batch)
+        self._admit_and_close_idle()
         # Before the events go out, so that a caller who sees Done sees the status after it.
         if self._changed or time.perf_counter() - self._window_start >= PUBLISH_INTERVAL:
             self.publish()
         self._flush(force=not self.busy)  # tokens may wait for the next step, if there is one
 
-    def _step(self, batch: Batch) -> None:
+    def _step_batch(self, batch: Batch) -> None:
         try:
             prompt_responses, responses = batch.generator.next()
         except Exception as e:
@@ -253,7 +255,7 @@ class Scheduler:
             done = choice.sub.prefilled
             self._emit(choice.sub, Progress(done + r.progress[0], done + r.progress[1]))
             if r.end_of_segment and choice.sub.choices[-1].uid is None:
-                self._guarded(choice.sub, self._fork, batch, choice)
+                self._run_or_fail(choice.sub, self._fork_choices, batch, choice)
         self.generated_tokens += len(responses)
         self._window_tokens += len(responses)
         now = time.perf_counter()
@@ -266,53 +268,55 @@ class Scheduler:
                 stop_string = choice.add_token(r.token, r.logprobs, r.finish_reason, now)
             except Exception as e:
                 log.exception("request %s failed", choice.sub.request.id)
-                self._fail(choice.sub, GenerationFailed(f"{type(e).__name__}: {e}"))
+                self._fail_request(choice.sub, GenerationFailed(f"{type(e).__name__}: {e}"))
                 continue
             if r.finish_reason is not None:
-                self._store(batch, r.all_tokens, r.prompt_cache)
-                self._finish(batch, choice, "stop" if stop_string else r.finish_reason)
+                self._cache_prompt(batch, r.all_tokens, r.prompt_cache)
+                self._finish_choice(batch, choice, "stop" if stop_string or r.finish_reason == "stop" else "length")
             elif stop_string:
                 stopped.append(r.uid)  # the generator does not know: remove it
         if stopped:
             for uid, (kv, tokens) in batch.generator.remove(stopped, return_prompt_caches=True).items():
-                self._store(batch, tokens, kv)
-                self._finish(batch, batch.choices[uid], "stop")
+                self._cache_prompt(batch, tokens, kv)
+                self._finish_choice(batch, batch.choices[uid], "stop")
 
-    def _store(self, batch: Batch, tokens: Optional[list[int]], kv) -> None:
+    def _cache_prompt(self, batch: Batch, tokens: Optional[list[int]], kv) -> None:
         if tokens and kv:
             self.cache.store(batch.entry.id, tokens, kv)
 
     # ---- endings -----------------------------------------------------------
 
-    def _finish(self, batch: Batch, choice: Choice, reason: str) -> None:
-        batch.choices.pop(choice.uid, None)
+    def _finish_choice(self, batch: Batch, choice: Choice, reason: FinishReason) -> None:
+        if choice.uid is not None:  # None: it never entered the generator (max_tokens 0)
+            batch.choices.pop(choice.uid, None)
         choice.open = False
         sub = choice.sub
         self._emit(sub, Finished(choice.index, reason))
         if not any(c.open for c in sub.choices):
-            self._end(sub, Done(self._usage(sub)))
+            self._end_request(sub, Done(self._usage(sub)))
 
     def _usage(self, sub: Submission) -> Usage:
         first, last = sub.first_token, sub.last_token
         decoded = sub.sampled - len(sub.choices)
+        span = last - first if first is not None and last is not None else 0.0
         return Usage(
             prompt_tokens=len(sub.prompt), completion_tokens=sum(c.tokens for c in sub.choices),
             cached_tokens=sub.cached_tokens,
-            time_to_first_token=first - sub.submitted if first else 0.0,
-            generation_seconds=last - first if first else 0.0,
-            tokens_per_second=decoded / (last - first) if first and last > first and decoded > 0 else None,
+            time_to_first_token=first - sub.submitted if first is not None else 0.0,
+            generation_seconds=span,
+            tokens_per_second=decoded / span if span > 0 and decoded > 0 else None,
         )
 
-    def _cancel(self, sub: Submission) -> None:
+    def _cancel_request(self, sub: Submission) -> None:
         for choice in sub.choices:
             if choice.open:
                 self._emit(sub, Finished(choice.index, "cancelled"))
-        self._end(sub, Done(self._usage(sub)))
+        self._end_request(sub, Done(self._usage(sub)))
 
-    def _fail(self, sub: Submission, error: EngineError) -> None:
-        self._end(sub, Failed(error))
+    def _fail_request(self, sub: Submission, error: EngineError) -> None:
+        self._end_request(sub, Failed(error))
 
-    def _end(self, sub: Submission, event: Event) -> None:
+    def _end_request(self, sub: Submission, event: Event) -> None:
         """The request's last event: whatever of it is still queued or in a batch leaves."""
         sub.ended, self._changed = True, True
         sub.leave_queue()
@@ -322,7 +326,7 @@ class Scheduler:
                 batch.waiting.remove(sub)
             if batch.scoring is sub:
                 batch.scoring = None
-            uids = [c.uid for c in sub.choices if c.open and batch.choices.pop(c.uid, None)]
+            uids = [c.uid for c in sub.choices if c.open and c.uid is not None and batch.choices.pop(c.uid, None)]
             if uids:
                 batch.generator.remove(uids)
         for choice in sub.choices:
@@ -337,17 +341,17 @@ class Scheduler:
     def _fail_batch(self, batch: Batch, error: EngineError) -> None:
         """The model raised mid-step: fail the batch's requests, start a fresh generator."""
         subs = {c.sub for c in batch.choices.values()} | set(batch.waiting)
-        self._drop(batch.entry.id)
+        self._close_batch(batch.entry.id)
         for sub in subs:
-            self._fail(sub, error)
+            self._fail_request(sub, error)
 
-    def _release(self, entry: Entry) -> None:
+    def _release_entry(self, entry: Entry) -> None:
         """The pool drops `entry` (never while it serves a request): nothing of ours
         may keep its arrays alive."""
-        self._drop(entry.id)
+        self._close_batch(entry.id)
         self.cache.drop(entry.id)
 
-    def _drop(self, key: str) -> None:
+    def _close_batch(self, key: str) -> None:
         """Forget the batch of entry `key`, if there is one."""
         batch = self.batches.pop(key, None)
         if batch is not None:
@@ -394,9 +398,9 @@ class Scheduler:
         """Fail everything in flight with `error`; release every MLX object here."""
         for sub in list(self.submissions.values()):
             if not sub.ended:
-                self._fail(sub, error)
+                self._fail_request(sub, error)
         for key in list(self.batches):  # no local may keep a batch (and its model) alive
-            self._drop(key)
+            self._close_batch(key)
         self.cache.clear()
         self.pool.release_all()
         self.busy = False

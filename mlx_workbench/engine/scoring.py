@@ -13,8 +13,7 @@ from __future__ import annotations
 import mlx.core as mx
 from mlx_lm.models.cache import make_prompt_cache
 
-from .requests import TokenLogprob, TopLogprob
-from .sampling import MIN_LOGPROB
+from .requests import MIN_LOGPROB, TokenLogprob, TopLogprob
 
 CHUNK = 128  # prompt positions per step
 
@@ -47,7 +46,8 @@ class PromptScore:
         top_ids = mx.argpartition(-logprobs, kth=max(k - 1, 0), axis=-1)[:, :k]
         top_values = mx.take_along_axis(logprobs, top_ids, axis=-1)
         mx.eval(chosen, top_ids, top_values)
-        for token, logprob, ids, values in zip(targets, chosen.tolist(), top_ids.tolist(), top_values.tolist()):
+        rows: tuple[list, list, list] = (chosen.tolist(), top_ids.tolist(), top_values.tolist())  # type: ignore[assignment]  (arrays of rank >= 1: lists)
+        for token, logprob, ids, values in zip(targets, *rows):
             best = sorted(zip(values, ids), reverse=True)
             self.tokens.append(TokenLogprob(
                 token=self._decode(token), token_id=token, logprob=max(logprob, MIN_LOGPROB),

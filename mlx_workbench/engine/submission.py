@@ -58,12 +58,13 @@ class Submission:
 class Choice:
     """One generated sequence of a submission."""
 
-    __slots__ = ("sub", "index", "uid", "detokenizer", "stops", "ids", "logprobs", "tokens", "open", "emit")
+    __slots__ = ("sub", "index", "uid", "tokenizer", "detokenizer", "stops", "ids", "logprobs", "tokens", "open", "emit")
 
     def __init__(self, sub: Submission, index: int, tokenizer, stop: list[str],
                  emit: Callable[[Submission, Event], None]):
         self.sub, self.index = sub, index
         self.uid: Optional[int] = None  # in the generator once set
+        self.tokenizer = tokenizer
         self.detokenizer = tokenizer.detokenizer
         self.stops = StopStrings(stop) if stop else None
         self.ids: list[int] = []  # tokens whose text is not sent yet
@@ -87,7 +88,7 @@ class Choice:
                 k = sub.request.sampling.top_logprobs
                 if sub.logit_bias is not None:
                     row = sub.logit_bias.renormalized(row)
-                self.logprobs.append(token_logprob(row, token, k, sub.entry.tokenizer))
+                self.logprobs.append(token_logprob(row, token, k, self.tokenizer))
         if finish is not None:
             self.detokenizer.finalize()
         text, stopped = self.detokenizer.last_segment, False

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from .client import CLIENT_ERRORS, CONNECTION_ERRORS, Endpoint, WorkbenchError
 from .display import LiveArea, Reply
@@ -32,14 +33,18 @@ class Conversation:
     system: Optional[str] = None
     turns: list[tuple[str, str]] = field(default_factory=list)  # (user, assistant)
 
-    def messages(self, user: str, system: Optional[str]) -> list[dict]:
-        messages = [{"role": "system", "content": system}] if system else []
+    def messages(self, user: str, system: Optional[str]) -> list[ChatCompletionMessageParam]:
+        messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": system}] if system else []
         for question, answer in self.turns:
-            messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-        return messages + [{"role": "user", "content": user}]
+            messages.append({"role": "user", "content": question})
+            messages.append({"role": "assistant", "content": answer})
+        messages.append({"role": "user", "content": user})
+        return messages
 
 
-def stream_answer(endpoint: Endpoint, model: str, messages: list[dict], params: dict, live: LiveArea) -> Reply:
+def stream_answer(
+    endpoint: Endpoint, model: str, messages: list[ChatCompletionMessageParam], params: dict, live: LiveArea
+) -> Reply:
     """Streams the answer into the cell's live area and returns it, for the cell
     to show as Markdown. Raises Interrupted or WorkbenchError with what arrived
     left in the cell."""
@@ -75,7 +80,7 @@ def explain(error: Exception, endpoint: Endpoint, partial: bool) -> str:
             return f"The connection to the {endpoint.describe()} was lost mid-answer.{kept}"
         return f"Cannot reach the {endpoint.describe()}. Is it still running?"
     body = getattr(error, "body", None)
-    message = body.get("message") if isinstance(body, dict) and body.get("message") else error.message
+    message = str(body["message"]) if isinstance(body, dict) and body.get("message") else str(getattr(error, "message", error))
     if isinstance(error, (openai.AuthenticationError, openai.PermissionDeniedError)):
         return endpoint.token_refused(error.status_code)
     if isinstance(error, openai.NotFoundError) and "Known models" not in message:

@@ -82,6 +82,14 @@ class Endpoint:
     def status(self) -> dict:
         return self._admin("GET", "mlx/api/status")
 
+    def model_names(self) -> set[str]:
+        """The server's model names, each of which an id names whole (model_ids.py);
+        none if unknown (not an mlx_workbench server, or it does not answer)."""
+        try:
+            return {model["name"] for model in self.status()["configured"]}
+        except WorkbenchError:
+            return set()
+
     def load(self, model: str, adapter: Optional[str] = None, pin: Optional[bool] = None, wait: bool = False) -> dict:
         """Starts loading; with `wait`, returns once loaded (downloads may take minutes)."""
         body = {"model": model, "adapter": adapter, "pin": pin, "wait": wait}
@@ -95,7 +103,7 @@ class Endpoint:
         return self._admin("POST", "mlx/api/models/pin", body)["entry"]
 
     def _admin(self, method: str, path: str, body: Optional[dict] = None, timeout: Optional[float] = 30.0) -> dict:
-        if not self.is_workbench:
+        if self.server_url is None:  # not an mlx_workbench server
             raise NotWorkbenchServer(
                 f"This needs an mlx_workbench server; the magics are connected to {self.describe()}, "
                 "which serves chat only. `%mlx_connect` without a URL goes back to the Jupyter server."

@@ -12,15 +12,17 @@ import html
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Union
+from typing import Iterable, Optional
 
 import ipywidgets as widgets
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
+from ..model_ids import SEPARATOR, ModelId, parse_id
 from . import schemas
 from .client import CLIENT_ERRORS, Endpoint, WorkbenchError, discover
 
-Target = Union[str, tuple]  # "demo", "demo:upper" or ("demo", "upper") / ("demo", None)
+Target = str | tuple  # "demo", "demo:upper" or ("demo", "upper") / ("demo", None)
 
 RENDER_INTERVAL = 0.1  # seconds between widget updates while streaming
 STATUS_INTERVAL = 0.5  # seconds between looks at the server's pool while a target waits
@@ -28,19 +30,19 @@ STATUS_INTERVAL = 0.5  # seconds between looks at the server's pool while a targ
 DEFAULT_SAMPLING = {"temperature": 0.0, "max_tokens": 256, "seed": 0}
 
 
-def target_id(target: Target) -> str:
-    """The OpenAI model id of a target: "model" or "model:adapter"."""
-    if isinstance(target, str):
-        return target
-    model, adapter = target
-    return f"{model}:{adapter}" if adapter else model
+def target_ids(targets: list[Target], endpoint: Endpoint) -> list[ModelId]:
+    """Each target as (model, adapter), an id read as the server reads it (model_ids.py)."""
+    with_colons = any(isinstance(t, str) and SEPARATOR in t for t in targets)
+    names = endpoint.model_names() if with_colons else set()
+    return [parse_id(t, names) if isinstance(t, str) else ModelId(*t) for t in targets]
 
 
 @dataclass
 class Run:
     """One target's stream, as it goes. Written by its worker thread only."""
 
-    target: str
+    target: str  # its model id
+    named: ModelId
     answer: str = ""
     finish_reason: Optional[str] = None
     error: Optional[str] = None
@@ -72,11 +74,10 @@ class Run:
         return (self.completion_tokens - 1) / elapsed if elapsed > 0 else None
 
     def record(self) -> dict:
-        model, _, adapter = self.target.partition(":")
         return {
             "target": self.target,
-            "model": model,
-            "adapter": adapter or None,
+            "model": self.named.model,
+            "adapter": self.named.adapter,
             "answer": self.answer,
             "finish_reason": self.finish_reason,
             "error": self.error,
@@ -186,16 +187,16 @@ class CompareView(widgets.VBox):
         endpoint: Optional[Endpoint] = None,
         **sampling,
     ):
-        ids = [target_id(t) for t in targets]
-        if not ids:
+        targets = list(targets)
+        if not targets:
             raise ValueError("compare() needs at least one target, e.g. ['demo', 'demo:upper'].")
         self.endpoint = endpoint or discover()
-        self.messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": prompt}
-        ]
+        named = target_ids(targets, self.endpoint)
+        self.messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": system}] if system else []
+        self.messages.append({"role": "user", "content": prompt})
         self.sampling = {**DEFAULT_SAMPLING, **sampling}
-        self.runs = [Run(i) for i in ids]
-        self.columns = [Column(i) for i in ids]
+        self.runs = [Run(str(n), n) for n in named]
+        self.columns = [Column(str(n)) for n in named]
         self.summary = widgets.HTML()
         self.records: Optional[Comparison] = None  # set when run() is over
         self._stop = threading.Event()

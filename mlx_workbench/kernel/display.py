@@ -21,7 +21,9 @@ class LiveArea:
 
     def __init__(self, interval: float = 0.05):
         self.interval = interval
-        self._handle = display(EMPTY, raw=True, display_id=True)
+        handle = display(EMPTY, raw=True, display_id=True)
+        assert handle is not None  # display_id=True returns one
+        self._handle = handle
         self._shown_at = 0.0
         self._pending: str | None = None
 
@@ -61,10 +63,12 @@ def human_bytes(n: int | None) -> str:
         return "none"
     if n < 1000:
         return f"{n} B"
-    for unit in ("kB", "MB", "GB", "TB"):
-        n /= 1000
-        if n < 1000 or unit == "TB":
-            return f"{n:.1f} {unit}"
+    size = float(n)
+    for unit in ("kB", "MB", "GB"):
+        size /= 1000
+        if size < 1000:
+            return f"{size:.1f} {unit}"
+    return f"{size / 1000:.1f} TB"
 
 
 def prompt_cache_summary(status: dict) -> str:

@@ -12,9 +12,10 @@ from typing import Optional
 
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
-from IPython.utils.process import arg_split
+from IPython.utils.process import arg_split  # pyright: ignore[reportPrivateImportUsage] (IPython documents it here)
 from traitlets import Float
 
+from ..model_ids import format_id, with_adapter
 from . import schemas
 from .chat import Conversation, Interrupted, default_model, stream_answer
 from .client import Endpoint, WorkbenchError, connect, discover, probe
@@ -31,11 +32,6 @@ def parse(magic, line: str):
     `--system "Be brief."` would be sent with them.
     """
     return magic.parser.parse_args(arg_split(line, posix=True))
-
-
-def model_id(model: str, adapter: Optional[str]) -> str:
-    """The OpenAI model id of a model and adapter: "model" or "model:adapter"."""
-    return f"{model.split(':')[0]}:{adapter}" if adapter else model
 
 
 @magics_class
@@ -89,7 +85,7 @@ class MLXMagics(Magics):
         # The chat changes only once the answer is complete: a failed turn leaves it as it was.
         conversation = Conversation() if args.new else self.chats.get(args.chat, Conversation())
         system = conversation.system if args.system is None else args.system
-        model = model_id(args.model or conversation.model or default_model(self.endpoint), args.adapter)
+        model = self._model_id(args.model or conversation.model or default_model(self.endpoint), args.adapter)
         params = {name: getattr(args, name) for name in SAMPLING if getattr(args, name) is not None}
         schema = self._schema(args.schema) if args.schema else None
         if schema is not None:
@@ -107,7 +103,7 @@ class MLXMagics(Magics):
         conversation.model, conversation.system = model, system
         conversation.turns.append((user, str(reply)))
         self.chats[args.chat] = conversation
-        if args.out:
+        if args.out and self.shell is not None:
             self.shell.user_ns[args.out] = parsed
         return reply
 
@@ -148,7 +144,8 @@ class MLXMagics(Magics):
         """Use another server for the magics; without a URL, find the Jupyter server again."""
         args = parse(self.mlx_connect, line)
         self._endpoint = connect(args.url, args.token) if args.url else discover()
-        health = probe(self._endpoint.server_url) if self._endpoint.is_workbench else None
+        server_url = self._endpoint.server_url  # None: not an mlx_workbench server
+        health = probe(server_url) if server_url is not None else None
         if health:
             print(f"Connected to the {self._endpoint.describe()} (mlx_workbench {health.get('version')}).")
         else:
@@ -185,11 +182,15 @@ class MLXMagics(Magics):
         args = parse(self.mlx_load, line)
         live = LiveArea()
         try:
-            entry = self._load(model_id(args.model, args.adapter), live, args.pin)
+            entry = self._load(self._model_id(args.model, args.adapter), live, args.pin)
         finally:
             live.close()
         pinned = ", pinned" if entry["pinned"] else ""
         print(f"Loaded {entry['id']} ({human_bytes(entry['memory_bytes'])}{pinned}).")
+
+    def _model_id(self, model: str, adapter: Optional[str]) -> str:
+        """The id of `adapter` over the model `model` names ("model" or "model:adapter"), or `model`."""
+        return with_adapter(model, adapter, self.endpoint.model_names() if adapter else ())
 
     def _must_load(self, id: str) -> bool:
         """`id` is a model the server knows of and has not loaded (an unknown one is the
@@ -200,9 +201,9 @@ class MLXMagics(Magics):
 
     def _load(self, id: str, live: LiveArea, pin: bool = False) -> dict:
         """Load `id` ("model" or "model:adapter") on the server, its progress in `live`."""
-        model, _, adapter = id.partition(":")
         # The waiting request gives the outcome (or the error); status polls give progress meanwhile.
-        loading = self._waiter.submit(self.endpoint.load, model, adapter or None, pin or None, True)
+        # The server reads the id (model_ids.py), so the kernel never splits one.
+        loading = self._waiter.submit(self.endpoint.load, id, None, pin or None, True)
         try:
             while not wait([loading], timeout=self.poll_interval).done:
                 progress = next((e["progress"] for e in self.endpoint.status()["entries"] if e["id"] == id), 0.0)
@@ -218,8 +219,7 @@ class MLXMagics(Magics):
     def mlx_unload(self, line: str):
         """Unload a model (or one adapter) from the server's pool."""
         args = parse(self.mlx_unload, line)
-        model, _, adapter = model_id(args.model, args.adapter).partition(":")
-        entry = self.endpoint.unload(model, adapter or None)
+        entry = self.endpoint.unload(self._model_id(args.model, args.adapter))
         print(f"Unloaded {entry['id']}.")
 
     @line_magic
@@ -251,7 +251,7 @@ class MLXMagics(Magics):
 
 def configured_ids(status: dict) -> list[str]:
     """The model ids of the server's configured models and their adapters."""
-    return [model_id(spec["name"], adapter) for spec in status["configured"] for adapter in [None, *spec["adapters"]]]
+    return [format_id(spec["name"], adapter) for spec in status["configured"] for adapter in [None, *spec["adapters"]]]
 
 
 def memory_summary(memory: dict) -> str:

@@ -15,6 +15,7 @@ from typing import Optional
 
 import ipywidgets as widgets
 
+from ..model_ids import format_id
 from .client import Endpoint, WorkbenchError, discover
 from .compare import CompareView
 from .display import human_bytes, prompt_cache_summary
@@ -39,7 +40,7 @@ def row_targets(status: dict) -> dict[str, tuple[str, Optional[str]]]:
     for model in status.get("configured", []):
         targets[model["name"]] = (model["name"], None)
         for adapter in model.get("adapters", []):
-            targets[f"{model['name']}:{adapter}"] = (model["name"], adapter)
+            targets[format_id(model["name"], adapter)] = (model["name"], adapter)
     for entry in status.get("entries", []):
         targets.setdefault(entry["id"], (entry["model"], entry["adapter"]))
     return targets
@@ -100,7 +101,7 @@ class ModelRow(widgets.HBox):
         self.entry = entry
         state = entry["state"] if entry else "unloaded"
         self.family.value = html.escape((entry or {}).get("family") or "")
-        self.memory.value = human_bytes(entry["memory_bytes"]) if state == "loaded" else ""
+        self.memory.value = human_bytes(entry["memory_bytes"]) if entry and state == "loaded" else ""
         self.state.value = describe_state(entry)
         error = (entry or {}).get("error") if state == "failed" else None
         self.error.value = f'<span style="color:{ERROR}">{html.escape(error)}</span>' if error else ""
@@ -155,7 +156,7 @@ class MemoryGauge(widgets.HTML):
         )
 
 
-def _segment(size: int, scale: int, color: str, title: str) -> str:
+def _segment(size: int, scale: float, color: str, title: str) -> str:
     width = max(0.0, min(size / scale, 1.0)) * 100
     # A small model against a large budget still gets a visible sliver.
     style = f"width:{width:.2f}%; min-width:{2 if size else 0}px; background:{color}"

@@ -131,6 +131,7 @@ def strict_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.mark.slow  # a server of its own
 def test_queue_full_is_429_with_retry_after(strict_server):
     client = openai.OpenAI(base_url=strict_server.openai_base_url, api_key=strict_server.token, max_retries=0)
     with pytest.raises(openai.RateLimitError) as e:
@@ -139,6 +140,7 @@ def test_queue_full_is_429_with_retry_after(strict_server):
     assert int(e.value.response.headers["retry-after"]) >= 1
 
 
+@pytest.mark.slow  # a server of its own
 def test_load_failures_are_503(strict_server):
     with httpx.Client(base_url=strict_server.url, headers={"Authorization": f"token {strict_server.token}"}) as http:
         over = http.post("mlx/api/models/load", json={"model": "demo", "wait": True}, timeout=60)

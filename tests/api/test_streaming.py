@@ -83,6 +83,7 @@ def eager_keepalive_server():
     server.stop()
 
 
+@pytest.mark.slow  # a server of its own
 def test_keepalive_comments_while_a_long_prompt_is_read(eager_keepalive_server):
     """The headers leave when the request is admitted; the prefill of a long
     prompt that follows is silence a proxy could take for a dead connection."""

@@ -6,16 +6,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, sync_playwright
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
-from server import JupyterProcess, start_jupyter  # noqa: E402
+from server import JupyterProcess, start_jupyter
 
-from mlx_workbench.demo import DEMO_MODELS  # noqa: E402
+from mlx_workbench.demo import DEMO_MODELS
 
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"  # Chrome on a Mac

@@ -10,6 +10,7 @@ import pytest
 from mlx_workbench.engine.config import EngineConfig, ModelSpec
 from mlx_workbench.engine.engine import Engine
 
+from family_tokenizers import family_tokenizer  # noqa: F401  (a fixture, for every engine test)
 from tiny_model import build_tiny_adapter, build_tiny_llama
 
 

@@ -29,11 +29,11 @@ def test_cancel_mid_stream_leaves_the_batch(engine):
     assert sorted(e.index for e in finished) == [0, 1] and {e.reason for e in finished} == {"cancelled"}
     assert isinstance(events[-1], Done) and events[-1].usage.completion_tokens < 400
     wait_until(lambda: engine.status().active_requests == 0)
-    assert "tiny" not in engine._scheduler.batches  # out of the generator too: its idle batch is gone
+    assert engine.batch("tiny") is None  # out of the generator too: its idle batch is gone
 
 
 def stream_request_id(engine) -> str:
-    (request_id,) = engine._scheduler.submissions
+    (request_id,) = engine.request_ids()
     return request_id
 
 
@@ -60,7 +60,7 @@ def test_closing_generate_cancels(engine):
     stream = engine.generate(chat("hello", max_tokens=400))
     next(stream)
     stream.close()
-    wait_until(lambda: engine.status().active_requests == 0 and not engine._scheduler.submissions)
+    wait_until(lambda: engine.status().active_requests == 0 and not engine.request_ids())
     # the engine still serves
     assert texts(list(engine.generate(chat("hello", max_tokens=4))))
 
@@ -89,4 +89,4 @@ def test_a_consumer_whose_event_loop_ends_cancels(engine):
 
     first = asyncio.run(read_two())  # asyncio.run closes the abandoned generator
     assert isinstance(first[0], Started)
-    wait_until(lambda: engine.status().active_requests == 0 and not engine._scheduler.submissions)
+    wait_until(lambda: engine.status().active_requests == 0 and not engine.request_ids())

@@ -72,7 +72,7 @@ def test_n_choices_process_the_prompt_once(make_engine):
     events, batch = [], None
     for event in engine.generate(chat("how are you today?", n=3, max_tokens=6)):
         events.append(event)
-        batch = batch or engine._scheduler.batches.get("tiny")  # dropped once idle: hold on to it
+        batch = batch or engine.batch("tiny")  # dropped once idle: hold on to it
     assert len(texts(events)) == 3
     counters = batch.generator._counters
     assert counters.prompt_tokens == events[0].prompt_tokens - 1  # the last token starts each choice
@@ -212,14 +212,14 @@ def test_prompt_cache_reuses_the_conversation_prefix(engine):
     assert events[-1].usage.cached_tokens == started.cached_tokens
     status = engine.status()
     assert status.prompt_cache_hits >= 1 and status.prompt_cache_misses >= 1
-    assert status.prompt_cache_bytes == engine._scheduler.cache.nbytes > 0
+    assert status.prompt_cache_bytes == engine.scheduler.cache.nbytes > 0
 
 
 def test_prompt_cache_stays_within_its_byte_bound(make_engine):
     unbounded = make_engine()
     for p in PROMPTS:
         run(unbounded, chat(p, max_tokens=30))
-    everything = unbounded._scheduler.cache.nbytes
+    everything = unbounded.status().prompt_cache_bytes
     bound = everything // 2
     engine = make_engine(prompt_cache_bytes=bound)
     for p in PROMPTS:
@@ -273,7 +273,7 @@ def test_generation_after_scoring_starts_from_the_scored_prompt(make_engine, mon
     events, batch = [], None
     for event in engine.generate(request(prompt, prompt_logprobs=1, n=2)):
         events.append(event)
-        batch = batch or engine._scheduler.batches.get("tiny")  # dropped once idle: hold on to it
+        batch = batch or engine.batch("tiny")  # dropped once idle: hold on to it
     assert texts(events) == texts(run(engine, request(prompt))) * 2
     assert batch.generator._counters.prompt_tokens == 0  # only the last token, which starts each choice
     assert texts(run(engine, request([5], prompt_logprobs=1))) == texts(run(engine, request([5])))  # nothing scored

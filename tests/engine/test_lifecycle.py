@@ -24,7 +24,7 @@ def test_a_job_that_raises_fails_its_caller_only(engine):
         raise ValueError("job failed")
 
     with pytest.raises(ValueError):
-        engine._device.submit(boom).result(10)
+        engine.device.submit(boom).result(10)
     assert engine.status().state == "running" and engine.status().restarts == 0
     assert texts(list(engine.generate(chat("hi", max_tokens=3))))
 
@@ -47,7 +47,7 @@ def test_a_model_that_raises_fails_its_batch_only(engine):
     engine.load("tiny").result(30)
     other = engine.generate(chat("hello", model="wide", max_tokens=40))
     assert isinstance(next(other), Started)
-    module = engine._scheduler.pool.entries["tiny"].module
+    module = engine.scheduler.pool.entries["tiny"].module
     healthy = type(module)
 
     def broken_forward(self, *args, **kwargs):
@@ -63,7 +63,7 @@ def test_a_model_that_raises_fails_its_batch_only(engine):
 
 
 def kill_device_thread(engine) -> None:
-    scheduler = engine._scheduler
+    scheduler = engine.scheduler
 
     def die():
         raise RuntimeError("device thread crash")
@@ -93,7 +93,7 @@ def wait_for(predicate, timeout: float = 20.0) -> None:
 def test_device_thread_death_is_reported_and_restarted(engine):
     stream = engine.generate(chat("hello", max_tokens=400))
     assert isinstance(next(stream), Started)
-    first = engine._device
+    first = engine.device
     kill_device_thread(engine)
     events = list(stream)
     assert isinstance(events[-1], Failed) and isinstance(events[-1].error, EngineNotReady)
@@ -106,7 +106,7 @@ def test_device_thread_death_is_reported_and_restarted(engine):
 def test_too_many_deaths_leave_the_engine_failed(engine, monkeypatch):
     monkeypatch.setattr(engine_module, "MAX_RESTARTS", 1)
     for _ in range(2):
-        device = engine._device
+        device = engine.device
         kill_device_thread(engine)
         list(engine.generate(chat("hello", max_tokens=5)))
         assert device.wait_closed(10)
@@ -132,9 +132,9 @@ def test_stop_fails_in_flight_requests_and_releases_models(engine):
     engine.stop()
     worker.join(10)
     assert isinstance(results[-1], Failed) and isinstance(results[-1].error, EngineStopped)
-    assert not engine._device.alive
+    assert not engine.device.alive
     assert engine.status().state == "stopped"
-    assert engine._scheduler.pool.entries == {}
+    assert engine.scheduler.pool.entries == {}
     with pytest.raises(EngineNotReady):
         next(engine.generate(chat("hi")))
 
@@ -157,6 +157,7 @@ print("exiting", flush=True)
 """
 
 
+@pytest.mark.slow  # a Python process of its own, MLX imported afresh
 @pytest.mark.parametrize("how", ["stop", "exit without stop"])
 def test_the_process_exits_0_after_generating(models, how):
     done = subprocess.run(

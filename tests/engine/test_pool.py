@@ -130,7 +130,7 @@ def test_an_entry_serving_requests_is_not_unloaded(engine):
 
 
 def test_two_loads_of_the_same_model_share_one(engine, monkeypatch):
-    pool = engine._scheduler.pool
+    pool = engine.scheduler.pool
     calls = []
     original = pool._load_base
     monkeypatch.setattr(pool, "_load_base", lambda entry, *files: (calls.append(entry.id), original(entry, *files)))
@@ -144,6 +144,20 @@ def test_two_loads_of_the_same_model_share_one(engine, monkeypatch):
 def test_loading_a_path_registers_it(engine, models):
     entry = engine.load(str(models["wide"])).result(30)
     assert entry.state == "loaded" and str(models["wide"]) in engine.model_ids()
+
+
+def test_a_model_name_with_colons_is_read_as_everywhere(make_engine, models):
+    """model_ids.py: a configured name is itself; the adapter follows the last colon."""
+    spec = ModelSpec("tiny:v2", str(models["tiny"]), {"a": str(models["a"])})
+    engine = make_engine(models={"tiny:v2": spec})
+    assert {"tiny:v2", "tiny:v2:a"} <= set(engine.model_ids())
+    assert engine.load("tiny:v2").result(30).id == "tiny:v2"
+    entry = engine.load("tiny:v2:a").result(30)
+    assert (entry.id, entry.model, entry.adapter) == ("tiny:v2:a", "tiny:v2", "a")
+    for model_id in ("tiny:v2", "tiny:v2:a"):
+        assert isinstance(list(engine.generate(chat("hello", model=model_id, max_tokens=2)))[-1], Done)
+    with pytest.raises(ModelNotFound, match="'tiny:v2:b'"):
+        list(engine.generate(chat("hello", model="tiny:v2:b")))
 
 
 def test_a_missing_folder_is_named_as_such_not_downloaded(engine, tmp_path):
@@ -214,7 +228,7 @@ def test_a_stream_goes_on_while_another_model_reads_its_weights(engine, monkeypa
     from mlx_workbench.engine import pool as pool_module
 
     monkeypatch.setattr(pool_module, "LOAD_CHUNK_BYTES", 1)  # one array per job
-    scheduler = engine._scheduler
+    scheduler = engine.scheduler
     chunks = []  # (decode steps so far, load progress) as each chunk starts
     evaluate = scheduler.pool._evaluate
     monkeypatch.setattr(scheduler.pool, "_evaluate",

@@ -12,7 +12,6 @@ import pytest
 from mlx_lm import load
 from mlx_lm.generate import BatchGenerator
 
-from family_tokenizers import family_tokenizer  # noqa: F401 (fixture)
 from tiny_model import build_tiny_llama
 from mlx_workbench.engine.errors import InvalidRequest
 from mlx_workbench.engine.requests import SamplingParams

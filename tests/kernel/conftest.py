@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from kernel_harness import Kernel, kernel_env  # noqa: E402
+from kernel_harness import Kernel, kernel_env
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,8 @@ def test_interrupt_cancels_the_generation_on_the_server(kernel, server):
 
     assert run.error["ename"] == "Interrupted"
     assert run.error["traceback"] == [
-        "\x1b[31mInterrupted\x1b[0m: the answer was stopped; what arrived stays above and is not added to the chat history."
+        "\x1b[31mInterrupted\x1b[0m: the answer was stopped; what arrived stays above"
+        " and is not added to the chat history."
     ]
     partial = partial_answer(run, "interrupted")
     assert story.startswith(partial) and len(partial) < len(story)

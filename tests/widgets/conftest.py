@@ -4,13 +4,10 @@ shared by the widget tests."""
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from widgets_harness import REPO, Api, Kernel  # noqa: E402
+from widgets_harness import REPO, Api, Kernel
 
 
 @pytest.fixture(scope="session")

@@ -87,6 +87,10 @@ def test_a_target_whose_model_loads_shows_the_progress():
             return {"entries": [{"id": "demo", "state": "loaded", "progress": 1.0},
                                 {"id": "demo:upper", "state": "loading", "progress": 0.42}]}
 
+        @staticmethod
+        def model_names() -> set[str]:
+            return {"demo"}
+
     view = CompareView("Hello!", ["demo", "demo:upper"], endpoint=LoadingServer())
     view._look_at_loads()
     assert [run.loading for run in view.runs] == [None, 0.42]
