@@ -104,7 +104,8 @@ class Delta:
 
 @dataclass
 class PromptLogprobs:
-    """The prompt's tokens scored, for choice `index` (before its first Delta)."""
+    """The prompt's tokens scored, for choice `index` (before its first Delta): the tokens
+    of its text, without a BOS the tokenizer added (which still conditions the first)."""
 
     index: int
     tokens: list[TokenLogprob]

@@ -24,7 +24,7 @@ from .config import EngineConfig
 from .delivery import Outbox
 from .errors import EngineError, GenerationFailed, QueueFull
 from .pool import Entry, Pool, entry_id
-from .prompts import prompt_tokens
+from .prompts import prompt_tokens, unwritten_tokens
 from .requests import Done, Event, Failed, Finished, Progress, PromptLogprobs, Started, Usage
 from .sampling import LogitBias, make_logits_processors, make_sampler
 from .scoring import PromptScore
@@ -178,8 +178,9 @@ class Scheduler:
         if not sub.score.step():
             return self._post(self._guarded, sub, self._score, batch, sub)
         batch.scoring = None
+        written = sub.score.tokens[unwritten_tokens(sub.entry, sub.request, sub.prompt):]
         for choice in sub.choices:
-            self._emit(sub, PromptLogprobs(choice.index, sub.score.tokens))
+            self._emit(sub, PromptLogprobs(choice.index, written))
         cache, sub.score = sub.score.cache, None
         self._begin(batch, sub, cache, sub.prompt[-1:])
 
