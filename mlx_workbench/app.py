@@ -96,6 +96,20 @@ class MLXWorkbench(ExtensionApp):
     queue_limit = Int(64, config=True, help="Requests that may wait for a batch slot; beyond, 429.")
     max_tokens_cap = Int(4096, config=True, help="Upper bound on any request's max_tokens.")
     preload = List(Unicode(), config=True, help='Model ids ("name" or "name:adapter") loaded at start.')
+    response_store_size = Int(
+        1000,
+        config=True,
+        help="""Responses (of the Responses API, stored unless a request says store=false) kept
+        for `previous_response_id` and GET; the least recently used go first. 0 stores none.""",
+    )
+    response_store_bytes = Union(
+        [Int(), Unicode()],
+        default_value="64MB",
+        allow_none=True,
+        config=True,
+        help="""Bound on the stored responses' bytes (their conversations and records), as
+        memory_limit is written ("64MB"); None: no limit beyond response_store_size.""",
+    )
     delivery_interval = Float(
         0.002,
         config=True,
@@ -113,7 +127,7 @@ class MLXWorkbench(ExtensionApp):
 
         return DEMO_MODELS
 
-    @validate("memory_limit")
+    @validate("memory_limit", "response_store_bytes")
     def _valid_memory(self, proposal):
         parse_memory(proposal.value)  # raises on nonsense, at startup
         return proposal.value
@@ -136,6 +150,8 @@ class MLXWorkbench(ExtensionApp):
             max_tokens_cap=self.max_tokens_cap,
             preload=list(self.preload),
             delivery_interval=self.delivery_interval,
+            conversation_store_size=self.response_store_size,
+            conversation_store_bytes=parse_memory(self.response_store_bytes),
         )
 
     def initialize_settings(self):

@@ -52,6 +52,7 @@ def merge_deltas(events: list) -> list:
 
 class ResponseBuilder:
     id_prefix = ""
+    named_events = False  # SSE events named by their type, and no [DONE] (Responses, Anthropic)
 
     def __init__(self, model: str, n: int, logprobs: bool):
         self.id = res.completion_id(self.id_prefix)
@@ -84,6 +85,13 @@ class ResponseBuilder:
 
     def usage_chunk(self, u: engine.Usage):
         raise NotImplementedError
+
+    def closing_chunks(self, u: engine.Usage, include_usage: bool) -> list:
+        return [self.usage_chunk(u)] if include_usage else []
+
+    def failure_chunk(self, error: res.ErrorDetail):
+        """The event that reports a failure after the 200 has gone."""
+        return res.ErrorResponse(error=error)
 
     def response(self, u: engine.Usage):
         raise NotImplementedError

@@ -18,6 +18,7 @@ import time
 from tornado import web
 
 from ..engine import errors
+from ..engine.conversations import Conversation
 from ..engine.requests import Delta, Done, Failed, Finished, GenerationRequest, Progress, PromptLogprobs, Started
 from . import request_schemas as req
 from . import response_schemas as res
@@ -25,6 +26,7 @@ from .admin import HealthHandler, LoadHandler, OpenAPIHandler, PinHandler, Statu
 from .base import BaseHandler, split_model_id
 from .errors import ApiError, api_error
 from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
+from .responses import CreateResponse, DeletedResponse, Response, ResponsesBuilder, template_message
 from .sse import ClientGone, EventStream
 
 # ---- OpenAI: generation -----------------------------------------------------------------
@@ -68,7 +70,7 @@ class GenerationHandler(BaseHandler):
             if not isinstance(first, Started):  # Done: cancelled while it queued, the client hung up
                 raise ClientGone()
             if body.stream:
-                stream = EventStream(self, self.workbench.sse_keepalive)
+                stream = EventStream(self, self.workbench.sse_keepalive, named=builder.named_events)
                 stream.start()
                 for chunk in builder.opening_chunks():
                     stream.write(chunk)
@@ -120,14 +122,15 @@ class GenerationHandler(BaseHandler):
             elif isinstance(event, PromptLogprobs):
                 stream.write(builder.prompt_logprobs_chunk(event))
             elif isinstance(event, Finished):
-                stream.write(builder.finish_chunk(event.index, event.reason))
+                if (chunk := builder.finish_chunk(event.index, event.reason)) is not None:
+                    stream.write(chunk)
             elif isinstance(event, Failed):
                 # The 200 is gone: report in-band, as OpenAI does, and end without [DONE].
-                stream.fail(res.ErrorResponse(error=api_error(event.error).detail))
+                stream.fail(builder.failure_chunk(api_error(event.error).detail))
                 return event
             elif isinstance(event, Done):
-                if include_usage:
-                    stream.write(builder.usage_chunk(event.usage))
+                for chunk in builder.closing_chunks(event.usage, include_usage):
+                    stream.write(chunk)
                 stream.done()
                 return event
             else:
@@ -184,6 +187,56 @@ class CompletionsHandler(GenerationHandler):
         await self.generate(body, requests, builder)
 
 
+class ResponsesHandler(GenerationHandler):
+    """The Responses API, translated onto chat generation (see responses.py)."""
+
+    endpoint = "responses"
+
+    @web.authenticated
+    async def post(self):
+        body: CreateResponse = self.parse(CreateResponse)
+        history = self._previous(body.previous_response_id).messages if body.previous_response_id else []
+        conversation = history + body.messages()
+        instructions = [template_message("system", body.instructions)] if body.instructions else []
+        request = self.request_for(body, messages=instructions + conversation)
+
+        def store(response: Response) -> None:
+            if body.store:
+                answer = template_message("assistant", response.output[0].content[0].text)
+                self.engine.conversations.put(
+                    Conversation(response.id, conversation + [answer], response.model_dump_json().encode()))
+
+        await self.generate(body, [request], ResponsesBuilder(body, store))
+
+    def _previous(self, response_id: str) -> Conversation:
+        previous = self.engine.conversations.get(response_id)
+        if previous is None:
+            raise ApiError(400, f"Previous response with id '{response_id}' not found: it was never stored "
+                           "(store=false), was deleted, or left the bounded store.",
+                           param="previous_response_id", code="previous_response_not_found")
+        return previous
+
+
+class ResponseHandler(BaseHandler):
+    """A stored response: GET returns it, DELETE forgets it."""
+
+    @web.authenticated
+    def get(self, response_id: str):
+        self.finish(self._stored(response_id).record)
+
+    @web.authenticated
+    def delete(self, response_id: str):
+        self._stored(response_id)
+        self.engine.conversations.delete(response_id)
+        self.send(DeletedResponse(id=response_id))
+
+    def _stored(self, response_id: str) -> Conversation:
+        stored = self.engine.conversations.get(response_id)
+        if stored is None:
+            raise ApiError(404, f"No response with id '{response_id}' is stored.", code="response_not_found")
+        return stored
+
+
 # ---- OpenAI: models ------------------------------------------------------------------------
 
 
@@ -214,6 +267,8 @@ class NotFoundHandler(BaseHandler):
 HANDLERS = [
     (r"mlx/v1/chat/completions", ChatCompletionsHandler),
     (r"mlx/v1/completions", CompletionsHandler),
+    (r"mlx/v1/responses", ResponsesHandler),
+    (r"mlx/v1/responses/([^/]+)", ResponseHandler),
     (r"mlx/v1/models", ModelsHandler),
     (r"mlx/v1/models/(.+)", ModelHandler),
     (r"mlx/health", HealthHandler),

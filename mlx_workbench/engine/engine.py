@@ -28,6 +28,7 @@
     engine.unload(model, adapter=None)           # adapter=None unloads the base and its adapters
     engine.pin(model, adapter=None, pinned=True)
     engine.model_ids() -> list[str]     # configured and loaded ids, "name" and "name:adapter"
+    engine.conversations                # stored conversations by id (conversations.py)
 
 A model id is "name" or "name:adapter"; GenerationRequest.adapter, when set, wins.
 """
@@ -46,6 +47,7 @@ from dataclasses import replace
 from typing import AsyncIterator, Callable, Iterator, Optional
 
 from .config import EngineConfig
+from .conversations import ConversationStore
 from .device import DeviceThread
 from .errors import EngineNotReady, EngineStopped, InvalidRequest, ModelBusy, ModelNotFound
 from .prompt_batch import MergedEvents
@@ -69,6 +71,9 @@ class Engine:
         self._lock = threading.Lock()  # guards _queued; taken per request, never per token
         self._scheduler: Optional[Scheduler] = None
         self._device: Optional[DeviceThread] = None
+        # Conversations continued by id; their prompts hit the prompt cache by their tokens.
+        self.conversations = ConversationStore(self.config.conversation_store_size,
+                                               self.config.conversation_store_bytes)
 
     # ---- lifecycle ---------------------------------------------------------
 
