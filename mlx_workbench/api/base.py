@@ -111,4 +111,8 @@ class BaseHandler(APIHandler):
             self.set_header("Allow", ", ".join(implemented_methods(type(self))))
         for name, value in error.headers.items():
             self.set_header(name, value)
-        self.finish(ErrorResponse(error=error.detail).model_dump_json())
+        self.finish(self.error_body(error).model_dump_json())
+
+    def error_body(self, error: ApiError) -> BaseModel:
+        """The body of an error in this handler's API (OpenAI's here)."""
+        return ErrorResponse(error=error.detail)

@@ -19,13 +19,15 @@ from tornado import web
 
 from ..engine import errors
 from ..engine.conversations import Conversation
-from ..engine.requests import Delta, Done, Failed, Finished, GenerationRequest, Progress, PromptLogprobs, Started
+from ..engine.requests import (Delta, Done, Failed, Finished, GenerationRequest, Progress, PromptLogprobs,
+                               SamplingParams, Started)
 from . import request_schemas as req
 from . import response_schemas as res
 from .admin import HealthHandler, LoadHandler, OpenAPIHandler, PinHandler, StatusHandler, UnloadHandler
 from .base import BaseHandler, split_model_id
 from .errors import ApiError, api_error
 from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
+from . import anthropic
 from .responses import CreateResponse, DeletedResponse, Response, ResponsesBuilder, template_message
 from .sse import ClientGone, EventStream
 
@@ -69,6 +71,7 @@ class GenerationHandler(BaseHandler):
                 raise api_error(first.error)
             if not isinstance(first, Started):  # Done: cancelled while it queued, the client hung up
                 raise ClientGone()
+            builder.begin(first)
             if body.stream:
                 stream = EventStream(self, self.workbench.sse_keepalive, named=builder.named_events)
                 stream.start()
@@ -99,7 +102,7 @@ class GenerationHandler(BaseHandler):
             elif isinstance(event, PromptLogprobs):
                 builder.add_prompt_logprobs(event)
             elif isinstance(event, Finished):
-                builder.finish(event.index, event.reason)
+                builder.finish(event.index, event.reason, event.stop_sequence)
             elif isinstance(event, Failed):
                 raise api_error(event.error)
             elif isinstance(event, Done):
@@ -122,11 +125,12 @@ class GenerationHandler(BaseHandler):
             elif isinstance(event, PromptLogprobs):
                 stream.write(builder.prompt_logprobs_chunk(event))
             elif isinstance(event, Finished):
+                builder.finish(event.index, event.reason, event.stop_sequence)
                 if (chunk := builder.finish_chunk(event.index, event.reason)) is not None:
                     stream.write(chunk)
             elif isinstance(event, Failed):
                 # The 200 is gone: report in-band, as OpenAI does, and end without [DONE].
-                stream.fail(builder.failure_chunk(api_error(event.error).detail))
+                stream.fail(builder.failure_chunk(api_error(event.error)))
                 return event
             elif isinstance(event, Done):
                 for chunk in builder.closing_chunks(event.usage, include_usage):
@@ -237,6 +241,46 @@ class ResponseHandler(BaseHandler):
         return stored
 
 
+# ---- Anthropic ---------------------------------------------------------------------------
+
+
+class AnthropicHandler(GenerationHandler):
+    def error_body(self, error: ApiError) -> anthropic.AnthropicError:
+        return anthropic.error_body(error)
+
+
+class MessagesHandler(AnthropicHandler):
+    """Anthropic's Messages API, translated onto chat generation (see anthropic.py)."""
+
+    endpoint = "messages"
+
+    @web.authenticated
+    async def post(self):
+        body: anthropic.MessagesRequest = self.parse(anthropic.MessagesRequest)
+        request = self.request_for(body, messages=body.for_template())
+        await self.generate(body, [request], anthropic.MessagesBuilder(body.model))
+
+
+class CountTokensHandler(AnthropicHandler):
+    """The prompt's tokens, counted by the engine as it would read them (nothing generated)."""
+
+    @web.authenticated
+    async def post(self):
+        body: anthropic.CountTokensRequest = self.parse(anthropic.CountTokensRequest)
+        model, adapter = split_model_id(body.model, None)
+        request = GenerationRequest(model=model, adapter=adapter, messages=body.for_template(),
+                                    sampling=SamplingParams(max_tokens=0))
+        try:
+            async for event in self.engine.agenerate(request):
+                if isinstance(event, Failed):
+                    raise api_error(event.error)
+                if isinstance(event, Started):
+                    self.send(anthropic.TokenCount(input_tokens=event.prompt_tokens))
+                    return
+        except errors.EngineError as e:
+            raise api_error(e) from None
+
+
 # ---- OpenAI: models ------------------------------------------------------------------------
 
 
@@ -268,7 +312,9 @@ HANDLERS = [
     (r"mlx/v1/chat/completions", ChatCompletionsHandler),
     (r"mlx/v1/completions", CompletionsHandler),
     (r"mlx/v1/responses", ResponsesHandler),
-    (r"mlx/v1/responses/([^/]+)", ResponseHandler),
+    (r"mlx/v1/responses/(.+)", ResponseHandler),
+    (r"mlx/v1/messages", MessagesHandler),
+    (r"mlx/v1/messages/count_tokens", CountTokensHandler),
     (r"mlx/v1/models", ModelsHandler),
     (r"mlx/v1/models/(.+)", ModelHandler),
     (r"mlx/health", HealthHandler),

@@ -14,11 +14,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Callable, ClassVar, Literal, Union
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, RootModel, field_validator
 
 from ..engine import requests as engine
 from ..engine.requests import SamplingParams
-from . import response_schemas as res
+from .errors import ApiError
 from .formats import ResponseBuilder
 from .request_schemas import Int, Request
 
@@ -280,9 +280,8 @@ ResponseStreamEvent = Annotated[
 ]
 
 
-class ResponseStreamEvents(BaseModel):
+class ResponseStreamEvents(RootModel[ResponseStreamEvent]):
     """Any event of a streamed response (for the OpenAPI document)."""
-    event: ResponseStreamEvent
 
 
 # ---- engine events -> the Response and its stream ------------------------------------------
@@ -356,7 +355,7 @@ class ResponsesBuilder(ResponseBuilder):
                               output_index=0, content_index=0, delta=delta.text)
 
     def finish_chunk(self, index: int, reason: str) -> None:
-        self.finish(index, reason)
+        return None  # the closing chunks say it
 
     def closing_chunks(self, u: engine.Usage, include_usage: bool) -> list[StreamEvent]:
         text = self.text(0)
@@ -371,6 +370,8 @@ class ResponsesBuilder(ResponseBuilder):
             ResponseEvent(type=f"response.{final.status}", sequence_number=self._next(), response=final),
         ]
 
-    def failure_chunk(self, error: res.ErrorDetail) -> ResponseEvent:
-        failed = self._response("failed", [], error=ResponseError(code=error.code or error.type, message=error.message))
+    def failure_chunk(self, error: ApiError) -> ResponseEvent:
+        detail = error.detail
+        failed = self._response("failed", [], error=ResponseError(code=detail.code or detail.type,
+                                                                    message=detail.message))
         return ResponseEvent(type="response.failed", sequence_number=self._next(), response=failed)

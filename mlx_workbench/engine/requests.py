@@ -120,6 +120,7 @@ class Finished:
 
     index: int
     reason: FinishReason
+    stop_sequence: Optional[str] = None  # the stop string that ended it, if one did
 
 
 @dataclass

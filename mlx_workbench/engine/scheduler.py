@@ -283,7 +283,7 @@ class Scheduler:
         batch.choices.pop(choice.uid, None)
         choice.open = False
         sub = choice.sub
-        self._emit(sub, Finished(choice.index, reason))
+        self._emit(sub, Finished(choice.index, reason, choice.stops.matched if choice.stops else None))
         if not any(c.open for c in sub.choices):
             self._end(sub, Done(self._usage(sub)))
 
