@@ -56,9 +56,15 @@ class BaseHandler(APIHandler):
 
     async def prepare(self):
         headers = self.request.headers
-        if "x-api-key" in headers and "Authorization" not in headers:
+        if "x-api-key" in headers:
             # Anthropic's clients send the key there; Jupyter's token check reads Authorization.
-            headers["Authorization"] = f"Bearer {headers['x-api-key']}"
+            # Two keys that disagree authenticate nothing.
+            key = headers["x-api-key"]
+            sent = self.identity_provider.auth_header_pat.match(headers.get("Authorization", ""))
+            if "Authorization" not in headers or (sent and sent.group(2) == key):
+                headers["Authorization"] = f"Bearer {key}"
+            else:
+                headers["Authorization"] = ""
         if "Authorization" in headers:
             # The key a client sends is its credential: a login cookie that comes along (HTTP
             # clients keep the cookies they get) must not let a wrong or revoked key through.

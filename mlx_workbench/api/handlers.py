@@ -1,11 +1,13 @@
-"""Tornado handlers of the OpenAI API (chat and text completions, models) and
-HANDLERS, the route table of every handler under mlx/.
+"""Tornado handlers of the OpenAI API (chat and text completions, Responses, models),
+of Anthropic's Messages API, and HANDLERS, the route table of every handler under mlx/.
 
-Each handler validates its body with the pydantic models of `request_schemas.py`,
-talks to the engine (`self.engine`, set up by `app.py`) and answers OpenAI-shaped
-JSON, errors included (`errors.py`). A generation waits for the engine's Started
-(or Failed) before any header leaves, so errors found while loading or tokenizing
-keep their status code; after that, a stream reports a failure as an `error` event.
+Each handler validates its body with the pydantic models of `request_schemas.py`
+(`responses.py`, `anthropic.py`), talks to the engine (`self.engine`, set up by `app.py`)
+and answers in its API's shape, errors included (`errors.py`). Every generation takes one
+path, `GenerationHandler.generate`, and a builder per wire format (`formats.py`). It waits
+for the engine's Started (or Failed) before any header leaves, so errors found while
+loading or tokenizing keep their status code; after that, a stream reports a failure as
+an event.
 Health and the pool admin are in `admin.py`.
 """
 
@@ -21,13 +23,13 @@ from ..engine import errors
 from ..engine.conversations import Conversation
 from ..engine.requests import (Delta, Done, Failed, Finished, GenerationRequest, Progress, PromptLogprobs,
                                SamplingParams, Started)
+from . import anthropic
 from . import request_schemas as req
 from . import response_schemas as res
 from .admin import HealthHandler, LoadHandler, OpenAPIHandler, PinHandler, StatusHandler, UnloadHandler
 from .base import BaseHandler, split_model_id
 from .errors import ApiError, api_error
 from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
-from . import anthropic
 from .responses import CreateResponse, DeletedResponse, Response, ResponsesBuilder, template_message
 from .sse import ClientGone, EventStream
 
@@ -230,15 +232,19 @@ class ResponseHandler(BaseHandler):
 
     @web.authenticated
     def delete(self, response_id: str):
-        self._stored(response_id)
-        self.engine.conversations.delete(response_id)
+        if not self.engine.conversations.delete(response_id):
+            raise self._not_stored(response_id)
         self.send(DeletedResponse(id=response_id))
 
     def _stored(self, response_id: str) -> Conversation:
         stored = self.engine.conversations.get(response_id)
         if stored is None:
-            raise ApiError(404, f"No response with id '{response_id}' is stored.", code="response_not_found")
+            raise self._not_stored(response_id)
         return stored
+
+    @staticmethod
+    def _not_stored(response_id: str) -> ApiError:
+        return ApiError(404, f"No response with id '{response_id}' is stored.", code="response_not_found")
 
 
 # ---- Anthropic ---------------------------------------------------------------------------

@@ -55,6 +55,7 @@ class Operation:
     named_events: bool = False  # each event named by its type (`event:`), and no [DONE]
     errors: dict = None  # the default error answer: OpenAI's unless given
     description: str | None = None
+    links: dict | None = None  # OpenAPI links of the 200 answer: operations that take its values
 
     def __post_init__(self):
         self.errors = self.errors or _ERRORS
@@ -73,6 +74,9 @@ _OPERATIONS = [
               {"200": (responses.Response, "The response, or with stream=true an event stream of its events."),
                **_GENERATION_ERRORS},
               request=responses.CreateResponse, chunk=responses.ResponseStreamEvents, named_events=True,
+              links={f"{verb}Response": {"operationId": f"{verb.lower()}_mlx_v1_responses_response_id",
+                                         "parameters": {"response_id": "$response.body#/id"}}
+                     for verb in ("Get", "Delete")},
               description="Stored unless store=false, for GET and previous_response_id, in a bounded store "
               "(MLXWorkbench.response_store_size responses and response_store_bytes bytes; the least recently "
               "used go first). previous_response_id replays the stored conversation, whose tokens the prompt "
@@ -169,6 +173,8 @@ def openapi_document(version: str, base_url: str = "/") -> dict:
                 content["text/event-stream"] = {
                     "schema": _event_schema(refs[(op.chunk, "serialization")], op.named_events)}
             response = {"description": description, "content": content}
+            if status == "200" and op.links:
+                response["links"] = op.links
             if status == "429":
                 response["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}}
             spec["responses"][status] = response

@@ -36,6 +36,14 @@ def test_a_wrong_key_is_401_whatever_cookie_comes_with_it(logged_in, header):
         assert response.json()["error"]["code"] == "invalid_api_key"
 
 
+def test_two_keys_that_disagree_authenticate_nothing(jupyter_server):
+    token = jupyter_server.token
+    url = jupyter_server.openai_base_url + "/models"
+    agree = httpx.get(url, headers={"Authorization": f"Bearer {token}", "x-api-key": token})
+    disagree = httpx.get(url, headers={"Authorization": f"Bearer {token}", "x-api-key": "wrong"})
+    assert (agree.status_code, disagree.status_code) == (200, 401)
+
+
 def test_the_official_client_with_a_rotated_key_is_refused(jupyter_server, logged_in):
     """The openai client keeps the cookies it gets (httpx): a key it once used must not
     outlive its rotation through them."""
