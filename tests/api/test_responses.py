@@ -8,6 +8,7 @@ import json
 
 import openai
 import pytest
+from server import start_jupyter
 
 EVENTS = [  # a text answer's events, in OpenAI's order (one or more deltas)
     "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
@@ -124,6 +125,20 @@ def test_store_false_is_not_kept(openai_client, row):
         openai_client.responses.retrieve(response.id)
 
 
+def test_the_store_is_bounded():
+    """The least recently used response leaves a full store (MLXWorkbench.response_store_size)."""
+    server = start_jupyter("--MLXWorkbench.response_store_size=2", "--MLXWorkbench.response_store_bytes=1MB")
+    try:
+        client = openai.OpenAI(base_url=server.openai_base_url, api_key=server.token, max_retries=0)
+        ids = [client.responses.create(model="demo", input=f"What is {n} + 1?", max_output_tokens=16).id
+               for n in range(3)]
+        with pytest.raises(openai.NotFoundError):
+            client.responses.retrieve(ids[0])
+        assert [client.responses.retrieve(i).id for i in ids[1:]] == ids[1:]
+    finally:
+        server.stop()
+
+
 REFUSED = {
     "tools": ({"tools": [{"type": "function", "name": "f", "parameters": {}}]}, "tools", "structured output"),
     "json_schema": ({"text": {"format": {"type": "json_schema", "name": "x", "schema": {}}}}, "text.format.type",
@@ -163,10 +178,17 @@ async def test_an_agent_on_its_default_model(jupyter_server, row):
     agent = Agent(name="demo", model="demo", model_settings=ModelSettings(temperature=0))
     try:
         result = await Runner.run(agent, row["user"], run_config=RunConfig(model_provider=provider))
+        # A second turn sends the first's items back as input (the assistant's as output_text).
+        again = await Runner.run(agent, result.to_input_list() + [{"role": "user", "content": row["user"]}],
+                                 run_config=RunConfig(model_provider=provider))
         streamed = Runner.run_streamed(agent, row["user"], run_config=RunConfig(model_provider=provider))
         deltas = [e.data.delta async for e in streamed.stream_events()
                   if e.type == "raw_response_event" and e.data.type == "response.output_text.delta"]
+        chat = await client.chat.completions.create(model="demo", temperature=0, messages=[
+            {"role": "user", "content": row["user"]}, {"role": "assistant", "content": row["answer"]},
+            {"role": "user", "content": row["user"]}])
     finally:
         await client.close()
     assert result.final_output == row["answer"]
+    assert again.final_output == chat.choices[0].message.content
     assert streamed.final_output == "".join(deltas) == row["answer"]
