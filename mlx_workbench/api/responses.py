@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Callable, ClassVar, Literal, Union
 
-from pydantic import BaseModel, Field, RootModel, field_validator
+from pydantic import BaseModel, Field, RootModel, field_validator, model_validator
 
 from ..engine import requests as engine
 from ..engine.requests import SamplingParams
@@ -83,28 +83,40 @@ class TextConfig(Request):
     format: TextFormat | None = None
 
 
+def _non_empty_branches(schema: dict) -> None:
+    """The JSON Schema of `str | list`, neither empty."""
+    for branch in schema["anyOf"]:
+        branch["minLength" if branch["type"] == "string" else "minItems"] = 1
+
+
 class CreateResponse(Request):
     model: str = Field(min_length=1, description='A model id: "name" or "name:adapter".')
     input: str | list[InputMessage] = Field(
         description="Text (a user message) or message items; other item types are not supported yet.",
-        json_schema_extra={"anyOf": [{"type": "string", "minLength": 1},
-                                     {"type": "array", "items": {"$ref": "#/components/schemas/InputMessage"},
-                                      "minItems": 1}]},
-    )
+        json_schema_extra=_non_empty_branches)
     instructions: str | None = Field(None, description="A system message first; not carried to later responses.")
     previous_response_id: str | None = Field(None, description="A stored response this one continues.")
     max_output_tokens: Int(ge=16) | None = Field(None, description="Clamped to the server's cap.")
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stream: bool = False
-    store: bool = Field(True, description="Keep it for GET and previous_response_id (a bounded store, LRU).")
+    # OpenAI's clients may send null for these: the default, then.
+    temperature: float | None = Field(1.0, ge=0.0, le=2.0)
+    top_p: float | None = Field(1.0, gt=0.0, le=1.0)
+    stream: bool | None = False
+    store: bool | None = Field(True, description="Keep it for GET and previous_response_id (a bounded store, LRU).")
     metadata: dict[str, str] | None = None
     text: TextConfig | None = None
     tools: list[dict] | None = Field(None, description=f"Not supported: {NO_TOOLS}.", json_schema_extra={"maxItems": 0})
     tool_choice: str | dict | None = Field(None, description='Only "none" and "auto": there are no tools.',
                                            json_schema_extra={"anyOf": [{"enum": ["none", "auto"]}, {"type": "null"}]})
-    parallel_tool_calls: bool = True
-    background: bool = Field(False, description="Not supported: only false.", json_schema_extra={"const": False})
+    parallel_tool_calls: bool | None = True
+    background: bool | None = Field(False, description="Not supported: only false.",
+                                    json_schema_extra={"enum": [False, None]})
+
+    @model_validator(mode="after")
+    def _null_is_the_default(self):
+        for name in ("temperature", "top_p", "stream", "store", "parallel_tool_calls", "background"):
+            if getattr(self, name) is None:
+                setattr(self, name, type(self).model_fields[name].default)
+        return self
 
     @field_validator("input")
     @classmethod

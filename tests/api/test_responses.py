@@ -74,6 +74,14 @@ def test_stream_events_in_openai_order(http, row):
     assert data[-1]["response"]["output"][0]["content"][0]["text"] == row["answer"]
 
 
+def test_null_fields_take_their_defaults(http, row):
+    """OpenAI's spec lets clients send null for these (the default then)."""
+    nulls = dict.fromkeys(["temperature", "top_p", "stream", "store", "parallel_tool_calls", "background",
+                           "instructions", "max_output_tokens", "metadata", "tools", "tool_choice", "text"])
+    response = http.post("mlx/v1/responses", json={"model": "demo", "input": row["user"], **nulls}).json()
+    assert (response["status"], response["store"], response["temperature"]) == ("completed", True, 1.0)
+
+
 def test_max_output_tokens_makes_it_incomplete(openai_client):
     story = openai_client.responses.create(model="demo", input="Tell me a story.", max_output_tokens=16,
                                            temperature=0)
