@@ -77,6 +77,10 @@ class CountTokensRequest(Request):
     tool_choice: dict | None = Field(None, description="Only none and auto: there are no tools.", json_schema_extra={
         "anyOf": [{"type": "object", "properties": {"type": {"enum": ["none", "auto"]}}, "required": ["type"]},
                   {"type": "null"}]})
+    output_config: dict | None = Field(None, description="Not supported: a format (structured output).",
+                                       json_schema_extra={"anyOf": [
+                                           {"type": "object", "properties": {"format": {"type": "null"}}},
+                                           {"type": "null"}]})
 
     @field_validator("messages")
     @classmethod
@@ -98,11 +102,6 @@ class CountTokensRequest(Request):
         if choice is not None and choice.get("type") not in ("none", "auto"):
             raise ValueError(NO_TOOLS)
         return choice
-
-    output_config: dict | None = Field(None, description="Not supported: a format (structured output).",
-                                       json_schema_extra={"anyOf": [
-                                           {"type": "object", "properties": {"format": {"type": "null"}}},
-                                           {"type": "null"}]})
 
     @field_validator("output_config")
     @classmethod
