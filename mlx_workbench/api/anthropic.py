@@ -16,8 +16,8 @@ from ..engine import requests as engine
 from ..engine.requests import SamplingParams
 from .errors import ApiError
 from .formats import ResponseBuilder
-from .request_schemas import MAX_STOPS, Int, Request
-from .responses import NO_TOOLS, new_id, template_message
+from .request_schemas import MAX_STOPS, NO_TOOLS, Int, Request
+from .responses import new_id, template_message
 
 # ---- errors ---------------------------------------------------------------------------
 

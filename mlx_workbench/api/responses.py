@@ -20,9 +20,7 @@ from ..engine import requests as engine
 from ..engine.requests import SamplingParams
 from .errors import ApiError
 from .formats import ResponseBuilder
-from .request_schemas import Int, Request
-
-NO_TOOLS = "tools are not supported yet: they come with structured output"
+from .request_schemas import NO_TOOLS, Int, Request
 
 
 def new_id(prefix: str) -> str:

@@ -148,11 +148,11 @@ def test_the_store_is_bounded():
 
 
 REFUSED = {
-    "tools": ({"tools": [{"type": "function", "name": "f", "parameters": {}}]}, "tools", "structured output"),
+    "tools": ({"tools": [{"type": "function", "name": "f", "parameters": {}}]}, "tools", "tool"),
     "json_schema": ({"text": {"format": {"type": "json_schema", "name": "x", "schema": {}}}}, "text.format.type",
                     "structured output"),
     "function_call_output item": ({"input": [{"type": "function_call_output", "call_id": "c", "output": "4"}]},
-                                  "input.0.type", "tools"),
+                                  "input.0.type", "tool"),
     "image part": ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
                    "input.0.content.0.type", "text only"),
     "max_output_tokens below 16": ({"max_output_tokens": 8}, "max_output_tokens", "16"),
