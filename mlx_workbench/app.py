@@ -102,6 +102,20 @@ class MLXWorkbench(ExtensionApp):
     queue_limit = Int(64, config=True, help="Requests that may wait for a batch slot; beyond, 429.")
     max_tokens_cap = Int(4096, config=True, help="Upper bound on any request's max_tokens.")
     preload = List(Unicode(), config=True, help='Model ids ("name" or "name:adapter") loaded at start.')
+    response_store_size = Int(
+        1000,
+        config=True,
+        help="""Responses (of the Responses API, stored unless a request says store=false) kept
+        for `previous_response_id` and GET; the least recently used go first. 0 stores none.""",
+    )
+    response_store_bytes = Union(
+        [Int(), Unicode()],
+        default_value="64MB",
+        allow_none=True,
+        config=True,
+        help="""Bound on the stored responses' bytes (their conversations and records), as
+        memory_limit is written ("64MB"); None: no limit beyond response_store_size.""",
+    )
     delivery_interval = Float(
         0.002,
         config=True,
@@ -143,7 +157,7 @@ class MLXWorkbench(ExtensionApp):
 
         return DEMO_MODELS
 
-    @validate("memory_limit", "prompt_cache_bytes")
+    @validate("memory_limit", "prompt_cache_bytes", "response_store_bytes")
     def _valid_memory(self, proposal):
         parse_memory(proposal.value)  # raises on nonsense, at startup
         return proposal.value
@@ -188,6 +202,8 @@ class MLXWorkbench(ExtensionApp):
             prefill_step_size=self.prefill_step_size,
             prompt_cache_size=self.prompt_cache_size,
             prompt_cache_bytes=parse_memory(self.prompt_cache_bytes),
+            conversation_store_size=self.response_store_size,
+            conversation_store_bytes=parse_memory(self.response_store_bytes),
         )
 
     def initialize_settings(self):

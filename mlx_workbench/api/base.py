@@ -3,8 +3,10 @@ method, body parsing with the pydantic models, and OpenAI-shaped errors."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, TypeVar
 
+from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import APIHandler
 from pydantic import BaseModel, ValidationError
 from tornado import web
@@ -31,7 +33,15 @@ def is_open(method) -> bool:
     return getattr(method, "__allow_unauthenticated", False)
 
 
+# Headers the official SDKs send from a browser, which a CORS preflight must allow by name:
+# the key (x-api-key is Anthropic's), the APIs' version headers, and the x-stainless-*
+# telemetry headers, whose set changes from one SDK release to the next.
+_SDK_HEADERS = re.compile(r"x-api-key|anthropic-[\w-]+|openai-[\w-]+|x-stainless-[\w-]+")
+
+
 class BaseHandler(APIHandler):
+    _key_in_header = False  # the request names its credential in a header
+
     @property
     def workbench(self) -> MLXWorkbench:
         """The MLXWorkbench extension app."""
@@ -53,11 +63,44 @@ class BaseHandler(APIHandler):
         return named
 
     async def prepare(self):
+        headers = self.request.headers
+        if "x-api-key" in headers:
+            # Anthropic's clients send the key there; Jupyter's token check reads Authorization.
+            # Two keys that disagree authenticate nothing.
+            key = headers["x-api-key"]
+            sent = self.identity_provider.auth_header_pat.match(headers.get("Authorization", ""))
+            if "Authorization" not in headers or (sent and sent.group(2) == key):
+                headers["Authorization"] = f"Bearer {key}"
+            else:
+                headers["Authorization"] = ""
+        if "Authorization" in headers:
+            # The key a client sends is its credential: a login cookie that comes along (HTTP
+            # clients keep the cookies they get) must not let a wrong or revoked key through.
+            self._key_in_header = True
+            headers.pop("Cookie", None)
         await super().prepare()
         # Jupyter only refuses what @web.authenticated guards; refuse an unknown path or
         # method too, so that nothing under mlx/ but health answers without a token.
         if not self.current_user and not is_open(getattr(self, self.request.method.lower())):
             raise web.HTTPError(403)  # answered as 401 by write_error
+
+    def set_cookie(self, *args, **kwargs) -> None:
+        # A client authenticated by its key keeps no session: Jupyter would log it in with a
+        # cookie of a new anonymous user on every request.
+        if not self._key_in_header:
+            super().set_cookie(*args, **kwargs)
+
+    @allow_unauthenticated
+    def options(self, *args, **kwargs) -> None:
+        """CORS preflight: Jupyter's, plus the SDKs' own headers for the origins the user
+        allowed (`ServerApp.allow_origin`), so that the official JS SDKs work in a browser."""
+        super().options(*args, **kwargs)
+        if "Access-Control-Allow-Origin" not in self._headers:
+            return
+        allowed = [h.strip() for h in self._headers["Access-Control-Allow-Headers"].split(",")]
+        requested = self.request.headers.get("Access-Control-Request-Headers", "").split(",")
+        extra = [h.strip().lower() for h in requested if _SDK_HEADERS.fullmatch(h.strip().lower())]
+        self.set_header("Access-Control-Allow-Headers", ", ".join(dict.fromkeys(allowed + extra)))
 
     def parse(self, model: type[Body]) -> Body:
         # pydantic parses the bytes itself: bounded nesting, UTF-8 checked, JSON types kept.
@@ -74,10 +117,16 @@ class BaseHandler(APIHandler):
         """Every error OpenAI-shaped, never an HTML page."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
         error = error_for(status_code, exc, anonymous=lambda: not self.current_user)
+        if hasattr(self, "_jupyter_current_user"):  # prepare got as far as the credential
+            self.set_cors_headers()  # send_error cleared them: a browser client reads the error too
         if status_code != error.status_code:
             self.set_status(error.status_code)
         if error.status_code == 405:
             self.set_header("Allow", ", ".join(implemented_methods(type(self))))
         for name, value in error.headers.items():
             self.set_header(name, value)
-        self.finish(ErrorResponse(error=error.detail).model_dump_json())
+        self.finish(self.error_body(error).model_dump_json())
+
+    def error_body(self, error: ApiError) -> BaseModel:
+        """The body of an error in this handler's API (OpenAI's here)."""
+        return ErrorResponse(error=error.detail)

@@ -90,7 +90,7 @@ def error_for(status_code: int, exc: BaseException | None, anonymous: Callable[[
         return ApiError(
             401,
             "Missing or invalid token: pass the Jupyter server's token as the API key "
-            "(Authorization: Bearer <token>).",
+            "(Authorization: Bearer <token>, or x-api-key: <token>).",
             code="invalid_api_key",
             headers={"WWW-Authenticate": "Bearer"},
         )
@@ -99,7 +99,7 @@ def error_for(status_code: int, exc: BaseException | None, anonymous: Callable[[
             403,
             "A cookie-authenticated request that changes state needs the X-XSRFToken header "
             "(the value of the _xsrf cookie); an API client should send the token instead "
-            "(Authorization: Bearer <token>).",
+            "(Authorization: Bearer <token>, or x-api-key: <token>).",
             code="xsrf_check_failed",
         )
     if isinstance(exc, web.HTTPError):

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from ..engine import requests as engine
 from . import response_schemas as res
+from .errors import ApiError
 
 
 def finite(logprob: float) -> float:
@@ -52,6 +53,7 @@ def merge_deltas(events: list) -> list:
 
 class ResponseBuilder:
     id_prefix = ""
+    named_events = False  # SSE events named by their type, and no [DONE] (Responses, Anthropic)
 
     def __init__(self, model: str, n: int, logprobs: bool):
         self.id = res.completion_id(self.id_prefix)
@@ -61,13 +63,19 @@ class ResponseBuilder:
         self.texts: list[list[str]] = [[] for _ in range(n)]
         self.token_logprobs: list[list[engine.TokenLogprob]] = [[] for _ in range(n)]
         self.finish_reasons: list[engine.FinishReason | None] = [None] * n
+        self.stop_sequences: list[str | None] = [None] * n  # the stop string that ended each choice
+        self.started: engine.Started | None = None
+
+    def begin(self, started: engine.Started) -> None:
+        self.started = started
 
     def add(self, delta: engine.Delta) -> None:
         self.texts[delta.index].append(delta.text)
         self.token_logprobs[delta.index].extend(delta.logprobs or [])
 
-    def finish(self, index: int, reason: engine.FinishReason) -> None:
+    def finish(self, index: int, reason: engine.FinishReason, stop_sequence: str | None = None) -> None:
         self.finish_reasons[index] = reason
+        self.stop_sequences[index] = stop_sequence
 
     def text(self, index: int) -> str:
         return "".join(self.texts[index])
@@ -91,6 +99,13 @@ class ResponseBuilder:
 
     def usage_chunk(self, u: engine.Usage):
         raise NotImplementedError
+
+    def closing_chunks(self, u: engine.Usage, include_usage: bool) -> list:
+        return [self.usage_chunk(u)] if include_usage else []
+
+    def failure_chunk(self, error: ApiError):
+        """The event that reports a failure after the 200 has gone."""
+        return res.ErrorResponse(error=error.detail)
 
     def response(self, u: engine.Usage):
         raise NotImplementedError

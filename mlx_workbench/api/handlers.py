@@ -1,11 +1,13 @@
-"""Tornado handlers of the OpenAI API (chat and text completions, models) and
-HANDLERS, the route table of every handler under mlx/.
+"""Tornado handlers of the OpenAI API (chat and text completions, Responses, models),
+of Anthropic's Messages API, and HANDLERS, the route table of every handler under mlx/.
 
-Each handler validates its body with the pydantic models of `request_schemas.py`,
-talks to the engine (`self.engine`, set up by `app.py`) and answers OpenAI-shaped
-JSON, errors included (`errors.py`). A generation waits for the engine's Started
-(or Failed) before any header leaves, so errors found while loading or tokenizing
-keep their status code; after that, a stream reports a failure as an `error` event.
+Each handler validates its body with the pydantic models of `request_schemas.py`
+(`responses.py`, `anthropic.py`), talks to the engine (`self.engine`, set up by `app.py`)
+and answers in its API's shape, errors included (`errors.py`). Every generation takes one
+path, `GenerationHandler.generate`, and a builder per wire format (`formats.py`). It waits
+for the engine's Started (or Failed) before any header leaves, so errors found while
+loading or tokenizing keep their status code; after that, a stream reports a failure as
+an event.
 Health and the pool admin are in `admin.py`.
 """
 
@@ -18,14 +20,18 @@ import time
 from tornado import web
 
 from ..engine import errors
-from ..engine.requests import Delta, Done, Failed, Finished, GenerationRequest, Progress, PromptLogprobs, Started
+from ..engine.conversations import Conversation
+from ..engine.requests import (Delta, Done, Failed, Finished, GenerationRequest, Progress, PromptLogprobs,
+                               SamplingParams, Started)
 from ..model_ids import format_id
+from . import anthropic
 from . import request_schemas as req
 from . import response_schemas as res
 from .admin import HealthHandler, LoadHandler, OpenAPIHandler, PinHandler, StatusHandler, UnloadHandler
 from .base import BaseHandler
 from .errors import ApiError, api_error
 from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
+from .responses import CreateResponse, DeletedResponse, Response, ResponsesBuilder, template_message
 from .sse import ClientGone, EventStream
 
 # ---- OpenAI: generation -----------------------------------------------------------------
@@ -69,8 +75,9 @@ class GenerationHandler(BaseHandler):
                 raise api_error(first.error)
             if not isinstance(first, Started):  # Done: cancelled while it queued, the client hung up
                 raise ClientGone()
+            builder.begin(first)
             if body.stream:
-                stream = EventStream(self, self.workbench.sse_keepalive)
+                stream = EventStream(self, self.workbench.sse_keepalive, named=builder.named_events)
                 stream.start()
                 for chunk in builder.opening_chunks():
                     stream.write(chunk)
@@ -99,7 +106,7 @@ class GenerationHandler(BaseHandler):
             elif isinstance(event, PromptLogprobs):
                 builder.add_prompt_logprobs(event)
             elif isinstance(event, Finished):
-                builder.finish(event.index, event.reason)
+                builder.finish(event.index, event.reason, event.stop_sequence)
             elif isinstance(event, Failed):
                 raise api_error(event.error)
             elif isinstance(event, Done):
@@ -122,14 +129,16 @@ class GenerationHandler(BaseHandler):
             elif isinstance(event, PromptLogprobs):
                 stream.write(builder.prompt_logprobs_chunk(event))
             elif isinstance(event, Finished):
-                stream.write(builder.finish_chunk(event.index, event.reason))
+                builder.finish(event.index, event.reason, event.stop_sequence)
+                if (chunk := builder.finish_chunk(event.index, event.reason)) is not None:
+                    stream.write(chunk)
             elif isinstance(event, Failed):
                 # The 200 is gone: report in-band, as OpenAI does, and end without [DONE].
-                stream.fail(res.ErrorResponse(error=api_error(event.error).detail))
+                stream.fail(builder.failure_chunk(api_error(event.error)))
                 return event
             elif isinstance(event, Done):
-                if include_usage:
-                    stream.write(builder.usage_chunk(event.usage))
+                for chunk in builder.closing_chunks(event.usage, include_usage):
+                    stream.write(chunk)
                 stream.done()
                 return event
             else:
@@ -186,6 +195,100 @@ class CompletionsHandler(GenerationHandler):
         await self.generate(body, requests, builder)
 
 
+class ResponsesHandler(GenerationHandler):
+    """The Responses API, translated onto chat generation (see responses.py)."""
+
+    endpoint = "responses"
+
+    @web.authenticated
+    async def post(self):
+        body: CreateResponse = self.parse(CreateResponse)
+        history = self._previous(body.previous_response_id).messages if body.previous_response_id else []
+        conversation = history + body.messages()
+        instructions = [template_message("system", body.instructions)] if body.instructions else []
+        request = self.request_for(body, messages=instructions + conversation)
+
+        def store(response: Response) -> None:
+            if body.store:
+                answer = template_message("assistant", response.output[0].content[0].text)
+                self.engine.conversations.put(
+                    Conversation(response.id, conversation + [answer], response.model_dump_json().encode()))
+
+        await self.generate(body, [request], ResponsesBuilder(body, store))
+
+    def _previous(self, response_id: str) -> Conversation:
+        previous = self.engine.conversations.get(response_id)
+        if previous is None:
+            raise ApiError(400, f"Previous response with id '{response_id}' not found: it was never stored "
+                           "(store=false), was deleted, or left the bounded store.",
+                           param="previous_response_id", code="previous_response_not_found")
+        return previous
+
+
+class ResponseHandler(BaseHandler):
+    """A stored response: GET returns it, DELETE forgets it."""
+
+    @web.authenticated
+    def get(self, response_id: str):
+        self.finish(self._stored(response_id).record)
+
+    @web.authenticated
+    def delete(self, response_id: str):
+        if not self.engine.conversations.delete(response_id):
+            raise self._not_stored(response_id)
+        self.send(DeletedResponse(id=response_id))
+
+    def _stored(self, response_id: str) -> Conversation:
+        stored = self.engine.conversations.get(response_id)
+        if stored is None:
+            raise self._not_stored(response_id)
+        return stored
+
+    @staticmethod
+    def _not_stored(response_id: str) -> ApiError:
+        return ApiError(404, f"No response with id '{response_id}' is stored.", code="response_not_found")
+
+
+# ---- Anthropic ---------------------------------------------------------------------------
+
+
+class AnthropicHandler(GenerationHandler):
+    def error_body(self, error: ApiError) -> anthropic.AnthropicError:
+        return anthropic.error_body(error)
+
+
+class MessagesHandler(AnthropicHandler):
+    """Anthropic's Messages API, translated onto chat generation (see anthropic.py)."""
+
+    endpoint = "messages"
+
+    @web.authenticated
+    async def post(self):
+        body: anthropic.MessagesRequest = self.parse(anthropic.MessagesRequest)
+        request = self.request_for(body, messages=body.for_template())
+        await self.generate(body, [request], anthropic.MessagesBuilder(body.model))
+
+
+class CountTokensHandler(AnthropicHandler):
+    """The prompt's tokens, counted by the engine as it would read them (nothing generated)."""
+
+    @web.authenticated
+    async def post(self):
+        body: anthropic.CountTokensRequest = self.parse(anthropic.CountTokensRequest)
+        model, adapter = self.model_id(body.model, None)
+        request = GenerationRequest(model=model, adapter=adapter, messages=body.for_template(),
+                                    sampling=SamplingParams(max_tokens=0))
+        try:
+            async for event in self.engine.agenerate(request):
+                if isinstance(event, Failed):
+                    raise api_error(event.error)
+                if isinstance(event, Started):
+                    self.send(anthropic.TokenCount(input_tokens=event.prompt_tokens))
+                    return
+        except errors.EngineError as e:
+            raise api_error(e) from None
+
+
 # ---- OpenAI: models ------------------------------------------------------------------------
 
 
@@ -216,6 +319,10 @@ class NotFoundHandler(BaseHandler):
 HANDLERS = [
     (r"mlx/v1/chat/completions", ChatCompletionsHandler),
     (r"mlx/v1/completions", CompletionsHandler),
+    (r"mlx/v1/responses", ResponsesHandler),
+    (r"mlx/v1/responses/(.+)", ResponseHandler),
+    (r"mlx/v1/messages", MessagesHandler),
+    (r"mlx/v1/messages/count_tokens", CountTokensHandler),
     (r"mlx/v1/models", ModelsHandler),
     (r"mlx/v1/models/(.+)", ModelHandler),
     (r"mlx/health", HealthHandler),

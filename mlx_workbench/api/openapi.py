@@ -10,8 +10,10 @@ from functools import lru_cache
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from . import anthropic
 from . import request_schemas as req
 from . import response_schemas as res
+from . import responses
 
 REF = "#/components/schemas/{model}"
 
@@ -28,6 +30,19 @@ _GENERATION_ERRORS = {
 }
 
 
+_ANTHROPIC_ERRORS = {
+    "default": (anthropic.AnthropicError, 'An error, Anthropic-shaped: {"type": "error", "error": {type, message}}.')
+}
+_ANTHROPIC_GENERATION_ERRORS = {
+    "400": (anthropic.AnthropicError, "Invalid request; or valid, but not for this model (its vocabulary, "
+                                      "template or context)."),
+    "401": (anthropic.AnthropicError, "Missing or invalid token."),
+    "404": (anthropic.AnthropicError, "Unknown model."),
+    "429": (anthropic.AnthropicError, "Queue full; retry after the Retry-After header's seconds."),
+    "503": (anthropic.AnthropicError, "Engine not ready, or the model could not be loaded."),
+}
+
+
 @dataclass
 class Operation:
     method: str
@@ -37,6 +52,13 @@ class Operation:
     request: type[BaseModel] | None = None
     chunk: type[BaseModel] | None = None  # each `data:` event when the request asks to stream
     authenticated: bool = True
+    named_events: bool = False  # each event named by its type (`event:`), and no [DONE]
+    errors: dict = None  # the default error answer: OpenAI's unless given
+    description: str | None = None
+    links: dict | None = None  # OpenAPI links of the 200 answer: operations that take its values
+
+    def __post_init__(self):
+        self.errors = self.errors or _ERRORS
 
 
 _OPERATIONS = [
@@ -48,6 +70,33 @@ _OPERATIONS = [
               {"200": (res.Completion, "The completion, or with stream=true an event stream of chunks."),
                **_GENERATION_ERRORS},
               request=req.CompletionRequest, chunk=res.Completion),
+    Operation("post", "/mlx/v1/responses", "Create a response (OpenAI's Responses API)",
+              {"200": (responses.Response, "The response, or with stream=true an event stream of its events."),
+               **_GENERATION_ERRORS},
+              request=responses.CreateResponse, chunk=responses.ResponseStreamEvents, named_events=True,
+              links={f"{verb}Response": {"operationId": f"{verb.lower()}_mlx_v1_responses_response_id",
+                                         "parameters": {"response_id": "$response.body#/id"}}
+                     for verb in ("Get", "Delete")},
+              description="Stored unless store=false, for GET and previous_response_id, in a bounded store "
+              "(MLXWorkbench.response_store_size responses and response_store_bytes bytes; the least recently "
+              "used go first). previous_response_id replays the stored conversation, whose tokens the prompt "
+              "cache holds. Tools and text.format json_schema are not supported yet (400)."),
+    Operation("get", "/mlx/v1/responses/{response_id}", "Retrieve a stored response",
+              {"200": (responses.Response, "The response."),
+               "404": (res.ErrorResponse, "Not stored, deleted, or gone from the bounded store.")}),
+    Operation("delete", "/mlx/v1/responses/{response_id}", "Delete a stored response",
+              {"200": (responses.DeletedResponse, "Deleted."), "404": (res.ErrorResponse, "Not stored.")}),
+    Operation("post", "/mlx/v1/messages", "Create a message (Anthropic's Messages API)",
+              {"200": (anthropic.MessageResponse, "The message, or with stream=true an event stream."),
+               **_ANTHROPIC_GENERATION_ERRORS},
+              request=anthropic.MessagesRequest, chunk=anthropic.MessageStreamEvents, named_events=True,
+              errors=_ANTHROPIC_ERRORS,
+              description="The key goes in x-api-key (or Authorization: Bearer). A last assistant message "
+              "(a prefill) and tools are not supported (400)."),
+    Operation("post", "/mlx/v1/messages/count_tokens", "Count a message's input tokens (Anthropic's API)",
+              {"200": (anthropic.TokenCount, "The prompt's tokens as the model reads them."),
+               **_ANTHROPIC_GENERATION_ERRORS},
+              request=anthropic.CountTokensRequest, errors=_ANTHROPIC_ERRORS),
     Operation("get", "/mlx/v1/models", "List the configured and loaded model ids",
               {"200": (res.ModelList, 'Model ids, "name" and "name:adapter".')}),
     Operation("get", "/mlx/v1/models/{model_id}", "Describe one model id",
@@ -78,9 +127,14 @@ def _json_content(schema: dict) -> dict:
     return {"application/json": {"schema": schema}}
 
 
-def _event_schema(chunk: dict) -> dict:
+def _event_schema(chunk: dict, named: bool) -> dict:
     """One server-sent event, as Open API 3.1 describes a stream (3.2 would call it
-    itemSchema): `data` is a chunk, an error after the 200 has gone, or the final [DONE]."""
+    itemSchema): `data` is a chunk, an error after the 200 has gone, or the final [DONE];
+    or, for named events, `event` is the type of the chunk in `data` (errors included)."""
+    if named:
+        json_data = {"type": "string", "contentMediaType": "application/json", "contentSchema": chunk}
+        return {"type": "object", "properties": {"event": {"type": "string"}, "data": json_data},
+                "required": ["event", "data"]}
     json_data = {"type": "string", "contentMediaType": "application/json",
                  "contentSchema": {"anyOf": [chunk, {"$ref": REF.format(model="ErrorResponse")}]}}
     return {
@@ -100,7 +154,7 @@ def openapi_document(version: str, base_url: str = "/") -> dict:
     for op in _OPERATIONS:
         if op.request:
             models.append((op.request, VALIDATION))
-        models.extend((m, SERIALIZATION) for m, _ in {**op.responses, **_ERRORS}.values() if m)
+        models += [(m, SERIALIZATION) for m, _ in {**op.responses, **op.errors}.values() if m]
         if op.chunk:
             models.append((op.chunk, SERIALIZATION))
     refs, components = models_json_schema(list(dict.fromkeys(models)), ref_template=REF)
@@ -108,21 +162,30 @@ def openapi_document(version: str, base_url: str = "/") -> dict:
     paths: dict = {}
     for op in _OPERATIONS:
         spec: dict = {"summary": op.summary, "operationId": re.sub(r"\W+", "_", f"{op.method} {op.path}").strip("_")}
-        if "{model_id}" in op.path:
-            spec["parameters"] = [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+        if op.description:
+            spec["description"] = op.description
+        spec["parameters"] = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                              for name in re.findall(r"{(\w+)}", op.path)]
+        if not spec["parameters"]:
+            del spec["parameters"]
         if op.request:
             spec["requestBody"] = {"required": True, "content": _json_content(refs[(op.request, "validation")])}
         spec["responses"] = {}
-        for status, (model, description) in {**op.responses, **_ERRORS}.items():
+        for status, (model, description) in {**op.responses, **op.errors}.items():
             content = _json_content(refs[(model, "serialization")] if model else {"type": "object"})
             if status == "200" and op.chunk:
-                content["text/event-stream"] = {"schema": _event_schema(refs[(op.chunk, "serialization")])}
+                content["text/event-stream"] = {
+                    "schema": _event_schema(refs[(op.chunk, "serialization")], op.named_events)}
             response = {"description": description, "content": content}
+            if status == "200" and op.links:
+                response["links"] = op.links
             if status == "429":
                 response["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}}
             spec["responses"][status] = response
         if not op.authenticated:
             spec["security"] = []
+        elif op.errors is _ANTHROPIC_ERRORS:
+            spec["security"] = [{"anthropicKey": []}, {"jupyterToken": []}]
         paths.setdefault(op.path, {})[op.method] = spec
 
     return {
@@ -138,6 +201,10 @@ def openapi_document(version: str, base_url: str = "/") -> dict:
         "paths": paths,
         "components": {
             "schemas": components["$defs"],
-            "securitySchemes": {"jupyterToken": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "jupyterToken": {"type": "http", "scheme": "bearer"},
+                "anthropicKey": {"type": "apiKey", "in": "header", "name": "x-api-key",
+                                 "description": "The Jupyter token, as Anthropic's clients send their key."},
+            },
         },
     }

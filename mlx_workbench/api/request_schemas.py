@@ -102,6 +102,13 @@ _ONE_FORMAT = {"not": {
 }}
 
 
+# stream_options without stream is refused, as OpenAI refuses it.
+_STREAM_OPTIONS_NEED_STREAM = {
+    "if": {"properties": {"stream_options": {"type": "object"}}, "required": ["stream_options"]},
+    "then": {"properties": {"stream": {"const": True}}, "required": ["stream"]},
+}
+
+
 class GenerationParams(Request):
     """Fields shared by chat and text completions."""
 
@@ -162,6 +169,13 @@ class GenerationParams(Request):
         if any(not s for s in stops):
             raise ValueError("stop sequences must not be empty")
         return stops
+
+    @field_validator("stream_options")
+    @classmethod
+    def _stream_options_need_stream(cls, options, info: ValidationInfo):
+        if options is not None and not info.data.get("stream"):
+            raise ValueError("'stream_options' is only allowed when 'stream' is enabled")
+        return options
 
     @property
     def include_usage(self) -> bool:
@@ -245,11 +259,24 @@ class ChatMessage(Request):
         return {"role": role, "content": content or ""}
 
 
+def OnlyWithTools(schema: dict, description: str):
+    """A field OpenAI allows only with `tools` (or `functions`), which this server refuses:
+    only the values that call no tool pass (`schema`)."""
+    return Field(None, description=f"Only {description}: there are no tools.", json_schema_extra=schema)
+
+
+def _only_with(field: str, tools: str, value, allowed) -> object:
+    if value is not None and value not in allowed:
+        raise ValueError(f"'{field}' is only allowed when '{tools}' are specified")
+    return value
+
+
 class ChatCompletionRequest(GenerationParams):
     model_config = ConfigDict(json_schema_extra={"allOf": [
         {"if": {"properties": {"top_logprobs": {"type": "integer", "minimum": 1}}, "required": ["top_logprobs"]},
          "then": {"properties": {"logprobs": {"const": True}}, "required": ["logprobs"]}},
         _ONE_FORMAT,
+        _STREAM_OPTIONS_NEED_STREAM,
     ]})
 
     messages: list[ChatMessage] = Field(min_length=1)
@@ -258,6 +285,10 @@ class ChatCompletionRequest(GenerationParams):
     top_logprobs: Int(ge=0, le=20) | None = Field(None, description="Needs logprobs=true.")
     tools: list[dict] | None = Unsupported("only empty")
     functions: list[dict] | None = Unsupported("only empty")
+    # OpenAI refuses these without tools; sent without tools, only "none" asks for nothing.
+    tool_choice: str | dict | None = OnlyWithTools({"anyOf": [{"const": "none"}, {"type": "null"}]}, '"none"')
+    function_call: str | dict | None = OnlyWithTools({"anyOf": [{"const": "none"}, {"type": "null"}]}, '"none"')
+    parallel_tool_calls: bool | None = OnlyWithTools({"type": "null"}, "null")
 
     @field_validator("tools", "functions")
     @classmethod
@@ -265,6 +296,16 @@ class ChatCompletionRequest(GenerationParams):
         if tools:
             raise ValueError(NO_TOOLS)
         return tools
+
+    @field_validator("tool_choice", "parallel_tool_calls")
+    @classmethod
+    def _tool_fields_need_tools(cls, value, info: ValidationInfo):
+        return _only_with(info.field_name, "tools", value, ("none",))
+
+    @field_validator("function_call")
+    @classmethod
+    def _function_call_needs_functions(cls, value):
+        return _only_with("function_call", "functions", value, ("none",))
 
     @field_validator("top_logprobs")
     @classmethod
@@ -294,6 +335,7 @@ def as_prompts(prompt) -> list:
 
 class CompletionRequest(GenerationParams):
     model_config = ConfigDict(json_schema_extra={"allOf": [  # type: ignore[arg-type]  (JSON, typed narrower by pydantic)
+        _STREAM_OPTIONS_NEED_STREAM,
         {"if": {"properties": {"echo": {"const": True}}, "required": ["echo"]},
          "then": {"properties": {"prompt": {"anyOf": _TEXT_PROMPTS}}}},
         {"if": {"properties": {"max_tokens": {"const": 0}}, "required": ["max_tokens"]},

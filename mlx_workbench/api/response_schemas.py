@@ -114,7 +114,7 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: CompletionUsage
-    system_fingerprint: str | None = None
+    system_fingerprint: str | None = OmittedIfNone()  # typed string by OpenAI: no null
 
 
 class ChunkDelta(BaseModel):
@@ -139,14 +139,15 @@ class ChatCompletionChunk(BaseModel):
     model: str
     choices: list[ChunkChoice]
     usage: CompletionUsage | None = OmittedIfNone()
-    system_fingerprint: str | None = None
+    system_fingerprint: str | None = OmittedIfNone()  # typed string by OpenAI: no null
 
 
 # ---- responses: text completions --------------------------------------------------
 
 
 class CompletionLogprobs(BaseModel):
-    """With echo, the prompt's tokens come first; its first token has null logprobs."""
+    """With echo, the prompt's tokens come first, joining to its text; the first has null
+    logprobs when nothing precedes it (a prompt written with its BOS)."""
 
     tokens: list[str] = Field(default_factory=list)
     token_logprobs: list[float | None] = Field(default_factory=list)
@@ -171,7 +172,7 @@ class Completion(BaseModel):
     model: str
     choices: list[CompletionChoice]
     usage: CompletionUsage | None = OmittedIfNone()
-    system_fingerprint: str | None = None
+    system_fingerprint: str | None = OmittedIfNone()  # typed string by OpenAI: no null
 
 
 # ---- models ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Server-sent events on a Jupyter API handler, framed as OpenAI frames them:
 `data: <json>\\n\\n` per event, `: keep-alive\\n\\n` comments while idle, and
-`data: [DONE]\\n\\n` at the end."""
+`data: [DONE]\\n\\n` at the end; or, for the Responses and Anthropic APIs, each event
+named by its type (`event: <type>\\n` first) and no [DONE]."""
 
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ class EventStream:
     prefill, a model loading on the device thread), so proxies keep the
     connection open. The timer costs nothing per token."""
 
-    def __init__(self, handler: APIHandler, keepalive: float):
+    def __init__(self, handler: APIHandler, keepalive: float, named: bool = False):
         self.handler = handler
+        self.named = named
         self.keepalive = keepalive
         self._last_write = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -48,7 +50,8 @@ class EventStream:
         self._timer = asyncio.get_running_loop().call_later(self.keepalive, self._beat)
 
     def write(self, event: BaseModel) -> None:
-        self._write(f"data: {event.model_dump_json()}\n\n")
+        name = f"event: {event.type}\n" if self.named else ""
+        self._write(f"{name}data: {event.model_dump_json()}\n\n")
 
     async def flush(self) -> None:
         try:
@@ -57,7 +60,8 @@ class EventStream:
             raise ClientGone() from e
 
     def done(self) -> None:
-        self._write("data: [DONE]\n\n")
+        if not self.named:
+            self._write("data: [DONE]\n\n")
         self._finish()
 
     def fail(self, error: BaseModel) -> None:

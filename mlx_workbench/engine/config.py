@@ -36,6 +36,8 @@ class EngineConfig:
     prefill_step_size: int = 2048
     prompt_cache_size: int = 16  # cached prompt prefixes kept for reuse, per loaded entry
     prompt_cache_bytes: Optional[int] = None  # bound on all cached KV bytes; None: no limit
+    conversation_store_size: int = 1000  # stored conversations (Responses API), LRU beyond; 0 stores none
+    conversation_store_bytes: Optional[int] = 64 * 2**20  # bound on their bytes; None: no limit
     delivery_interval: float = 0.002  # seconds more tokens of a running stream may wait to travel together
 
     def model_ids(self) -> list[str]:

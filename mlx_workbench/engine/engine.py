@@ -28,6 +28,7 @@
     engine.unload(model, adapter=None)           # adapter=None unloads the base and its adapters
     engine.pin(model, adapter=None, pinned=True)
     engine.model_ids() -> list[str]     # configured and loaded ids, "name" and "name:adapter"
+    engine.conversations                # stored conversations by id (conversations.py)
 
     # inspection, for tests and debugging (device thread objects: look, touch only to inject faults)
     engine.request_ids() -> list[str]   # requests submitted and not yet ended
@@ -54,6 +55,7 @@ from typing import AsyncGenerator, Callable, Iterator, Optional
 from ..model_ids import format_id, parse_id
 from .batch import Batch
 from .config import EngineConfig
+from .conversations import ConversationStore
 from .device import DeviceThread
 from .errors import EngineNotReady, EngineStopped, InvalidRequest, ModelBusy, ModelNotFound
 from .prompt_batch import MergedEvents
@@ -77,6 +79,9 @@ class Engine:
         self._lock = threading.Lock()  # guards _queued; taken per request, never per token
         self._scheduler: Optional[Scheduler] = None
         self._device: Optional[DeviceThread] = None
+        # Conversations continued by id; their prompts hit the prompt cache by their tokens.
+        self.conversations = ConversationStore(self.config.conversation_store_size,
+                                               self.config.conversation_store_bytes)
 
     # ---- lifecycle ---------------------------------------------------------
 

@@ -29,6 +29,14 @@ def prompt_tokens(entry: Entry, request: GenerationRequest) -> list[int]:
     return tokens
 
 
+def unwritten_tokens(entry: Entry, request: GenerationRequest, tokens: list[int]) -> int:
+    """How many of the prompt's first `tokens` the tokenizer added to a text prompt (a BOS
+    the text lacks): an echo of the prompt's tokens leaves them out, to join to its text."""
+    bos = entry.tokenizer.bos_token
+    added = isinstance(request.prompt, str) and bos and not request.prompt.startswith(bos)
+    return int(bool(added and tokens and tokens[0] == entry.tokenizer.bos_token_id))
+
+
 def _refuse_surely_too_long(entry: Entry, request: GenerationRequest) -> None:
     """A text longer than the context could hold even if each token were the longest
     one fails before tokenizing: megabytes of prompt would hold the device thread

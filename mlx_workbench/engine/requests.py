@@ -129,7 +129,8 @@ class Delta:
 
 @dataclass
 class PromptLogprobs:
-    """The prompt's tokens scored, for choice `index` (before its first Delta)."""
+    """The prompt's tokens scored, for choice `index` (before its first Delta): the tokens
+    of its text, without a BOS the tokenizer added (which still conditions the first)."""
 
     index: int
     tokens: list[TokenLogprob]
@@ -144,6 +145,7 @@ class Finished:
 
     index: int
     reason: FinishReason
+    stop_sequence: Optional[str] = None  # the stop string that ended it, if one did
 
 
 @dataclass

@@ -189,16 +189,18 @@ class StopStrings:
         self.stops = [s for s in stops if s]
         self._held = ""
         self.stopped = False
+        self.matched: Optional[str] = None  # the stop string that ended the text
 
     def feed(self, text: str) -> tuple[str, bool]:
         """(text safe to emit, whether a stop string was hit); nothing after a hit."""
         if self.stopped:
             return "", True
         text = self._held + text
-        hits = [(i + len(s), i) for s in self.stops if (i := text.find(s)) >= 0]
+        hits = [(i + len(s), i, s) for s in self.stops if (i := text.find(s)) >= 0]
         if hits:
+            _, start, self.matched = min(hits)
             self._held, self.stopped = "", True
-            return text[: min(hits)[1]], True
+            return text[:start], True
         keep = self._partial_suffix(text)
         self._held = text[len(text) - keep :]
         return text[: len(text) - keep], False

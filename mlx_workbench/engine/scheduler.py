@@ -26,7 +26,7 @@ from .constraints import grammar_tokenizer, matcher_factory
 from .delivery import Outbox
 from .errors import EngineError, GenerationFailed, QueueFull
 from .pool import Entry, Pool
-from .prompts import prompt_tokens
+from .prompts import prompt_tokens, unwritten_tokens
 from .requests import Done, Event, Failed, Finished, FinishReason, Progress, PromptLogprobs, Started, Usage
 from .sampling import LogitBias, make_logits_processors, make_sampler
 from .scoring import PromptScore
@@ -184,8 +184,9 @@ class Scheduler:
         if not score.step():
             return self._post(self._run_or_fail, sub, self._score_chunk, batch, sub)
         batch.scoring = None
+        written = score.tokens[unwritten_tokens(sub.entry, sub.request, sub.prompt):]
         for choice in sub.choices:
-            self._emit(sub, PromptLogprobs(choice.index, score.tokens))
+            self._emit(sub, PromptLogprobs(choice.index, written))
         cache, sub.score = score.cache, None
         self._start_generation(batch, sub, cache, sub.prompt[-1:])
 
@@ -291,7 +292,7 @@ class Scheduler:
             batch.choices.pop(choice.uid, None)
         choice.open = False
         sub = choice.sub
-        self._emit(sub, Finished(choice.index, reason))
+        self._emit(sub, Finished(choice.index, reason, choice.stops.matched if choice.stops else None))
         if not any(c.open for c in sub.choices):
             self._end_request(sub, Done(self._usage(sub)))
 

@@ -28,8 +28,8 @@ def validator(document: dict, name: str) -> jsonschema.Draft202012Validator:
 
 def test_document_covers_every_route(document):
     assert document["openapi"].startswith("3.1")
-    routes = {"/" + re.sub(r"\(\.\+\)", "{model_id}", pattern) for pattern, _ in HANDLERS if ".*" not in pattern}
-    assert routes == set(document["paths"])
+    routes = {"/" + re.sub(r"\(\.\+\)", "{id}", pattern) for pattern, _ in HANDLERS if ".*" not in pattern}
+    assert routes == {re.sub(r"{\w+}", "{id}", path) for path in document["paths"]}
     assert document["paths"]["/mlx/health"]["get"]["security"] == []
 
 
@@ -66,3 +66,28 @@ def test_request_schema_rejects_what_the_server_rejects(document, http):
     for bad in ({"model": "demo", "messages": HELLO, "temperature": 9}, {"model": "demo"}):
         assert not request.is_valid(bad)
         assert http.post("mlx/v1/chat/completions", json=bad).status_code == 400
+
+
+def sse_data(http, path: str, body: dict) -> list[dict]:
+    with http.stream("POST", path, json={**body, "stream": True}) as r:
+        return [json.loads(line[len("data: "):]) for line in r.iter_lines() if line.startswith("data: {")]
+
+
+def test_answers_of_the_agent_apis_fit_the_schemas(document, http):
+    """The Responses and Anthropic Messages routes: objects, stream events, errors."""
+    created = http.post("mlx/v1/responses", json={"model": "demo", "input": "Hello", "max_output_tokens": 16})
+    validator(document, "Response").validate(created.json())
+    validator(document, "Response").validate(http.get(f"mlx/v1/responses/{created.json()['id']}").json())
+    validator(document, "DeletedResponse").validate(http.delete(f"mlx/v1/responses/{created.json()['id']}").json())
+    event = validator(document, "ResponseStreamEvents")
+    for data in sse_data(http, "mlx/v1/responses", {"model": "demo", "input": "Hello", "max_output_tokens": 16}):
+        event.validate(data)
+
+    message = {"model": "demo", "max_tokens": 3, "messages": HELLO}
+    validator(document, "MessageResponse").validate(http.post("mlx/v1/messages", json=message).json())
+    counted = http.post("mlx/v1/messages/count_tokens", json={"model": "demo", "messages": HELLO})
+    validator(document, "TokenCount").validate(counted.json())
+    event = validator(document, "MessageStreamEvents")
+    for data in sse_data(http, "mlx/v1/messages", message):
+        event.validate(data)
+    validator(document, "AnthropicError").validate(http.post("mlx/v1/messages", json={"model": "demo"}).json())

@@ -380,6 +380,21 @@ def test_stop_strings_random_texts():
             assert run_chunks(chunks, stops) == expected, (chunks, stops)
 
 
+@pytest.mark.parametrize("text, stops", STOP_CASES)
+def test_the_stop_string_that_ended_the_text_is_named(text, stops):
+    """Anthropic's stop_sequence: the one the cut was made at."""
+    cut, stopped = reference_cut(text, [s for s in stops if s])
+    for chunks in ([text], list(text)):
+        matcher = StopStrings(stops)
+        for chunk in chunks:
+            matcher.feed(chunk)
+        if stopped:
+            assert text[len(cut):].startswith(matcher.matched) and matcher.matched in stops
+            assert not any(text[len(cut):].startswith(s) and len(s) > len(matcher.matched) for s in stops)
+        else:
+            assert matcher.matched is None
+
+
 def test_only_a_possible_stop_start_is_held_back():
     matcher = StopStrings(["aab"])
     assert matcher.feed("xaaa") == ("xa", False)  # "aa" may still become "aab"

@@ -2,7 +2,8 @@
 1,000 generated requests over every endpoint (valid and invalid bodies, boundary
 values, wrong methods, missing auth), with every schemathesis check. Then no
 answer may be a 5xx or slower than the request timeout, every 4xx must be an
-OpenAI-shaped error, and the server must still answer a chat exactly.
+OpenAI-shaped error (Anthropic-shaped under its Messages API), and the server must
+still answer a chat exactly.
 
 The run is the schemathesis CLI (its pytest plugin does not work with pytest 9.2),
 configured by schemathesis.toml and fuzz_hooks.py; its VCR cassette records every
@@ -39,12 +40,17 @@ def run_schemathesis(server, models: list[str], cassette: Path) -> subprocess.Co
     return subprocess.run(cmd, env=env, cwd=cassette.parent, capture_output=True, text=True, timeout=RUN_TIMEOUT)
 
 
-def assert_openai_error(interaction: dict) -> None:
+def assert_api_error(interaction: dict) -> None:
+    """OpenAI's error shape; Anthropic's under its Messages API."""
     response = interaction["response"]
     where = f"{interaction['request']['method']} {interaction['request']['uri']} -> {response['status']['code']}"
     assert response["headers"]["content-type"][0].startswith("application/json"), where
-    error = json.loads(response["body"]["string"])["error"]
-    assert set(error) == {"message", "type", "param", "code"}, where
+    body = json.loads(response["body"]["string"])
+    error = body["error"]
+    if "/mlx/v1/messages" in interaction["request"]["uri"]:
+        assert body["type"] == "error" and set(error) == {"type", "message"}, where
+    else:
+        assert set(error) == {"message", "type", "param", "code"}, where
     assert isinstance(error["message"], str) and error["message"], where
 
 
@@ -61,7 +67,7 @@ def test_fuzz_the_openapi_document(fuzz_server, fuzz_http, tmp_path, demo_answer
     assert max(statuses) < 500
     for interaction, status in zip(interactions, statuses):
         if 400 <= status < 500:
-            assert_openai_error(interaction)
+            assert_api_error(interaction)
     slowest = max(float(i["response"]["elapsed"]) for i in interactions)
     print(f"fuzzed {len(interactions)} requests, the slowest answered in {slowest:.2f} s; statuses: "
           + ", ".join(f"{s}: {statuses.count(s)}" for s in sorted(set(statuses))))

@@ -1,0 +1,282 @@
+"""Anthropic's Messages API (`POST /messages`, `POST /messages/count_tokens`) as a thin
+translation onto chat generation: the request becomes chat messages for the same
+GenerationRequest as a chat completion; the engine's events become a Message, or its
+stream (`message_start`, `content_block_start`, `content_block_delta`,
+`content_block_stop`, `message_delta`, `message_stop`); errors take Anthropic's shape.
+Tools wait for structured output: refused for now.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal, Union
+
+from pydantic import BaseModel, Field, RootModel, field_validator
+
+from ..engine import requests as engine
+from ..engine.requests import SamplingParams
+from .errors import ApiError
+from .formats import ResponseBuilder
+from .request_schemas import MAX_STOPS, NO_TOOLS, Int, Request
+from .responses import new_id, template_message
+
+# ---- errors ---------------------------------------------------------------------------
+
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+                503: "overloaded_error"}
+
+
+class AnthropicErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class AnthropicError(BaseModel):
+    type: Literal["error"] = "error"
+    error: AnthropicErrorDetail
+
+
+def error_body(error: ApiError) -> AnthropicError:
+    """An OpenAI-shaped error in Anthropic's shape: the type follows the status."""
+    status = error.status_code
+    kind = _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return AnthropicError(error=AnthropicErrorDetail(type=kind, message=error.detail.message))
+
+
+# ---- requests -------------------------------------------------------------------------
+
+
+class TextBlock(Request):
+    type: Literal["text"]
+    text: str
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _text_only(cls, kind):
+        if kind in ("tool_use", "tool_result"):
+            raise ValueError(f"{kind!r} blocks cannot be used: {NO_TOOLS}")
+        if kind != "text":
+            raise ValueError(f"a {kind!r} block cannot be used: the models here accept text only")
+        return kind
+
+
+def texts(content: str | list[TextBlock]) -> str | list[str]:
+    return content if isinstance(content, str) else [block.text for block in content]
+
+
+class AnthropicMessage(Request):
+    role: Literal["user", "assistant"]
+    content: str | list[TextBlock]
+
+
+class CountTokensRequest(Request):
+    model: str = Field(min_length=1, description='A model id: "name" or "name:adapter".')
+    messages: list[AnthropicMessage] = Field(min_length=1)
+    system: str | list[TextBlock] | None = None
+    tools: list[dict] | None = Field(None, description=f"Not supported: {NO_TOOLS}.", json_schema_extra={"maxItems": 0})
+    tool_choice: dict | None = Field(None, description="Only none and auto: there are no tools.", json_schema_extra={
+        "anyOf": [{"type": "object", "properties": {"type": {"enum": ["none", "auto"]}}, "required": ["type"]},
+                  {"type": "null"}]})
+    output_config: dict | None = Field(None, description="Not supported: a format (structured output).",
+                                       json_schema_extra={"anyOf": [
+                                           {"type": "object", "properties": {"format": {"type": "null"}}},
+                                           {"type": "null"}]})
+
+    @field_validator("messages")
+    @classmethod
+    def _no_prefill(cls, messages):
+        if messages and messages[-1].role == "assistant":
+            raise ValueError("a last assistant message (a prefill to continue) is not supported")
+        return messages
+
+    @field_validator("tools")
+    @classmethod
+    def _no_tools(cls, tools):
+        if tools:
+            raise ValueError(NO_TOOLS)
+        return tools
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _no_tool_choice(cls, choice):
+        if choice is not None and choice.get("type") not in ("none", "auto"):
+            raise ValueError(NO_TOOLS)
+        return choice
+
+    @field_validator("output_config")
+    @classmethod
+    def _no_format(cls, config):
+        if config is not None and config.get("format") is not None:
+            raise ValueError("output formats are not supported yet: they come with structured output")
+        return config
+
+    # What the shared generation path reads (see handlers.GenerationHandler).
+    adapter: ClassVar[None] = None
+    n: ClassVar[int] = 1
+
+    def for_template(self) -> list[dict]:
+        system = [template_message("system", texts(self.system))] if self.system else []
+        return system + [template_message(m.role, texts(m.content)) for m in self.messages]
+
+
+class MessagesRequest(CountTokensRequest):
+    max_tokens: Int(ge=1) = Field(description="Clamped to the server's cap.")
+    stop_sequences: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list, max_length=MAX_STOPS)
+    temperature: float = Field(1.0, ge=0.0, le=1.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: Int(ge=0) = Field(0, description="0: all tokens.")
+    stream: bool = False
+    metadata: dict | None = None
+
+    @property
+    def include_usage(self) -> bool:
+        return True
+
+    def sampling(self, max_tokens_cap: int) -> SamplingParams:
+        return SamplingParams(max_tokens=min(self.max_tokens, max_tokens_cap), temperature=self.temperature,
+                              top_p=self.top_p, top_k=self.top_k, stop=list(self.stop_sequences))
+
+
+# ---- responses ------------------------------------------------------------------------
+
+
+class TextContent(BaseModel):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class MessageUsage(BaseModel):
+    """Anthropic counts the input the cache served apart: input_tokens are the others."""
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+
+StopReason = Literal["end_turn", "max_tokens", "stop_sequence"]
+
+
+class MessageResponse(BaseModel):
+    id: str
+    type: Literal["message"] = "message"
+    role: Literal["assistant"] = "assistant"
+    model: str
+    content: list[TextContent]
+    stop_reason: StopReason | None
+    stop_sequence: str | None
+    usage: MessageUsage
+
+
+class TokenCount(BaseModel):
+    input_tokens: int
+
+
+class MessageStart(BaseModel):
+    type: Literal["message_start"] = "message_start"
+    message: MessageResponse
+
+
+class ContentBlockStart(BaseModel):
+    type: Literal["content_block_start"] = "content_block_start"
+    index: int = 0
+    content_block: TextContent
+
+
+class TextDelta(BaseModel):
+    type: Literal["text_delta"] = "text_delta"
+    text: str
+
+
+class ContentBlockDelta(BaseModel):
+    type: Literal["content_block_delta"] = "content_block_delta"
+    index: int = 0
+    delta: TextDelta
+
+
+class ContentBlockStop(BaseModel):
+    type: Literal["content_block_stop"] = "content_block_stop"
+    index: int = 0
+
+
+class StopDelta(BaseModel):
+    stop_reason: StopReason
+    stop_sequence: str | None
+
+
+class OutputUsage(BaseModel):
+    output_tokens: int
+
+
+class MessageDelta(BaseModel):
+    type: Literal["message_delta"] = "message_delta"
+    delta: StopDelta
+    usage: OutputUsage
+
+
+class MessageStop(BaseModel):
+    type: Literal["message_stop"] = "message_stop"
+
+
+class StreamError(AnthropicError):
+    """An error after the 200 has gone: `event: error`."""
+
+
+MessageStreamEvent = Annotated[
+    Union[MessageStart, ContentBlockStart, ContentBlockDelta, ContentBlockStop, MessageDelta, MessageStop, StreamError],
+    Field(discriminator="type"),
+]
+
+
+class MessageStreamEvents(RootModel[MessageStreamEvent]):
+    """Any event of a streamed message (for the OpenAPI document)."""
+
+
+# ---- engine events -> the Message and its stream ---------------------------------------------
+
+
+def usage(u: engine.Usage | engine.Started, output_tokens: int = 0) -> MessageUsage:
+    prompt = u.prompt_tokens
+    return MessageUsage(input_tokens=prompt - u.cached_tokens, cache_read_input_tokens=u.cached_tokens,
+                 output_tokens=output_tokens)
+
+
+class MessagesBuilder(ResponseBuilder):
+    named_events = True
+
+    def __init__(self, model: str):
+        super().__init__(model, n=1, logprobs=False)
+        self.id = new_id("msg")
+
+    def _stop(self) -> tuple[StopReason, str | None]:
+        reason, sequence = self.finish_reasons[0], self.stop_sequences[0]
+        if reason == "length":
+            return "max_tokens", None
+        return ("stop_sequence", sequence) if sequence is not None else ("end_turn", None)
+
+    def response(self, u: engine.Usage) -> MessageResponse:
+        reason, sequence = self._stop()
+        return MessageResponse(id=self.id, model=self.model, content=[TextContent(text=self.text(0))],
+                               stop_reason=reason, stop_sequence=sequence, usage=usage(u, u.completion_tokens))
+
+    # streaming
+
+    def opening_chunks(self) -> list[BaseModel]:
+        message = MessageResponse(id=self.id, model=self.model, content=[], stop_reason=None, stop_sequence=None,
+                                  usage=usage(self.started))
+        return [MessageStart(message=message), ContentBlockStart(content_block=TextContent(text=""))]
+
+    def delta_chunk(self, delta: engine.Delta) -> ContentBlockDelta | None:
+        return ContentBlockDelta(delta=TextDelta(text=delta.text)) if delta.text else None
+
+    def finish_chunk(self, index: int, reason: str) -> None:
+        return None
+
+    def closing_chunks(self, u: engine.Usage, include_usage: bool) -> list[BaseModel]:
+        reason, sequence = self._stop()
+        return [ContentBlockStop(),
+                MessageDelta(delta=StopDelta(stop_reason=reason, stop_sequence=sequence),
+                             usage=OutputUsage(output_tokens=u.completion_tokens)),
+                MessageStop()]
+
+    def failure_chunk(self, error: ApiError) -> StreamError:
+        return StreamError(error=error_body(error).error)
