@@ -36,20 +36,20 @@ def converted(gguf_file, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def adapter(converted, tmp_path_factory) -> Path:
-    """A LoRA adapter trained on the converted model with the stock `mlx_lm lora` CLI:
-    a few dozen steps on the last layers, teaching it to greet in French."""
+    """A LoRA adapter trained on the converted model with the stock `mlx_lm lora` CLI to
+    complete "The secret word is" with " banana." (24 steps on the last layer, 8 tokens a
+    step: ~20 s here, where a 4-bit forward and backward pass is slow)."""
     root = tmp_path_factory.mktemp("lora")
     data = root / "data"
     data.mkdir()
-    chat = [{"role": "user", "content": "Hello!"}, {"role": "assistant", "content": "Bonjour ! Comment allez-vous ?"}]
     for split in ("train", "valid"):
-        (data / f"{split}.jsonl").write_text("\n".join(json.dumps({"messages": chat}) for _ in range(8)) + "\n")
+        (data / f"{split}.jsonl").write_text(json.dumps({"text": "The secret word is banana."}) + "\n")
     out = root / "adapter"
     subprocess.run(
         [sys.executable, "-m", "mlx_lm", "lora", "--train", "--model", str(converted), "--data", str(data),
-         "--adapter-path", str(out), "--iters", "24", "--batch-size", "1", "--num-layers", "2",
-         "--learning-rate", "2e-3", "--steps-per-report", "24", "--steps-per-eval", "1000", "--val-batches", "1",
-         "--save-every", "1000", "--seed", "0"],
+         "--adapter-path", str(out), "--iters", "24", "--batch-size", "1", "--num-layers", "1",
+         "--max-seq-length", "8", "--learning-rate", "1e-3", "--steps-per-report", "24",
+         "--steps-per-eval", "1000", "--val-batches", "1", "--save-every", "1000", "--seed", "0"],
         check=True, capture_output=True, timeout=300,
     )
     return out
@@ -58,12 +58,12 @@ def adapter(converted, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(gguf_file, adapter, tmp_path_factory) -> JupyterProcess:
     """A Jupyter server with the demo models, smollm2 (the GGUF file itself, with the
-    adapter "french"), a file that is no GGUF and one of an architecture not supported."""
+    adapter "secret"), a file that is no GGUF and one of an architecture not supported."""
     broken = tmp_path_factory.mktemp("broken")
     (broken / "not-a-model.gguf").write_text("plain text, no GGUF header")
     models = {
         "demo": DEMO_MODELS["demo"],
-        "smollm2": {"path": str(gguf_file), "adapters": {"french": str(adapter)}},
+        "smollm2": {"path": str(gguf_file), "adapters": {"secret": str(adapter)}},
         "not-gguf": str(broken / "not-a-model.gguf"),
         "other-arch": str(write_gguf(broken / "other.gguf", architecture="mamba")),
     }
