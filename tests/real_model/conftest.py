@@ -55,7 +55,7 @@ def adapter(converted, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(gguf_file, adapter, tmp_path_factory) -> JupyterProcess:
     """A Jupyter server with the demo models, smollm2 (the GGUF file itself, with the
     adapter "secret"), a file that is no GGUF and one of an architecture not supported."""
@@ -72,7 +72,7 @@ def server(gguf_file, adapter, tmp_path_factory) -> JupyterProcess:
     server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def client(server) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.openai_base_url, api_key=server.token, max_retries=0, timeout=120)
 
