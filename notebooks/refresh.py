@@ -1,6 +1,6 @@
 """Re-execute the example notebooks, each against a fresh server, and store their outputs.
 
-    .venv/bin/python notebooks/refresh.py [notebook.ipynb ...]   (default: the three below)
+    .venv/bin/python notebooks/refresh.py [notebook.ipynb ...]   (default: the four below)
 
 The stored outputs are what nbval checks (see conftest.py): run this after
 changing a notebook or what the demo models answer, and review the diff.
@@ -17,7 +17,7 @@ from nbclient import NotebookClient
 from conftest import restart_server, stop_server
 
 HERE = Path(__file__).parent
-NOTEBOOKS = ["quickstart.ipynb", "openai_client.ipynb", "magics_and_memory.ipynb"]
+NOTEBOOKS = ["quickstart.ipynb", "openai_client.ipynb", "magics_and_memory.ipynb", "real_model.ipynb"]
 
 
 def main(paths: list[str]) -> None:
