@@ -11,6 +11,7 @@ stay quantized. See mlx_workbench/engine/gguf.py.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
                              "Metal, float32 on the CPU backend, where float16 is slow)")
     parser.add_argument("--progress", action="store_true", help="print 'progress FRACTION' lines")
     args = parser.parse_args(argv)
+    logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.INFO)
     started = time.perf_counter()
     report = (lambda f: print(f"progress {f:.3f}", flush=True)) if args.progress else (lambda f: None)
     try:

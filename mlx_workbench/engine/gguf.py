@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -26,6 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, Optional
+
+log = logging.getLogger(__name__)
 
 CONVERTER_VERSION = 1  # part of the cache key: a changed conversion makes new folders
 ARCHITECTURES = ("llama",)  # verified here; others are refused by name
@@ -107,6 +110,7 @@ def converted(src: Path, progress: Callable[[float], None]) -> Path:
                 output.append(line.strip())
     if proc.returncode != 0:
         raise GGUFError(output[-1].removeprefix("error: ") if output else f"The converter exited with {proc.returncode}.")
+    log.info("converted %s into %s: %s", src, dest, " / ".join(output))
     return dest
 
 
@@ -131,6 +135,10 @@ def convert(src: Path, dest: Path, dtype: Optional[str] = None,
     tensors = llama_weights(weights, config, getattr(mx, dtype))
     config["quantization"] = quantization(tensors, config)
     config["torch_dtype"] = dtype
+    dense = [n for n, a in tensors.items() if a.ndim == 2 and n.endswith(".weight") and n[:-7] + ".scales" not in tensors]
+    if dense:
+        log.warning("%s: %d weight matrices are of types MLX does not keep quantized (it keeps Q4_0, Q4_1, "
+                    "Q8_0): dequantized to %s, e.g. %s", src.name, len(dense), dtype, dense[0])
     progress(0.4)
     tokenizer_json, tokenizer_config, generation_config = tokenizer_files(src.name, meta)
     progress(0.5)
