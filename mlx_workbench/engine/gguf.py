@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -133,7 +132,7 @@ def convert(src: Path, dest: Path, dtype: Optional[str] = None,
                         f"(supported: {', '.join(ARCHITECTURES)}).")
     config = llama_config(meta, weights)
     tensors = llama_weights(weights, config, getattr(mx, dtype))
-    config["quantization"] = quantization(tensors, config)
+    config["quantization"] = quantization(tensors)
     config["torch_dtype"] = dtype
     dense = [n for n, a in tensors.items() if a.ndim == 2 and n.endswith(".weight") and n[:-7] + ".scales" not in tensors]
     if dense:
@@ -253,7 +252,7 @@ def unpermute_rows(array, n_heads: int):
     return array.reshape(n_heads, rows // n_heads // 2, 2, *rest).swapaxes(1, 2).reshape(rows, *rest)
 
 
-def quantization(tensors: dict, config: dict) -> Optional[dict]:
+def quantization(tensors: dict) -> Optional[dict]:
     """config.json's "quantization": the most common bits as the default, every
     module that differs named with its own (token_embd is often Q8_0 next to Q4)."""
     bits = {}
