@@ -136,8 +136,8 @@ def convert(src: Path, dest: Path, dtype: Optional[str] = None,
     config["torch_dtype"] = dtype
     dense = [n for n, a in tensors.items() if a.ndim == 2 and n.endswith(".weight") and n[:-7] + ".scales" not in tensors]
     if dense:
-        log.warning("%s: %d weight matrices are of types MLX does not keep quantized (it keeps Q4_0, Q4_1, "
-                    "Q8_0): dequantized to %s, e.g. %s", src.name, len(dense), dtype, dense[0])
+        log.warning("%s: %d weight matrices are not in a quantized type MLX keeps (Q4_0, Q4_1, Q8_0): "
+                    "dense %s, e.g. %s", src.name, len(dense), dtype, dense[0])
     progress(0.4)
     tokenizer_json, tokenizer_config, generation_config = tokenizer_files(src.name, meta)
     progress(0.5)

@@ -129,5 +129,6 @@ def test_the_converter_refuses_what_it_cannot_convert_by_name(kind, message, ggu
         write_gguf(src, **({"architecture": kind} if kind == "mamba" else {"tokenizer": "llama"}))
     run = subprocess.run([sys.executable, "-m", "mlx_workbench.gguf", str(src), str(tmp_path / "out")],
                          capture_output=True, text=True)
-    assert run.returncode == 2 and message in run.stderr and run.stderr.startswith("error: "), run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert run.returncode == 2 and last.startswith("error: ") and message in last, run.stderr
     assert not (tmp_path / "out").exists()
