@@ -16,6 +16,7 @@ file, into a cache folder keyed by the file's hash (`cached_folder`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -72,6 +73,14 @@ def compute_dtype() -> str:
 
 
 def file_hash(path: Path) -> str:
+    """sha256 of the file; remembered while its size and mtime stay (a reload of a
+    multi-GB model would hash it again for seconds)."""
+    stat = path.stat()
+    return _sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(2**22):
