@@ -21,6 +21,7 @@ from mlx_lm.models.llama import Model, ModelArgs
 
 from mlx_workbench.engine.config import EngineConfig, ModelSpec
 from mlx_workbench.engine.engine import Engine
+from mlx_workbench.engine.errors import MemoryBudgetExceeded
 from mlx_workbench.engine.gguf import LLAMA_NAMES
 from mlx_workbench.engine.requests import Delta, GenerationRequest, SamplingParams
 
@@ -110,6 +111,19 @@ def test_the_pools_gguf_load_and_the_converters_folder_give_the_same_tokens(mode
     assert folder_tokens == pool_tokens + [tokenizer.eos_token_id]  # the pool does not send the end token
     assert tokenizer.decode(pool_tokens).startswith("The capital of France is Paris")
     assert len(list((tmp_path / "gguf").iterdir())) == 1  # converted once, into the cache
+
+
+def test_a_gguf_model_obeys_the_memory_budget(gguf_file, tmp_path, monkeypatch):
+    """The converted weights (~115 MB) are what the budget is checked against."""
+    monkeypatch.setenv("MLX_WORKBENCH_CACHE", str(tmp_path))
+    engine = Engine(EngineConfig(models={"smol": ModelSpec("smol", str(gguf_file))}, memory_budget=50 * 2**20))
+    engine.start()
+    try:
+        with pytest.raises(MemoryBudgetExceeded, match=r"'smol' needs about 11\d{7} bytes, more than the memory budget"):
+            engine.load("smol").result(120)
+        assert engine.status().memory.active < 2**20
+    finally:
+        engine.stop()
 
 
 @pytest.mark.parametrize("kind, message", [
