@@ -32,6 +32,9 @@ class Workload:
     turn_tokens: int  # answer length per turn: the whole chat must fit a small context
     reps: int  # repetitions of figures 1 and 2 (medians are reported)
     stall_tokens: int = 0  # figure 5 stream length; 0 skips it
+    # The number goes into a system prompt of its own: a template's default system prompt
+    # would be a prefix every chat shares, which the servers' prompt caches skip and raw mlx_lm reads.
+    number_in_system: bool = False
     _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 
     @property
@@ -40,7 +43,11 @@ class Workload:
 
     def fresh_prompt(self) -> list[dict]:
         """A chat no system has seen in this run."""
-        return [{"role": "user", "content": f"({next(self._numbers)}) Tell me a story."}]
+        number = next(self._numbers)
+        if self.number_in_system:
+            return [{"role": "system", "content": f"({number}) You are a helpful assistant."},
+                    {"role": "user", "content": "Tell me a story."}]
+        return [{"role": "user", "content": f"({number}) Tell me a story."}]
 
     @staticmethod
     def next_turn(messages: list[dict], answer: str, turn: int) -> list[dict]:
@@ -119,4 +126,5 @@ def smollm2_workload(scratch: Path) -> Workload:
         turns=0,
         turn_tokens=0,
         reps=1,
+        number_in_system=True,  # its template adds a 30-token default system prompt
     )
