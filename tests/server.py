@@ -7,10 +7,12 @@ loopback with a random port and a known token; its log goes to a file that
 
 from __future__ import annotations
 
+import atexit
 import os
 import queue
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +25,11 @@ from pathlib import Path
 
 from jupyter_client import BlockingKernelClient
 from jupyter_core.paths import jupyter_runtime_dir
+
+
+# Servers started by the tests convert GGUF files into a cache of their own, not the user's.
+GGUF_CACHE = tempfile.mkdtemp(prefix="mlxwb-gguf-cache-")
+atexit.register(shutil.rmtree, GGUF_CACHE, True)
 
 
 def free_port() -> int:
@@ -111,7 +118,7 @@ def start_jupyter(
     token = secrets.token_hex(16)
     root_dir = Path(root_dir or tempfile.mkdtemp(prefix="mlxwb-root-"))
     log_path = Path(tempfile.mkstemp(prefix=f"jupyter-{app}-", suffix=".log")[1])
-    full_env = {**os.environ, **(env or {})}
+    full_env = {"MLX_WORKBENCH_CACHE": GGUF_CACHE, **os.environ, **(env or {})}
     cmd = [
         sys.executable, "-m", "jupyter", app,
         "--no-browser", "--allow-root",

@@ -2,9 +2,9 @@
 budget and a count limit, pinning, idle unloading, shared loads.
 
 Device thread only, except what a load needs and MLX does not do (the Hugging Face
-download, the config and tokenizer files), which a helper thread reads before it
-hands the load back through `post`. On the device thread the weights are then
-evaluated a chunk per job, between decode steps: streams of loaded models go on
+download, the conversion of a GGUF file in a subprocess, the config and tokenizer
+files), which a helper thread does before it hands the load back through `post`.
+On the device thread the weights are then evaluated a chunk per job, between decode steps: streams of loaded models go on
 while another loads. An adapter entry builds a second module over the base's own
 arrays and applies the adapter with mlx_lm's tuner, so K adapters cost the base
 once plus the adapters.
@@ -32,6 +32,7 @@ from ..model_ids import format_id
 from .config import EngineConfig, ModelSpec
 from .errors import EngineError, LoadFailed, MemoryBudgetExceeded, ModelNotFound
 from .families import Family, detect_family
+from .gguf import converted
 from .status import EntryState, EntryStatus
 
 log = logging.getLogger(__name__)
@@ -176,14 +177,16 @@ class Pool:
         if spec is None:
             return self._done(entry, LoadFailed(f"The model '{entry.model}' is not configured."))
         local = Path(spec.path).expanduser()
-        if not local.exists() and spec.path.startswith(("/", ".", "~")):  # meant as a folder, not a repo id
-            return self._done(entry, LoadFailed(f"No model folder at '{spec.path}'."))
+        if not local.exists() and (spec.path.startswith(("/", ".", "~")) or local.suffix == ".gguf"):  # not a repo id
+            what = "GGUF file" if local.suffix == ".gguf" else "model folder"
+            return self._done(entry, LoadFailed(f"No {what} at '{spec.path}'."))
         repo_id = None if local.exists() else spec.path
         threading.Thread(target=self._read, args=(entry, local, repo_id), daemon=True).start()
 
     def _read(self, entry: Entry, local: Path, repo_id: Optional[str]) -> None:
-        """Helper thread: fetch a Hugging Face repo if need be (weights are 90% of the
-        progress), read the files around the weights, and hand over to the device thread."""
+        """Helper thread: fetch a Hugging Face repo or convert a GGUF file if need be
+        (90% of the progress), read the files around the weights, and hand over to the
+        device thread."""
         def progress(fraction: float) -> None:
             entry.progress = 0.9 * fraction
             self._post(self.changed)
@@ -193,6 +196,8 @@ class Pool:
         except Exception as e:
             return self._post(self._done, entry, LoadFailed(f"Could not download '{repo_id}': {e}"))
         try:
+            if path.suffix == ".gguf":
+                path = converted(path, progress)
             files = ModelFiles.read(path)
         except Exception as e:
             return self._post(self._failed, entry, e)
