@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from ..engine.requests import NO_TOOLS, TEXT_ONLY, TOOL_ROLES, Constraint, SamplingParams
+from ..engine.requests import NO_TOOLS, TEXT_ONLY, TOOL_ROLES, Constraint, ConstraintKind, SamplingParams
 
 MAX_CHOICES = 16
 MAX_PROMPTS = 64  # in one text completion request
@@ -153,9 +153,11 @@ class GenerationParams(Request):
         """The form the text must take, if any."""
         form, outputs = self.response_format, self.structured_outputs
         if outputs is not None:
-            kind, value = next((k, v) for k, v in (("json_schema", outputs.json_), ("regex", outputs.regex),
-                                                    ("choice", outputs.choice), ("lark", outputs.grammar)) if v is not None)
-            return Constraint(kind, tuple(value) if kind == "choice" else value, param="structured_outputs")
+            given: list[tuple[ConstraintKind, object]] = [
+                ("json_schema", outputs.json_), ("regex", outputs.regex), ("lark", outputs.grammar),
+                ("choice", tuple(outputs.choice) if outputs.choice else None)]
+            kind, value = next((k, v) for k, v in given if v is not None)
+            return Constraint(kind, value, param="structured_outputs")  # type: ignore[arg-type]  (one of the fields' types)
         if form is None or form.type == "text":
             return None
         return Constraint(form.type, form.json_schema.schema_ if form.json_schema else None)
@@ -272,7 +274,7 @@ def _only_with(field: str, tools: str, value, allowed) -> object:
 
 
 class ChatCompletionRequest(GenerationParams):
-    model_config = ConfigDict(json_schema_extra={"allOf": [
+    model_config = ConfigDict(json_schema_extra={"allOf": [  # type: ignore[arg-type]  (JSON, typed narrower by pydantic)
         {"if": {"properties": {"top_logprobs": {"type": "integer", "minimum": 1}}, "required": ["top_logprobs"]},
          "then": {"properties": {"logprobs": {"const": True}}, "required": ["logprobs"]}},
         _ONE_FORMAT,
@@ -300,7 +302,7 @@ class ChatCompletionRequest(GenerationParams):
     @field_validator("tool_choice", "parallel_tool_calls")
     @classmethod
     def _tool_fields_need_tools(cls, value, info: ValidationInfo):
-        return _only_with(info.field_name, "tools", value, ("none",))
+        return _only_with(info.field_name or "", "tools", value, ("none",))
 
     @field_validator("function_call")
     @classmethod

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import weakref
 from functools import lru_cache
+from typing import TYPE_CHECKING, cast
 
 import llguidance
 import llguidance.hf
@@ -22,9 +23,12 @@ import numpy as np
 from .errors import InvalidRequest
 from .requests import Constraint
 
+if TYPE_CHECKING:
+    from llguidance._lib import JsonCompileOptions
+
 # JSON with fixed separators and no free whitespace: a small model left free to put
 # whitespace anywhere can loop in it, and the text is the same JSON.
-_JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+_JSON_OPTIONS: "JsonCompileOptions" = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 _tokenizers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -91,7 +95,7 @@ class GrammarMask:
 
     def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
         if self._started:
-            self.matcher.consume_token(tokens[-1].item())
+            self.matcher.consume_token(cast(int, tokens[-1].item()))
         self._started = True
         bits = np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8)
         allowed = np.unpackbits(bits, bitorder="little")[: logits.shape[-1]].astype(bool)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 _ids = itertools.count(1)
 
@@ -17,6 +17,9 @@ _ids = itertools.count(1)
 TOOL_ROLES = ("tool", "function")
 NO_TOOLS = "this server does not support tool or function calls"
 TEXT_ONLY = "the models here accept text only"
+
+
+ConstraintKind = Literal["json_object", "json_schema", "regex", "choice", "lark"]
 
 
 @dataclass(frozen=True)
@@ -29,8 +32,8 @@ class Constraint:
     from, for errors.
     """
 
-    kind: Literal["json_object", "json_schema", "regex", "choice", "lark"]
-    value: Union[str, dict, tuple, None] = None
+    kind: ConstraintKind
+    value: Any = None  # by kind: None, a schema dict, a pattern, a tuple of strings, a grammar
     param: str = "response_format"
 
 

@@ -161,7 +161,7 @@ class Scheduler:
         bias, constraint = sub.request.sampling.logit_bias, sub.request.sampling.constraint
         sub.logit_bias = LogitBias(bias, entry.config["vocab_size"]) if bias else None
         if constraint is not None:
-            vocabulary = grammar_tokenizer(entry.tokenizer, entry.config.get("vocab_size"), entry.stop_ids)
+            vocabulary = grammar_tokenizer(entry.tokenizer, entry.config["vocab_size"], entry.stop_ids)
             sub.grammar = matcher_factory(constraint, vocabulary)
         sub.choices = [Choice(sub, i, entry.tokenizer, sub.request.sampling.stop, self._emit) for i in range(n)]
         top = sub.request.prompt_logprobs  # set: the prompt is scored
@@ -184,7 +184,7 @@ class Scheduler:
         if not score.step():
             return self._post(self._run_or_fail, sub, self._score_chunk, batch, sub)
         batch.scoring = None
-        written = score.tokens[unwritten_tokens(sub.entry, sub.request, sub.prompt):]
+        written = score.tokens[unwritten_tokens(batch.entry, sub.request, sub.prompt):]
         for choice in sub.choices:
             self._emit(sub, PromptLogprobs(choice.index, written))
         cache, sub.score = score.cache, None

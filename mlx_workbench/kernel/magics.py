@@ -108,9 +108,10 @@ class MLXMagics(Magics):
         return reply
 
     def _schema(self, name: str) -> schemas.Schema:
-        if name not in self.shell.user_ns:
+        namespace = self.shell.user_ns if self.shell is not None else {}
+        if name not in namespace:
             raise WorkbenchError(f"No variable named '{name}': --schema takes a pydantic model class or a JSON-schema dict.")
-        return self.shell.user_ns[name]
+        return namespace[name]
 
     @magic_arguments()
     @argument("--chat", "-c", default=DEFAULT_CHAT, help="Name of the conversation (default: %(default)s).")
