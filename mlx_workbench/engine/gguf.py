@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -106,20 +107,24 @@ def converted(src: Path, progress: Callable[[float], None]) -> Path:
     whether Metal exists is a query, not work on a stream)."""
     dtype = compute_dtype()
     dest = cached_folder(src, dtype)
-    if (dest / "config.json").exists():
-        return dest
-    cmd = [sys.executable, "-m", "mlx_workbench.gguf", str(src), str(dest), "--dtype", dtype, "--progress"]
-    output = []
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
-        for line in proc.stdout:
-            if line.startswith("progress "):
-                progress(float(line.split()[1]))
-            elif line.strip():
-                output.append(line.strip())
+    with _converting.setdefault(dest, threading.Lock()):  # two names for one file: one conversion
+        if (dest / "config.json").exists():
+            return dest
+        cmd = [sys.executable, "-m", "mlx_workbench.gguf", str(src), str(dest), "--dtype", dtype, "--progress"]
+        output = []
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+            for line in proc.stdout:
+                if line.startswith("progress "):
+                    progress(float(line.split()[1]))
+                elif line.strip():
+                    output.append(line.strip())
     if proc.returncode != 0:
         raise GGUFError(output[-1].removeprefix("error: ") if output else f"The converter exited with {proc.returncode}.")
     log.info("converted %s into %s: %s", src, dest, " / ".join(output))
     return dest
+
+
+_converting: dict[Path, threading.Lock] = {}
 
 
 # ---- conversion (MLX) ---------------------------------------------------------
