@@ -214,6 +214,7 @@ class MLXWorkbench(ExtensionApp):
         self.engine_config = self.build_engine_config()
         self.engine = Engine(self.engine_config)
         self.generations: set[asyncio.Task] = set()  # handlers answering a generation
+        self._key_user = None
         self.engine.start()
         atexit.register(self.engine.stop)  # when the server exits without stop_extension
         if self.serverapp is not None and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
@@ -228,6 +229,12 @@ class MLXWorkbench(ExtensionApp):
             ", ".join(self.engine_config.models) or "none",
             f"{budget / 2**30:.1f} GiB" if budget else "unlimited",
         )
+
+    def key_user(self, handler):
+        """The one user of every request authenticated by the token in a header."""
+        if self._key_user is None:
+            self._key_user = self.serverapp.identity_provider.generate_anonymous_user(handler)
+        return self._key_user
 
     def initialize_handlers(self):
         self.handlers.extend(HANDLERS)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, TypeVar
 
+from jupyter_server.auth import IdentityProvider
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import APIHandler
 from pydantic import BaseModel, ValidationError
@@ -37,6 +38,12 @@ def is_open(method) -> bool:
 # the key (x-api-key is Anthropic's), the APIs' version headers, and the x-stainless-*
 # telemetry headers, whose set changes from one SDK release to the next.
 _SDK_HEADERS = re.compile(r"x-api-key|anthropic-[\w-]+|openai-[\w-]+|x-stainless-[\w-]+")
+
+
+def _token_names_no_user(provider: IdentityProvider) -> bool:
+    """Jupyter's own token check, which authenticates a client but names no user (unlike,
+    say, JupyterHub's tokens)."""
+    return type(provider).get_user_token is IdentityProvider.get_user_token
 
 
 class BaseHandler(APIHandler):
@@ -79,6 +86,10 @@ class BaseHandler(APIHandler):
             self._key_in_header = True
             headers.pop("Cookie", None)
         await super().prepare()
+        if self._key_in_header and self.token_authenticated and _token_names_no_user(self.identity_provider):
+            # Without a cookie, Jupyter makes up a new anonymous user for each request; the
+            # key's requests are one client's.
+            self.current_user = self._jupyter_current_user = self.workbench.key_user(self)
         # Jupyter only refuses what @web.authenticated guards; refuse an unknown path or
         # method too, so that nothing under mlx/ but health answers without a token.
         if not self.current_user and not is_open(getattr(self, self.request.method.lower())):

@@ -7,6 +7,8 @@ origin the user allowed."""
 from __future__ import annotations
 
 import json
+import re
+import time
 
 import httpx
 import openai
@@ -64,6 +66,20 @@ def test_a_key_in_a_header_mints_no_login_cookie(jupyter_server, header):
             assert response.status_code == 200, response.text
             assert "set-cookie" not in response.headers
         assert not client.cookies
+
+
+def test_a_key_in_a_header_is_one_user_not_a_new_one_per_request(jupyter_server):
+    """Jupyter logs each refused request with its user: the key's requests are one client's."""
+    since = len(jupyter_server.log())
+    for header in ({"Authorization": f"Bearer {jupyter_server.token}"}, {"x-api-key": jupyter_server.token}):
+        for _ in range(2):
+            assert httpx.post(jupyter_server.openai_base_url + "/chat/completions", json={"model": "demo"},
+                              headers=header).status_code == 400
+    line = re.compile(r"400 POST /mlx/v1/chat/completions \((\w+)@127\.0\.0\.1\)")
+    deadline = time.monotonic() + 10  # the server logs a request once it has answered it
+    while len(users := line.findall(jupyter_server.log()[since:])) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(users) == 4 and len(set(users)) == 1, users
 
 
 def test_echoed_prompt_tokens_join_to_its_text(openai_client):
