@@ -233,7 +233,7 @@ class MLXWorkbench(ExtensionApp):
     def key_user(self, handler):
         """The one user of every request authenticated by the token in a header."""
         if self._key_user is None:
-            self._key_user = self.serverapp.identity_provider.generate_anonymous_user(handler)
+            self._key_user = handler.identity_provider.generate_anonymous_user(handler)
         return self._key_user
 
     def initialize_handlers(self):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from typing import Protocol
 
 from tornado import web
 
@@ -33,6 +34,28 @@ from .errors import ApiError, api_error
 from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
 from .responses import CreateResponse, DeletedResponse, Response, ResponsesBuilder, template_message
 from .sse import ClientGone, EventStream
+
+class GenerationBody(Protocol):
+    """What the shared generation path reads of a request body: chat and text completions,
+    Responses and Anthropic Messages alike."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def adapter(self) -> str | None: ...
+
+    @property
+    def n(self) -> int: ...
+
+    @property
+    def stream(self) -> bool | None: ...
+
+    @property
+    def include_usage(self) -> bool: ...
+
+    def sampling(self, max_tokens_cap: int) -> SamplingParams: ...
+
 
 # ---- OpenAI: generation -----------------------------------------------------------------
 
@@ -52,7 +75,7 @@ class GenerationHandler(BaseHandler):
         for request_id in self._request_ids:
             self.engine.cancel(request_id)
 
-    async def generate(self, body: req.GenerationParams, requests: list[GenerationRequest],
+    async def generate(self, body: GenerationBody, requests: list[GenerationRequest],
                        builder: ResponseBuilder) -> None:
         request = requests[0]  # the others differ only in their prompt
         if self._client_gone:  # hung up while the request was read or authenticated: nothing to run
@@ -146,7 +169,7 @@ class GenerationHandler(BaseHandler):
         await stream.flush()
         return None
 
-    def _log_generation(self, body: req.GenerationParams, request: GenerationRequest, last, seconds: float) -> None:
+    def _log_generation(self, body: GenerationBody, request: GenerationRequest, last, seconds: float) -> None:
         """One line per request: what a person tuning the server wants to see."""
         what = self._describe(body, request)
         if isinstance(last, Failed):
@@ -161,11 +184,11 @@ class GenerationHandler(BaseHandler):
                 what, u.prompt_tokens, u.cached_tokens, u.completion_tokens, u.time_to_first_token * 1000, rate,
             )
 
-    def _describe(self, body: req.GenerationParams, request: GenerationRequest) -> str:
+    def _describe(self, body: GenerationBody, request: GenerationRequest) -> str:
         model = format_id(request.model, request.adapter)
         return f"mlx {self.endpoint} {model} ({'stream' if body.stream else 'json'})"
 
-    def request_for(self, body: req.GenerationParams, **prompt) -> GenerationRequest:
+    def request_for(self, body: GenerationBody, **prompt) -> GenerationRequest:
         model, adapter = self.model_id(body.model, body.adapter)
         return GenerationRequest(
             model=model, adapter=adapter, sampling=body.sampling(self.workbench.max_tokens_cap), n=body.n, **prompt

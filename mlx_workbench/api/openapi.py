@@ -53,7 +53,7 @@ class Operation:
     chunk: type[BaseModel] | None = None  # each `data:` event when the request asks to stream
     authenticated: bool = True
     named_events: bool = False  # each event named by its type (`event:`), and no [DONE]
-    errors: dict = None  # the default error answer: OpenAI's unless given
+    errors: dict = None  # type: ignore[assignment]  (None: the default error answer, OpenAI's, set after init)
     description: str | None = None
     links: dict | None = None  # OpenAPI links of the 200 answer: operations that take its values
 
@@ -154,7 +154,7 @@ def openapi_document(version: str, base_url: str = "/") -> dict:
     for op in _OPERATIONS:
         if op.request:
             models.append((op.request, VALIDATION))
-        models += [(m, SERIALIZATION) for m, _ in {**op.responses, **op.errors}.values() if m]
+        models += [(m, SERIALIZATION) for m, _ in {**op.responses, **op.errors}.values() if m]  # type: ignore[misc]  (the dicts hold models)
         if op.chunk:
             models.append((op.chunk, SERIALIZATION))
     refs, components = models_json_schema(list(dict.fromkeys(models)), ref_template=REF)

@@ -1,3 +1,5 @@
+# Field types are built by calls (Int(ge=1): an Annotated int), which pyright cannot read in annotations.
+# pyright: reportInvalidTypeForm=false
 """OpenAI's Responses API (`POST /responses`, `GET` and `DELETE /responses/{id}`) as a thin
 translation onto chat generation: the request becomes chat messages for the same
 GenerationRequest as a chat completion, and the engine's events become the Response
@@ -12,7 +14,7 @@ Tools and `text.format` json_schema wait for structured output: refused for now.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Callable, ClassVar, Literal, Union
+from typing import Annotated, Callable, Literal, Union
 
 from pydantic import BaseModel, Field, RootModel, field_validator, model_validator
 
@@ -145,8 +147,13 @@ class CreateResponse(Request):
         return background
 
     # What the shared generation path reads (see handlers.GenerationHandler).
-    adapter: ClassVar[None] = None
-    n: ClassVar[int] = 1
+    @property
+    def adapter(self) -> None:  # an adapter is named in the model id
+        return None
+
+    @property
+    def n(self) -> int:
+        return 1
 
     @property
     def include_usage(self) -> bool:
@@ -161,7 +168,7 @@ class CreateResponse(Request):
     def sampling(self, max_tokens_cap: int) -> SamplingParams:
         requested = self.max_output_tokens
         return SamplingParams(max_tokens=min(max_tokens_cap if requested is None else requested, max_tokens_cap),
-                              temperature=self.temperature, top_p=self.top_p)
+                              temperature=self.temperature, top_p=self.top_p)  # type: ignore[arg-type]  (never null: _null_is_the_default)
 
 
 # ---- responses ------------------------------------------------------------------------
@@ -314,26 +321,29 @@ class ResponsesBuilder(ResponseBuilder):
         self.sequence += 1
         return self.sequence - 1
 
-    def _message(self, status: str, text: str | None) -> OutputMessage:
+    def _message(self, status: Literal["in_progress", "completed", "incomplete"], text: str | None) -> OutputMessage:
         content = [] if text is None else [OutputText(text=text)]
         return OutputMessage(id=self.item_id, status=status, content=content)
 
-    def _response(self, status: str, output: list[OutputMessage], u: engine.Usage | None = None,
+    def _response(self, status: Literal["in_progress", "completed", "incomplete", "failed"], output: list[OutputMessage], u: engine.Usage | None = None,
                   error: ResponseError | None = None) -> Response:
         body = self.body
         return Response(
             id=self.id, created_at=self.created, status=status, error=error,
             incomplete_details=IncompleteDetails(reason="max_output_tokens") if status == "incomplete" else None,
             instructions=body.instructions, model=self.model, output=output,
-            parallel_tool_calls=body.parallel_tool_calls, previous_response_id=body.previous_response_id,
-            max_output_tokens=body.max_output_tokens, metadata=body.metadata or {}, store=body.store,
-            temperature=body.temperature, top_p=body.top_p, tool_choice=body.tool_choice or "auto",
+            parallel_tool_calls=body.parallel_tool_calls,  # type: ignore[arg-type]  (never null: _null_is_the_default)
+            previous_response_id=body.previous_response_id,
+            max_output_tokens=body.max_output_tokens, metadata=body.metadata or {},
+            store=body.store,  # type: ignore[arg-type]  (never null: _null_is_the_default)
+            temperature=body.temperature, top_p=body.top_p,  # type: ignore[arg-type]  (never null: _null_is_the_default)
+            tool_choice=body.tool_choice or "auto",  # type: ignore[arg-type]  (a string: "none" or "auto")
             usage=None if u is None else ResponseUsage(
                 input_tokens=u.prompt_tokens, input_tokens_details=InputTokensDetails(cached_tokens=u.cached_tokens),
                 output_tokens=u.completion_tokens, total_tokens=u.total_tokens),
         )
 
-    def _status(self) -> str:
+    def _status(self) -> Literal["incomplete", "completed"]:
         return "incomplete" if self.finish_reasons[0] == "length" else "completed"
 
     def response(self, u: engine.Usage) -> Response:
@@ -367,7 +377,7 @@ class ResponsesBuilder(ResponseBuilder):
     def finish_chunk(self, index: int, reason: str) -> None:
         return None  # the closing chunks say it
 
-    def closing_chunks(self, u: engine.Usage, include_usage: bool) -> list[StreamEvent]:
+    def closing_chunks(self, u: engine.Usage, include_usage: bool) -> list[BaseModel]:
         text = self.text(0)
         final = self.response(u)
         ids = {"item_id": self.item_id, "output_index": 0, "content_index": 0}
@@ -377,7 +387,8 @@ class ResponsesBuilder(ResponseBuilder):
                              part=OutputText(text=text), **ids),
             OutputItemEvent(type="response.output_item.done", sequence_number=self._next(), output_index=0,
                             item=final.output[0]),
-            ResponseEvent(type=f"response.{final.status}", sequence_number=self._next(), response=final),
+            ResponseEvent(type=f"response.{final.status}",  # type: ignore[arg-type]  (completed or incomplete)
+                          sequence_number=self._next(), response=final),
         ]
 
     def failure_chunk(self, error: ApiError) -> ResponseEvent:

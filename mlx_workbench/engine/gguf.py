@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, cast
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def converted(src: Path, progress: Callable[[float], None]) -> Path:
         cmd = [sys.executable, "-m", "mlx_workbench.gguf", str(src), str(dest), "--dtype", dtype, "--progress"]
         output = []
         with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
-            for line in proc.stdout:
+            for line in proc.stdout or ():  # piped: never None
                 if line.startswith("progress "):
                     progress(float(line.split()[1]))
                 elif line.strip():
@@ -182,7 +182,7 @@ def _read(src: Path) -> tuple[dict, dict]:
     if not src.is_file():
         raise GGUFError(f"No GGUF file at '{src}'.")
     try:
-        weights, meta = mx.load(str(src), format="gguf", return_metadata=True)
+        weights, meta = cast(tuple[dict, dict], mx.load(str(src), format="gguf", return_metadata=True))
     except (RuntimeError, ValueError) as e:
         raise GGUFError(f"'{src.name}' is not a GGUF file MLX can read: {e}{_unsupported_types(src)}") from None
     return weights, {key: value.tolist() if isinstance(value, mx.array) else value for key, value in meta.items()}
