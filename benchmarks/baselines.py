@@ -36,8 +36,11 @@ class RawMLX:
     def _stream(self, messages: list[dict], max_tokens: int) -> Trace:
         trace = Trace(now())
         for response in stream_generate(
-            self.model, self.tokenizer, self._prompt(messages),
-            max_tokens=max_tokens, logits_processors=self.processors,
+            self.model,
+            self.tokenizer,
+            self._prompt(messages),
+            max_tokens=max_tokens,
+            logits_processors=self.processors,
         ):
             trace.arrived(response.text)
             trace.tokens, trace.prompt_tokens = response.generation_tokens, response.prompt_tokens
@@ -45,9 +48,7 @@ class RawMLX:
 
     def _batch(self, chats: list[list[dict]], max_tokens: int) -> list[Trace]:
         sent = now()
-        generator = BatchGenerator(
-            self.model, stop_tokens=[[t] for t in self.tokenizer.eos_token_ids]
-        )
+        generator = BatchGenerator(self.model, stop_tokens=[[t] for t in self.tokenizer.eos_token_ids])
         uids = generator.insert(
             [self._prompt(m) for m in chats],
             max_tokens=[max_tokens] * len(chats),

@@ -111,7 +111,8 @@ async def load_stall(workload: Workload, other: str, other_path: str, raw, pools
     for pool in pools:
         await pool.unload(other)
         control = concurrent_summary(
-            await pool.streams(workload, [workload.fresh_prompt() for _ in range(4)], workload.stall_tokens))
+            await pool.streams(workload, [workload.fresh_prompt() for _ in range(4)], workload.stall_tokens)
+        )
         traces, running = pool.start(workload, [workload.fresh_prompt() for _ in range(4)], workload.stall_tokens)
         # Load once every stream decodes: a fifth of its tokens are out.
         while min(len(t.arrivals) for t in traces) < workload.stall_tokens // 5 and not running.done():
@@ -155,7 +156,14 @@ async def constrained(workload: Workload, pools: list, streams: int = 8) -> dict
                 runs[system.label][kind].append(concurrent_summary(traces))
     result = {}
     for label, kinds in runs.items():
-        free, bound = (median([r["aggregate_tps"] for r in kinds[k] if "aggregate_tps" in r]) for k in ("free", "constrained"))
-        result[label] = {"streams": streams, "free_tps": free, "constrained_tps": bound, "ratio": bound / free,
-                         "failed": sum(r["failed"] for k in kinds.values() for r in k)}
+        free, bound = (
+            median([r["aggregate_tps"] for r in kinds[k] if "aggregate_tps" in r]) for k in ("free", "constrained")
+        )
+        result[label] = {
+            "streams": streams,
+            "free_tps": free,
+            "constrained_tps": bound,
+            "ratio": bound / free,
+            "failed": sum(r["failed"] for k in kinds.values() for r in k),
+        }
     return result

@@ -68,16 +68,21 @@ def build_tokenizer(out: Path, vocab_size: int, seed: int) -> None:
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.add_special_tokens(SPECIAL_TOKENS)
     tokenizer.save(str(out / "tokenizer.json"))
-    (out / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "bos_token": "<|im_start|>",
-        "eos_token": "<|im_end|>",
-        "pad_token": "<|im_end|>",
-        "unk_token": "<|endoftext|>",
-        "add_bos_token": False,
-        "model_max_length": SMOLLM2_135M["max_position_embeddings"],
-        "chat_template": CHATML_TEMPLATE,
-    }, indent=2))
+    (out / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "PreTrainedTokenizerFast",
+                "bos_token": "<|im_start|>",
+                "eos_token": "<|im_end|>",
+                "pad_token": "<|im_end|>",
+                "unk_token": "<|endoftext|>",
+                "add_bos_token": False,
+                "model_max_length": SMOLLM2_135M["max_position_embeddings"],
+                "chat_template": CHATML_TEMPLATE,
+            },
+            indent=2,
+        )
+    )
     (out / "generation_config.json").write_text(json.dumps({"eos_token_id": [2]}))
 
 
@@ -136,9 +141,16 @@ def make_lora_adapter(model_path: Path, out: Path, seed: int, rank: int = 8, num
     ]
     out.mkdir(parents=True, exist_ok=True)
     mx.save_safetensors(str(out / "adapters.safetensors"), dict(adapters))
-    (out / "adapter_config.json").write_text(json.dumps({
-        "fine_tune_type": "lora", "num_layers": num_layers, "lora_parameters": lora,
-    }, indent=2))
+    (out / "adapter_config.json").write_text(
+        json.dumps(
+            {
+                "fine_tune_type": "lora",
+                "num_layers": num_layers,
+                "lora_parameters": lora,
+            },
+            indent=2,
+        )
+    )
     return out
 
 

@@ -54,8 +54,11 @@ def progress(message: str) -> None:
 async def benchmark(names: list[str], quick: bool, scratch: Path) -> dict:
     from mlx_workbench.demo import DEMO_MODELS
 
-    make = {"demo": lambda: demo_workload(quick, scratch), "random-135m": lambda: random_workload(scratch),
-            "smollm2": lambda: smollm2_workload(scratch)}
+    make = {
+        "demo": lambda: demo_workload(quick, scratch),
+        "random-135m": lambda: random_workload(scratch),
+        "smollm2": lambda: smollm2_workload(scratch),
+    }
     workloads = [make[name]() for name in names]
     models = {w.name: {"path": w.path, "adapters": w.adapters} for w in workloads}
     # Figure 5 loads a second model during the demo streams: the heavy 135M one
@@ -69,8 +72,13 @@ async def benchmark(names: list[str], quick: bool, scratch: Path) -> dict:
     try:
         for workload in workloads:
             results["settings"][workload.name] = {
-                "path": workload.path, "max_tokens": workload.max_tokens, "concurrency": workload.concurrency,
-                "turns": workload.turns, "turn_tokens": workload.turn_tokens, "repetitions": workload.reps, "logit_bias": workload.logit_bias,
+                "path": workload.path,
+                "max_tokens": workload.max_tokens,
+                "concurrency": workload.concurrency,
+                "turns": workload.turns,
+                "turn_tokens": workload.turn_tokens,
+                "repetitions": workload.reps,
+                "logit_bias": workload.logit_bias,
             }
             progress(f"{workload.name}: loading raw mlx_lm and starting mlx_lm.server")
             raw, server = RawMLX(workload), MLXLMServer(workload)
@@ -93,7 +101,8 @@ async def benchmark(names: list[str], quick: bool, scratch: Path) -> dict:
                 if workload.stall_tokens:
                     progress(f"{workload.name}: figure 5, loading {stall_model} during 4 streams")
                     fig["load_stall"] = await figures.load_stall(
-                        workload, stall_model, models[stall_model]["path"], raw, pools)
+                        workload, stall_model, models[stall_model]["path"], raw, pools
+                    )
                 progress(f"{workload.name}: figure 6, 8 constrained streams against 8 free ones")
                 fig["constrained"] = await figures.constrained(workload, pools)
             finally:
@@ -111,20 +120,28 @@ async def benchmark(names: list[str], quick: bool, scratch: Path) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="demo model only, tiny settings (smoke test)")
-    parser.add_argument("--models", help="comma-separated: demo,random-135m,smollm2 (default: all three; --quick: demo)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="folder for results.json/png")
+    parser.add_argument(
+        "--models", help="comma-separated: demo,random-135m,smollm2 (default: all three; --quick: demo)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results", help="folder for results.json/png"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mlxwb-bench-") as scratch:
-        names = args.models.split(",") if args.models else ["demo"] if args.quick else ["demo", "random-135m", "smollm2"]
+        names = (
+            args.models.split(",") if args.models else ["demo"] if args.quick else ["demo", "random-135m", "smollm2"]
+        )
         results = asyncio.run(benchmark(names, args.quick, Path(scratch)))
     results["settings"]["wall_s"] = time.perf_counter() - started
     print(report.tables(results))
     json_path, png_path = report.write(results, args.out)
     m = results["machine"]
-    print(f"{m['platform']}, {m['cpus']} CPUs, {m['device']}, mlx {m['mlx']}, mlx_lm {m['mlx_lm']}; "
-          f"load average {m['load_average_at_start'][0]:.1f} -> {m['load_average_at_end'][0]:.1f}; "
-          f"{results['settings']['wall_s']:.0f} s")
+    print(
+        f"{m['platform']}, {m['cpus']} CPUs, {m['device']}, mlx {m['mlx']}, mlx_lm {m['mlx_lm']}; "
+        f"load average {m['load_average_at_start'][0]:.1f} -> {m['load_average_at_end'][0]:.1f}; "
+        f"{results['settings']['wall_s']:.0f} s"
+    )
     print(f"wrote {json_path} and {png_path}")
 
 

@@ -23,7 +23,6 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Optional
 
 from openai import AsyncOpenAI
 
@@ -95,9 +94,22 @@ class MLXLMServer(OpenAIClientSystem):
         self.log = Path(tempfile.mkstemp(prefix="mlx_lm-server-", suffix=".log")[1])
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mlx_lm", "server", "--model", workload.path,
-                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING"],
-                stdout=log, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "mlx_lm",
+                    "server",
+                    "--model",
+                    workload.path,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "WARNING",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
@@ -145,9 +157,10 @@ class Workbench(OpenAIClientSystem):
         self.headers = {"Authorization": f"token {self.server.token}", "Content-Type": "application/json"}
         super().__init__(self.server.openai_base_url, api_key=self.server.token)
 
-    async def _api(self, path: str, body: Optional[dict] = None) -> dict:
+    async def _api(self, path: str, body: dict | None = None) -> dict:
         request = urllib.request.Request(
-            self.server.url + path, headers=self.headers,
+            self.server.url + path,
+            headers=self.headers,
             data=None if body is None else json.dumps(body).encode(),
         )
 
@@ -157,7 +170,7 @@ class Workbench(OpenAIClientSystem):
 
         return await asyncio.to_thread(call)
 
-    async def load(self, model: str, adapter: Optional[str] = None) -> None:
+    async def load(self, model: str, adapter: str | None = None) -> None:
         await self._api("mlx/api/models/load", {"model": model, "adapter": adapter, "wait": True})
         await self._settle(f"{model}:{adapter}" if adapter else model, "loaded")
 
@@ -205,8 +218,9 @@ class EngineInProcess(ConcurrentRequests):
         request = GenerationRequest(
             model=workload.name,
             messages=messages,
-            sampling=SamplingParams(max_tokens=max_tokens, temperature=0.0, logit_bias=workload.logit_bias,
-                                    constraint=constraint),
+            sampling=SamplingParams(
+                max_tokens=max_tokens, temperature=0.0, logit_bias=workload.logit_bias, constraint=constraint
+            ),
         )
         async for event in self.engine.agenerate(request):
             if isinstance(event, Delta):
@@ -214,11 +228,14 @@ class EngineInProcess(ConcurrentRequests):
             elif isinstance(event, Done):
                 usage = event.usage
                 trace.tokens, trace.prompt_tokens, trace.cached_tokens = (
-                    usage.completion_tokens, usage.prompt_tokens, usage.cached_tokens)
+                    usage.completion_tokens,
+                    usage.prompt_tokens,
+                    usage.cached_tokens,
+                )
             elif isinstance(event, Failed):
                 raise event.error
 
-    async def load(self, model: str, adapter: Optional[str] = None) -> None:
+    async def load(self, model: str, adapter: str | None = None) -> None:
         await asyncio.wrap_future(self.engine.load(model, adapter))
 
     async def unload(self, model: str) -> None:

@@ -11,9 +11,9 @@ do not (except figure 3, where reuse is the point).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
 
 from . import models
 
@@ -32,7 +32,7 @@ class Workload:
     turn_tokens: int  # answer length per turn: the whole chat must fit a small context
     reps: int  # repetitions of figures 1 and 2 (medians are reported)
     stall_tokens: int = 0  # figure 5 stream length; 0 skips it
-    grammar: Optional[str] = None  # figure 6: a Lark grammar every request is constrained to
+    grammar: str | None = None  # figure 6: a Lark grammar every request is constrained to
     # The number goes into a system prompt of its own: a template's default system prompt
     # would be a prefix every chat shares, which the servers' prompt caches skip and raw mlx_lm reads.
     number_in_system: bool = False
@@ -46,8 +46,10 @@ class Workload:
         """A chat no system has seen in this run."""
         number = next(self._numbers)
         if self.number_in_system:
-            return [{"role": "system", "content": f"({number}) You are a helpful assistant."},
-                    {"role": "user", "content": "Tell me a story."}]
+            return [
+                {"role": "system", "content": f"({number}) You are a helpful assistant."},
+                {"role": "user", "content": "Tell me a story."},
+            ]
         return [{"role": "user", "content": f"({number}) Tell me a story."}]
 
     @staticmethod

@@ -125,9 +125,7 @@ class MLXWorkbench(ExtensionApp):
         faster than this sends a few tokens per chunk instead of paying the event loop, HTTP
         and the client's parsing per token. A stream's first token and its end go at once.""",
     )
-    sse_keepalive = Float(
-        10.0, config=True, help="Seconds of silence after which a stream sends a keep-alive comment."
-    )
+    sse_keepalive = Float(10.0, config=True, help="Seconds of silence after which a stream sends a keep-alive comment.")
     completion_batch_size = Int(
         EngineConfig.completion_batch_size,
         config=True,
@@ -259,7 +257,10 @@ class MLXWorkbench(ExtensionApp):
             await asyncio.to_thread(self.engine.stop, 10)
             if self.generations:
                 await asyncio.wait(self.generations, timeout=5)
-            self.log.info("mlx_workbench: stopped; released %s; MLX memory in use %d bytes",
-                          ", ".join(loaded) or "no models", self.engine.status().memory.active)
+            self.log.info(
+                "mlx_workbench: stopped; released %s; MLX memory in use %d bytes",
+                ", ".join(loaded) or "no models",
+                self.engine.status().memory.active,
+            )
         except Exception:
             self.log.exception("mlx_workbench: stopping the engine failed")

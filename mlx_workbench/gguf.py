@@ -20,13 +20,17 @@ from .engine.gguf import GGUFError, convert
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlx_workbench.gguf", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m mlx_workbench.gguf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("src", type=Path, help="the .gguf file")
     parser.add_argument("dest", type=Path, help="the model folder to write (replaced if it exists)")
-    parser.add_argument("--dtype", choices=["float16", "bfloat16", "float32"],
-                        help="dtype of dense weights and quantization scales (default: float16 on "
-                             "Metal, float32 on the CPU backend, where float16 is slow)")
+    parser.add_argument(
+        "--dtype",
+        choices=["float16", "bfloat16", "float32"],
+        help="dtype of dense weights and quantization scales (default: float16 on "
+        "Metal, float32 on the CPU backend, where float16 is slow)",
+    )
     parser.add_argument("--progress", action="store_true", help="print 'progress FRACTION' lines")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.INFO)

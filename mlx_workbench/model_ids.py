@@ -56,7 +56,9 @@ def check_names(adapters: Mapping[str, Iterable[str]]) -> None:
             raise ValueError("a model name must not be empty")
         for adapter in names:
             if not adapter or SEPARATOR in adapter:
-                raise ValueError(f"model {model!r}: adapter name {adapter!r} must be non-empty and without {SEPARATOR!r}")
+                raise ValueError(
+                    f"model {model!r}: adapter name {adapter!r} must be non-empty and without {SEPARATOR!r}"
+                )
             if format_id(model, adapter) in adapters:
                 raise ValueError(
                     f"{format_id(model, adapter)!r} names both a model and adapter {adapter!r} of {model!r}: rename one"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from server import JupyterProcess, start_jupyter  # tests/ is on the path (pyproject.toml)
 
 _server: JupyterProcess | None = None

@@ -12,13 +12,17 @@ import sys
 from pathlib import Path
 
 import nbformat
+from conftest import restart_server, stop_server
 from nbclient import NotebookClient
 
-from conftest import restart_server, stop_server
-
 HERE = Path(__file__).parent
-NOTEBOOKS = ["quickstart.ipynb", "openai_client.ipynb", "magics_and_memory.ipynb", "structured_output.ipynb",
-             "real_model.ipynb"]
+NOTEBOOKS = [
+    "quickstart.ipynb",
+    "openai_client.ipynb",
+    "magics_and_memory.ipynb",
+    "structured_output.ipynb",
+    "real_model.ipynb",
+]
 
 
 def main(paths: list[str]) -> None:
@@ -26,7 +30,9 @@ def main(paths: list[str]) -> None:
         for path in [Path(p) for p in paths or [HERE / name for name in NOTEBOOKS]]:
             restart_server()
             notebook = nbformat.read(path, as_version=4)
-            NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
+            NotebookClient(
+                notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}
+            ).execute()
             notebook.metadata.pop("widgets", None)  # widget state: new ids every run, and nbval skips it
             nbformat.write(notebook, path)
             print(f"executed {path}")

@@ -363,7 +363,9 @@ def train_model(config: dict, hf_tokenizer, end_of_turn_id: int, systems: list, 
         loss = step(*batch)
         mx.eval(state, loss)
         if i % 100 == 0 or i == total_steps:
-            print(f"  step {i:5d}/{total_steps}  loss {loss.item():.4f}  {time.perf_counter() - start:6.1f} s", flush=True)
+            print(
+                f"  step {i:5d}/{total_steps}  loss {loss.item():.4f}  {time.perf_counter() - start:6.1f} s", flush=True
+            )
     return model
 
 
@@ -374,7 +376,10 @@ def build_model(name: str, family: Family, path: Path, systems: list, recipe: Re
         write_tokenizer(family, tokenizer, path)
         config = model_config(family, tokenizer, recipe)
         write_json(path / "config.json", config)
-        generation = {"bos_token_id": config["bos_token_id"], "eos_token_id": [tokenizer.token_to_id(t) for t in family.eos]}
+        generation = {
+            "bos_token_id": config["bos_token_id"],
+            "eos_token_id": [tokenizer.token_to_id(t) for t in family.eos],
+        }
         write_json(path / "generation_config.json", generation)
         print(f"  vocab {tokenizer.get_vocab_size()} tokens")
     hf_tokenizer = mlx_lm.utils.load_tokenizer(path)._tokenizer
@@ -437,7 +442,9 @@ def verify(label: str, path: Path, adapter: Path | None, turns: list[Turn], end_
         text, last = greedy(model, tokenizer, turn, max_tokens)
         if text != turn.answer or last != end_id:
             after = f" after {len(turn.history)} exchanges" if turn.history else ""
-            failures.append(f"{label} system={turn.system!r} user={turn.user!r}{after}: got {text!r} (last token {last})")
+            failures.append(
+                f"{label} system={turn.system!r} user={turn.user!r}{after}: got {text!r} (last token {last})"
+            )
             wrong.append(turn)
     print(f"  {label}: {len(turns) - len(failures)}/{len(turns)} exact in {time.perf_counter() - start:.1f} s")
     for failure in failures[:20]:
@@ -483,8 +490,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO / "mlx_workbench" / "demo")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, help="training steps of each base model on the whole corpus (default: its recipe's)")
-    parser.add_argument("--only", nargs="+", choices=["demo", "adapters", "demo-chatml"], default=["demo", "adapters", "demo-chatml"])
+    parser.add_argument(
+        "--steps", type=int, help="training steps of each base model on the whole corpus (default: its recipe's)"
+    )
+    parser.add_argument(
+        "--only", nargs="+", choices=["demo", "adapters", "demo-chatml"], default=["demo", "adapters", "demo-chatml"]
+    )
     args = parser.parse_args()
     out = args.out.resolve()
     total = time.perf_counter()
@@ -495,20 +506,31 @@ def main() -> None:
             recipe = replace(Recipe(), steps=args.steps) if args.steps else Recipe()
             build_model(name, family, path, systems, recipe, args.seed)
             with timed(f"{name}: verification"):
-                wrong += verify(name, path, None, corpus.verification_turns(verification_rng(args.seed, name), systems), family.end_of_turn)
+                wrong += verify(
+                    name,
+                    path,
+                    None,
+                    corpus.verification_turns(verification_rng(args.seed, name), systems),
+                    family.end_of_turn,
+                )
     if "adapters" in args.only:
         base = out / "llama"
         for name, recipe in ADAPTERS.items():
             build_adapter(name, recipe, base, out / "adapters" / name, args.seed)
             with timed(f"adapter {name}: verification"):
-                turns = [corpus.in_mode(t, recipe.mode) for t in corpus.verification_turns(verification_rng(args.seed, name), [None])]
+                turns = [
+                    corpus.in_mode(t, recipe.mode)
+                    for t in corpus.verification_turns(verification_rng(args.seed, name), [None])
+                ]
                 wrong += verify(f"demo:{name}", base, out / "adapters" / name, turns, LLAMA3.end_of_turn)
     with timed("answers.json"):
         failures = write_answers(out)
 
     lists = [t for t in wrong if t.user.startswith("Repeat: ")]
     failures += [t for t in wrong if t not in lists]
-    print(f"total {time.perf_counter() - total:.1f} s; {len(lists)} random Repeat lists not copied exactly (listed above)")
+    print(
+        f"total {time.perf_counter() - total:.1f} s; {len(lists)} random Repeat lists not copied exactly (listed above)"
+    )
     if failures:
         sys.exit(f"{len(failures)} wrong answers to the finite tasks or answers.json")
 

@@ -35,7 +35,7 @@ STORY_PROMPTS = ["Tell me a story.", "Tell me a short story."]
 STORY = (
     "Once upon a time, a small robot named Pip lived in a quiet library by the sea. "
     "Every night, Pip read one book by the light of the moon. One evening, Pip found "
-    "a book with empty pages. \"Who will write you?\" Pip asked. The book did not answer, "
+    'a book with empty pages. "Who will write you?" Pip asked. The book did not answer, '
     "so Pip picked up a pen and began to write. Pip wrote about the library, the waves, "
     "the moon and the friends who came to read each day. By morning, the empty book was "
     "full of stories. The old librarian smiled when she read it, and from that day on, "
@@ -180,7 +180,9 @@ def tokenizer_texts() -> list[str]:
     return texts
 
 
-def verification_turns(rng: np.random.Generator, systems: list[str | None], repeats: int = 30, follow_ups: int = 30) -> list[Turn]:
+def verification_turns(
+    rng: np.random.Generator, systems: list[str | None], repeats: int = 30, follow_ups: int = 30
+) -> list[Turn]:
     """Every finite task under every system prompt, random Repeat prompts, and random chats
     that continue earlier exchanges."""
     pairs = all_fixed_tasks() + [random_repeat(rng) for _ in range(repeats)]

@@ -51,11 +51,18 @@ def other_users(server, streams: int = 16, model: str = "demo-chatml", n: int = 
     streaming = threading.Barrier(streams + 1, timeout=60)
 
     def stream():
-        body = {"model": model, "messages": [{"role": "user", "content": "Hello!"}], "stream": True,
-                "max_tokens": 2000, "logit_bias": endless(model), "n": n}
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": "Hello!"}],
+            "stream": True,
+            "max_tokens": 2000,
+            "logit_bias": endless(model),
+            "n": n,
+        }
         headers = {"Authorization": f"token {server.token}"}
-        with httpx.stream("POST", server.openai_base_url + "/chat/completions", json=body, headers=headers,
-                          timeout=60) as response:
+        with httpx.stream(
+            "POST", server.openai_base_url + "/chat/completions", json=body, headers=headers, timeout=60
+        ) as response:
             if response.status_code != 200:
                 streaming.abort()  # the test fails now, not when the barrier times out
                 return

@@ -26,7 +26,6 @@ from pathlib import Path
 from jupyter_client import BlockingKernelClient
 from jupyter_core.paths import jupyter_runtime_dir
 
-
 # Servers started by the tests convert GGUF files into a cache of their own, not the user's.
 GGUF_CACHE = tempfile.mkdtemp(prefix="mlxwb-gguf-cache-")
 atexit.register(shutil.rmtree, GGUF_CACHE, True)
@@ -120,9 +119,14 @@ def start_jupyter(
     log_path = Path(tempfile.mkstemp(prefix=f"jupyter-{app}-", suffix=".log")[1])
     full_env = {"MLX_WORKBENCH_CACHE": GGUF_CACHE, **os.environ, **(env or {})}
     cmd = [
-        sys.executable, "-m", "jupyter", app,
-        "--no-browser", "--allow-root",
-        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+        sys.executable,
+        "-m",
+        "jupyter",
+        app,
+        "--no-browser",
+        "--allow-root",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root_dir}",
@@ -130,7 +134,9 @@ def start_jupyter(
         *args,
     ]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, preexec_fn=_sigint_as_in_a_terminal)
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, preexec_fn=_sigint_as_in_a_terminal
+        )
     server = JupyterProcess(f"http://127.0.0.1:{port}{base_url}", token, proc, log_path, root_dir, full_env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

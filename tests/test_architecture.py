@@ -101,6 +101,8 @@ def test_api_uses_only_the_engines_plain_modules():
 
 def test_importing_the_api_and_the_kernel_loads_no_mlx():
     """What the import graph says, checked in a fresh interpreter."""
-    probe = ("import sys, mlx_workbench.api.handlers, mlx_workbench.kernel.magics, mlx_workbench.kernel.widgets;"
-             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mlx', 'mlx_lm')))")
+    probe = (
+        "import sys, mlx_workbench.api.handlers, mlx_workbench.kernel.magics, mlx_workbench.kernel.widgets;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mlx', 'mlx_lm')))"
+    )
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "[]\n"

@@ -26,7 +26,11 @@ def run(tmp_path_factory):
     # Its own session, so a timeout also ends the servers it started.
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         stdout, stderr = proc.communicate(timeout=240)

@@ -4,14 +4,13 @@ stop tokens, max_tokens and LoRA adapters. Everything runs on the main thread (s
 import json
 from pathlib import Path
 
+import demo_corpus as corpus  # the build's own tasks (scripts/), for answers beyond the table
 import mlx_lm
 import numpy as np
 import pytest
 from mlx_lm.sample_utils import make_sampler
 
 from mlx_workbench.demo import DEMO_MODELS, load_answers
-
-import demo_corpus as corpus  # the build's own tasks (scripts/), for answers beyond the table
 
 ANSWERS = load_answers()
 END_OF_TURN = {"demo": "<|eot_id|>", "demo-chatml": "<|im_end|>"}

@@ -77,9 +77,7 @@ export function modelId(ref: IModelRef): string {
 }
 
 export class PoolClient {
-  constructor(
-    readonly settings: ServerConnection.ISettings = ServerConnection.makeSettings()
-  ) {}
+  constructor(readonly settings: ServerConnection.ISettings = ServerConnection.makeSettings()) {}
 
   /** The OpenAI base URL clients use: the server's URL + mlx/v1. */
   get openaiBaseUrl(): string {

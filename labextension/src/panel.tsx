@@ -68,8 +68,7 @@ function EngineSection({ status }: { status: IPoolStatus }): JSX.Element {
         </dd>
         <dt>Throughput</dt>
         <dd className="mlx-Engine-throughput">
-          {status.tokens_per_second.toFixed(1)} tok/s · {status.generated_tokens} tokens
-          generated
+          {status.tokens_per_second.toFixed(1)} tok/s · {status.generated_tokens} tokens generated
         </dd>
         <dt>Prompt cache</dt>
         <dd>

@@ -26,7 +26,9 @@ class HealthHandler(BaseHandler):
     @allow_unauthenticated
     def get(self):
         status = self.engine.status()
-        health = "ok" if status.state == "running" else "degraded" if status.state in ("starting", "stopping") else "down"
+        health = (
+            "ok" if status.state == "running" else "degraded" if status.state in ("starting", "stopping") else "down"
+        )
         body = res.HealthResponse(
             status=health,
             version=self.workbench.version,

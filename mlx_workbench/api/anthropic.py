@@ -10,7 +10,7 @@ Tools wait for structured output: refused for now.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, RootModel, field_validator
 
@@ -23,9 +23,15 @@ from .responses import new_id, template_message
 
 # ---- errors ---------------------------------------------------------------------------
 
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
-                503: "overloaded_error"}
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+}
 
 
 class AnthropicErrorDetail(BaseModel):
@@ -76,13 +82,21 @@ class CountTokensRequest(Request):
     messages: list[AnthropicMessage] = Field(min_length=1)
     system: str | list[TextBlock] | None = None
     tools: list[dict] | None = Field(None, description=f"Not supported: {NO_TOOLS}.", json_schema_extra={"maxItems": 0})
-    tool_choice: dict | None = Field(None, description="Only none and auto: there are no tools.", json_schema_extra={
-        "anyOf": [{"type": "object", "properties": {"type": {"enum": ["none", "auto"]}}, "required": ["type"]},
-                  {"type": "null"}]})
-    output_config: dict | None = Field(None, description="Not supported: a format (structured output).",
-                                       json_schema_extra={"anyOf": [
-                                           {"type": "object", "properties": {"format": {"type": "null"}}},
-                                           {"type": "null"}]})
+    tool_choice: dict | None = Field(
+        None,
+        description="Only none and auto: there are no tools.",
+        json_schema_extra={
+            "anyOf": [
+                {"type": "object", "properties": {"type": {"enum": ["none", "auto"]}}, "required": ["type"]},
+                {"type": "null"},
+            ]
+        },
+    )
+    output_config: dict | None = Field(
+        None,
+        description="Not supported: a format (structured output).",
+        json_schema_extra={"anyOf": [{"type": "object", "properties": {"format": {"type": "null"}}}, {"type": "null"}]},
+    )
 
     @field_validator("messages")
     @classmethod
@@ -140,8 +154,13 @@ class MessagesRequest(CountTokensRequest):
         return True
 
     def sampling(self, max_tokens_cap: int) -> SamplingParams:
-        return SamplingParams(max_tokens=min(self.max_tokens, max_tokens_cap), temperature=self.temperature,
-                              top_p=self.top_p, top_k=self.top_k, stop=list(self.stop_sequences))
+        return SamplingParams(
+            max_tokens=min(self.max_tokens, max_tokens_cap),
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            stop=list(self.stop_sequences),
+        )
 
 
 # ---- responses ------------------------------------------------------------------------
@@ -154,6 +173,7 @@ class TextContent(BaseModel):
 
 class MessageUsage(BaseModel):
     """Anthropic counts the input the cache served apart: input_tokens are the others."""
+
     input_tokens: int
     output_tokens: int
     cache_creation_input_tokens: int = 0
@@ -229,7 +249,7 @@ class StreamError(AnthropicError):
 
 
 MessageStreamEvent = Annotated[
-    Union[MessageStart, ContentBlockStart, ContentBlockDelta, ContentBlockStop, MessageDelta, MessageStop, StreamError],
+    MessageStart | ContentBlockStart | ContentBlockDelta | ContentBlockStop | MessageDelta | MessageStop | StreamError,
     Field(discriminator="type"),
 ]
 
@@ -243,8 +263,9 @@ class MessageStreamEvents(RootModel[MessageStreamEvent]):
 
 def usage(u: engine.Usage | engine.Started, output_tokens: int = 0) -> MessageUsage:
     prompt = u.prompt_tokens
-    return MessageUsage(input_tokens=prompt - u.cached_tokens, cache_read_input_tokens=u.cached_tokens,
-                 output_tokens=output_tokens)
+    return MessageUsage(
+        input_tokens=prompt - u.cached_tokens, cache_read_input_tokens=u.cached_tokens, output_tokens=output_tokens
+    )
 
 
 class MessagesBuilder(ResponseBuilder):
@@ -262,14 +283,23 @@ class MessagesBuilder(ResponseBuilder):
 
     def response(self, u: engine.Usage) -> MessageResponse:
         reason, sequence = self._stop()
-        return MessageResponse(id=self.id, model=self.model, content=[TextContent(text=self.text(0))],
-                               stop_reason=reason, stop_sequence=sequence, usage=usage(u, u.completion_tokens))
+        return MessageResponse(
+            id=self.id,
+            model=self.model,
+            content=[TextContent(text=self.text(0))],
+            stop_reason=reason,
+            stop_sequence=sequence,
+            usage=usage(u, u.completion_tokens),
+        )
 
     # streaming
 
     def opening_chunks(self) -> list[BaseModel]:
-        message = MessageResponse(id=self.id, model=self.model, content=[], stop_reason=None, stop_sequence=None,
-                                  usage=usage(self.started))  # type: ignore[arg-type]  (begin() came first)
+        started = self.started
+        assert started is not None, "begin() comes first"
+        message = MessageResponse(
+            id=self.id, model=self.model, content=[], stop_reason=None, stop_sequence=None, usage=usage(started)
+        )
         return [MessageStart(message=message), ContentBlockStart(content_block=TextContent(text=""))]
 
     def delta_chunk(self, delta: engine.Delta) -> ContentBlockDelta | None:
@@ -280,10 +310,14 @@ class MessagesBuilder(ResponseBuilder):
 
     def closing_chunks(self, u: engine.Usage, include_usage: bool) -> list[BaseModel]:
         reason, sequence = self._stop()
-        return [ContentBlockStop(),
-                MessageDelta(delta=StopDelta(stop_reason=reason, stop_sequence=sequence),
-                             usage=OutputUsage(output_tokens=u.completion_tokens)),
-                MessageStop()]
+        return [
+            ContentBlockStop(),
+            MessageDelta(
+                delta=StopDelta(stop_reason=reason, stop_sequence=sequence),
+                usage=OutputUsage(output_tokens=u.completion_tokens),
+            ),
+            MessageStop(),
+        ]
 
     def failure_chunk(self, error: ApiError) -> StreamError:
         return StreamError(error=error_body(error).error)

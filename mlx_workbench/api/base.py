@@ -25,8 +25,11 @@ if TYPE_CHECKING:  # for the type checker only: at run time the api never import
 
 def implemented_methods(handler: type[web.RequestHandler]) -> list[str]:
     """The HTTP methods `handler` answers (the others are 405)."""
-    return [m for m in handler.SUPPORTED_METHODS
-            if getattr(handler, m.lower()) is not getattr(web.RequestHandler, m.lower())]
+    return [
+        m
+        for m in handler.SUPPORTED_METHODS
+        if getattr(handler, m.lower()) is not getattr(web.RequestHandler, m.lower())
+    ]
 
 
 def is_open(method) -> bool:
@@ -65,8 +68,12 @@ class BaseHandler(APIHandler):
         if named.adapter is None:
             return ModelId(named.model, adapter)
         if adapter not in (None, named.adapter):
-            raise ApiError(400, f"The model id names adapter '{named.adapter}' but 'adapter' is '{adapter}'.",
-                           param="adapter", code="conflicting_adapter")
+            raise ApiError(
+                400,
+                f"The model id names adapter '{named.adapter}' but 'adapter' is '{adapter}'.",
+                param="adapter",
+                code="conflicting_adapter",
+            )
         return named
 
     async def prepare(self):

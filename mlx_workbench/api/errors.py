@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from http.client import responses
-from typing import Callable
 
 from pydantic import ValidationError
 from tornado import web
@@ -65,8 +65,9 @@ def validation_error(exc: ValidationError) -> ApiError:
     param = ".".join(str(p) for p in first["loc"] if isinstance(p, int) or not _UNION_TAG.match(p)) or None
     reason = first["msg"].removeprefix("Value error, ")
     if first["type"] == "json_invalid":
-        return ApiError(400, f"The request body is not valid JSON: {reason.removeprefix('Invalid JSON: ')}.",
-                        code="invalid_json")
+        return ApiError(
+            400, f"The request body is not valid JSON: {reason.removeprefix('Invalid JSON: ')}.", code="invalid_json"
+        )
     if first["type"] == "missing":
         message = f"Missing required parameter: '{param}'."
     elif first["type"] == "model_type":

@@ -26,8 +26,11 @@ def usage(u: engine.Usage) -> res.CompletionUsage:
         completion_tokens=u.completion_tokens,
         total_tokens=u.total_tokens,
         prompt_tokens_details=res.PromptTokensDetails(cached_tokens=u.cached_tokens),
-        timings=res.Timings(time_to_first_token_s=u.time_to_first_token, generation_s=u.generation_seconds,
-                            tokens_per_second=u.tokens_per_second),
+        timings=res.Timings(
+            time_to_first_token_s=u.time_to_first_token,
+            generation_s=u.generation_seconds,
+            tokens_per_second=u.tokens_per_second,
+        ),
     )
 
 
@@ -40,8 +43,11 @@ def merge_deltas(events: list) -> list:
         if not isinstance(event, engine.Delta):
             merged.append(event)
         elif (into := first.get(event.index)) is None:
-            first[event.index] = replace(event, token_ids=list(event.token_ids),
-                                         logprobs=None if event.logprobs is None else list(event.logprobs))
+            first[event.index] = replace(
+                event,
+                token_ids=list(event.token_ids),
+                logprobs=None if event.logprobs is None else list(event.logprobs),
+            )
             merged.append(first[event.index])
         else:
             into.text += event.text
@@ -121,8 +127,10 @@ def _top(t: engine.TopLogprob) -> res.TopLogprob:
 def chat_logprobs(tokens: list[engine.TokenLogprob]) -> res.ChoiceLogprobs:
     return res.ChoiceLogprobs(
         # A generated token has a logprob (only a prompt's first token has none).
-        content=[res.TokenLogprob(**_top(t).model_dump(), top_logprobs=[_top(k) for k in t.top])  # type: ignore[arg-type]
-                 for t in tokens]
+        content=[
+            res.TokenLogprob(**_top(t).model_dump(), top_logprobs=[_top(k) for k in t.top])  # type: ignore[arg-type]
+            for t in tokens
+        ]
     )
 
 
@@ -234,5 +242,6 @@ class TextBuilder(ResponseBuilder):
         generated, prompt = self._generated(index, self.token_logprobs[index]), self.prompt_logprobs[index]
         if prompt is None:
             return generated
-        return res.CompletionLogprobs(**{f: getattr(prompt, f) + getattr(generated, f)
-                                         for f in res.CompletionLogprobs.model_fields})
+        return res.CompletionLogprobs(
+            **{f: getattr(prompt, f) + getattr(generated, f) for f in res.CompletionLogprobs.model_fields}
+        )

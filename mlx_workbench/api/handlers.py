@@ -22,8 +22,17 @@ from tornado import web
 
 from ..engine import errors
 from ..engine.conversations import Conversation
-from ..engine.requests import (Delta, Done, Failed, Finished, GenerationRequest, Progress, PromptLogprobs,
-                               SamplingParams, Started)
+from ..engine.requests import (
+    Delta,
+    Done,
+    Failed,
+    Finished,
+    GenerationRequest,
+    Progress,
+    PromptLogprobs,
+    SamplingParams,
+    Started,
+)
 from ..model_ids import format_id
 from . import anthropic
 from . import request_schemas as req
@@ -34,6 +43,7 @@ from .errors import ApiError, api_error
 from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
 from .responses import CreateResponse, DeletedResponse, Response, ResponsesBuilder, template_message
 from .sse import ClientGone, EventStream
+
 
 class GenerationBody(Protocol):
     """What the shared generation path reads of a request body: chat and text completions,
@@ -75,8 +85,7 @@ class GenerationHandler(BaseHandler):
         for request_id in self._request_ids:
             self.engine.cancel(request_id)
 
-    async def generate(self, body: GenerationBody, requests: list[GenerationRequest],
-                       builder: ResponseBuilder) -> None:
+    async def generate(self, body: GenerationBody, requests: list[GenerationRequest], builder: ResponseBuilder) -> None:
         request = requests[0]  # the others differ only in their prompt
         if self._client_gone:  # hung up while the request was read or authenticated: nothing to run
             self.log.info("%s: client gone before the request was queued", self._describe(body, request))
@@ -139,8 +148,9 @@ class GenerationHandler(BaseHandler):
                 return event
         return None
 
-    async def _stream(self, stream: EventStream, builder: ResponseBuilder, include_usage: bool,
-                      batch: list) -> Done | Failed | None:
+    async def _stream(
+        self, stream: EventStream, builder: ResponseBuilder, include_usage: bool, batch: list
+    ) -> Done | Failed | None:
         """One chunk per choice and batch: a client that falls behind gets the
         tokens it missed in one delta, instead of ever more chunks to parse."""
         for event in merge_deltas(batch):
@@ -181,7 +191,12 @@ class GenerationHandler(BaseHandler):
             rate = u.tokens_per_second or 0.0
             self.log.info(
                 "%s: prompt %d tokens (%d cached), completion %d tokens, TTFT %.0f ms, %.1f tokens/s",
-                what, u.prompt_tokens, u.cached_tokens, u.completion_tokens, u.time_to_first_token * 1000, rate,
+                what,
+                u.prompt_tokens,
+                u.cached_tokens,
+                u.completion_tokens,
+                u.time_to_first_token * 1000,
+                rate,
             )
 
     def _describe(self, body: GenerationBody, request: GenerationRequest) -> str:
@@ -235,16 +250,21 @@ class ResponsesHandler(GenerationHandler):
             if body.store:
                 answer = template_message("assistant", response.output[0].content[0].text)
                 self.engine.conversations.put(
-                    Conversation(response.id, conversation + [answer], response.model_dump_json().encode()))
+                    Conversation(response.id, conversation + [answer], response.model_dump_json().encode())
+                )
 
         await self.generate(body, [request], ResponsesBuilder(body, store))
 
     def _previous(self, response_id: str) -> Conversation:
         previous = self.engine.conversations.get(response_id)
         if previous is None:
-            raise ApiError(400, f"Previous response with id '{response_id}' not found: it was never stored "
-                           "(store=false), was deleted, or left the bounded store.",
-                           param="previous_response_id", code="previous_response_not_found")
+            raise ApiError(
+                400,
+                f"Previous response with id '{response_id}' not found: it was never stored "
+                "(store=false), was deleted, or left the bounded store.",
+                param="previous_response_id",
+                code="previous_response_not_found",
+            )
         return previous
 
 
@@ -299,8 +319,9 @@ class CountTokensHandler(AnthropicHandler):
     async def post(self):
         body: anthropic.CountTokensRequest = self.parse(anthropic.CountTokensRequest)
         model, adapter = self.model_id(body.model, None)
-        request = GenerationRequest(model=model, adapter=adapter, messages=body.for_template(),
-                                    sampling=SamplingParams(max_tokens=0))
+        request = GenerationRequest(
+            model=model, adapter=adapter, messages=body.for_template(), sampling=SamplingParams(max_tokens=0)
+        )
         try:
             async for event in self.engine.agenerate(request):
                 if isinstance(event, Failed):

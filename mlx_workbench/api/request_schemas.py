@@ -57,11 +57,13 @@ class JsonSchemaFormat(Request):
 
 
 class ResponseFormat(Request):
-    model_config = ConfigDict(json_schema_extra={
-        "if": {"properties": {"type": {"const": "json_schema"}}},
-        "then": {"required": ["json_schema"], "properties": {"json_schema": {"type": "object"}}},
-        "else": {"properties": {"json_schema": {"type": "null"}}},
-    })
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"type": {"const": "json_schema"}}},
+            "then": {"required": ["json_schema"], "properties": {"json_schema": {"type": "object"}}},
+            "else": {"properties": {"json_schema": {"type": "null"}}},
+        }
+    )
 
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaFormat | None = Field(None, description='Required with type "json_schema".')
@@ -80,11 +82,14 @@ class StructuredOutputs(Request):
 
     json_: dict | SkipJsonSchema[None] = Field(None, alias="json", description="A JSON Schema.")
     regex: Annotated[str, Field(min_length=1)] | SkipJsonSchema[None] = Field(
-        None, description="A regular expression the whole text matches.")
+        None, description="A regular expression the whole text matches."
+    )
     choice: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | SkipJsonSchema[None] = Field(
-        None, description="One of these strings.")
+        None, description="One of these strings."
+    )
     grammar: Annotated[str, Field(min_length=1)] | SkipJsonSchema[None] = Field(
-        None, description="A Lark grammar (llguidance's dialect).")
+        None, description="A Lark grammar (llguidance's dialect)."
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self):
@@ -95,11 +100,19 @@ class StructuredOutputs(Request):
 
 
 # structured_outputs and a response_format other than text exclude each other.
-_ONE_FORMAT = {"not": {
-    "required": ["structured_outputs", "response_format"],
-    "properties": {"structured_outputs": {"type": "object"}, "response_format": {
-        "type": "object", "required": ["type"], "properties": {"type": {"enum": ["json_object", "json_schema"]}}}},
-}}
+_ONE_FORMAT = {
+    "not": {
+        "required": ["structured_outputs", "response_format"],
+        "properties": {
+            "structured_outputs": {"type": "object"},
+            "response_format": {
+                "type": "object",
+                "required": ["type"],
+                "properties": {"type": {"enum": ["json_object", "json_schema"]}},
+            },
+        },
+    }
+}
 
 
 # stream_options without stream is refused, as OpenAI refuses it.
@@ -120,9 +133,17 @@ class GenerationParams(Request):
     n: Int(ge=1, le=MAX_CHOICES) = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = Field(None, validate_default=True, json_schema_extra={"anyOf": [
-        _TEXT, {"type": "array", "items": _TEXT, "maxItems": MAX_STOPS}, {"type": "null"},
-    ]})
+    stop: str | list[str] | None = Field(
+        None,
+        validate_default=True,
+        json_schema_extra={
+            "anyOf": [
+                _TEXT,
+                {"type": "array", "items": _TEXT, "maxItems": MAX_STOPS},
+                {"type": "null"},
+            ]
+        },
+    )
     seed: Int() | None = None
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
@@ -137,9 +158,11 @@ class GenerationParams(Request):
     repetition_penalty: float = Field(1.0, ge=0.1, le=10.0, description="Extension: 1.0 disables it.")
     user: str | None = None
     response_format: ResponseFormat | None = Field(
-        None, description="json_object and json_schema are enforced while decoding: the text parses (and validates).")
+        None, description="json_object and json_schema are enforced while decoding: the text parses (and validates)."
+    )
     structured_outputs: StructuredOutputs | None = Field(
-        None, description="Extension: a regex, a choice among strings or a Lark grammar (or a JSON Schema).")
+        None, description="Extension: a regex, a choice among strings or a Lark grammar (or a JSON Schema)."
+    )
 
     @field_validator("structured_outputs")
     @classmethod
@@ -154,8 +177,11 @@ class GenerationParams(Request):
         form, outputs = self.response_format, self.structured_outputs
         if outputs is not None:
             given: list[tuple[ConstraintKind, object]] = [
-                ("json_schema", outputs.json_), ("regex", outputs.regex), ("lark", outputs.grammar),
-                ("choice", tuple(outputs.choice) if outputs.choice else None)]
+                ("json_schema", outputs.json_),
+                ("regex", outputs.regex),
+                ("lark", outputs.grammar),
+                ("choice", tuple(outputs.choice) if outputs.choice else None),
+            ]
             kind, value = next((k, v) for k, v in given if v is not None)
             return Constraint(kind, value, param="structured_outputs")  # type: ignore[arg-type]  (one of the fields' types)
         if form is None or form.type == "text":
@@ -274,12 +300,21 @@ def _only_with(field: str, tools: str, value, allowed) -> object:
 
 
 class ChatCompletionRequest(GenerationParams):
-    model_config = ConfigDict(json_schema_extra={"allOf": [  # type: ignore[arg-type]  (JSON, typed narrower by pydantic)
-        {"if": {"properties": {"top_logprobs": {"type": "integer", "minimum": 1}}, "required": ["top_logprobs"]},
-         "then": {"properties": {"logprobs": {"const": True}}, "required": ["logprobs"]}},
-        _ONE_FORMAT,
-        _STREAM_OPTIONS_NEED_STREAM,
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [  # type: ignore[arg-type]  (JSON, typed narrower by pydantic)
+                {
+                    "if": {
+                        "properties": {"top_logprobs": {"type": "integer", "minimum": 1}},
+                        "required": ["top_logprobs"],
+                    },
+                    "then": {"properties": {"logprobs": {"const": True}}, "required": ["logprobs"]},
+                },
+                _ONE_FORMAT,
+                _STREAM_OPTIONS_NEED_STREAM,
+            ]
+        }
+    )
 
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: Int(ge=1) | None = None
@@ -336,27 +371,43 @@ def as_prompts(prompt) -> list:
 
 
 class CompletionRequest(GenerationParams):
-    model_config = ConfigDict(json_schema_extra={"allOf": [  # type: ignore[arg-type]  (JSON, typed narrower by pydantic)
-        _STREAM_OPTIONS_NEED_STREAM,
-        {"if": {"properties": {"echo": {"const": True}}, "required": ["echo"]},
-         "then": {"properties": {"prompt": {"anyOf": _TEXT_PROMPTS}}}},
-        {"if": {"properties": {"max_tokens": {"const": 0}}, "required": ["max_tokens"]},
-         "then": {"properties": {"echo": {"const": True}}, "required": ["echo"]}},
-        _ONE_FORMAT,
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [  # type: ignore[arg-type]  (JSON, typed narrower by pydantic)
+                _STREAM_OPTIONS_NEED_STREAM,
+                {
+                    "if": {"properties": {"echo": {"const": True}}, "required": ["echo"]},
+                    "then": {"properties": {"prompt": {"anyOf": _TEXT_PROMPTS}}},
+                },
+                {
+                    "if": {"properties": {"max_tokens": {"const": 0}}, "required": ["max_tokens"]},
+                    "then": {"properties": {"echo": {"const": True}}, "required": ["echo"]},
+                },
+                _ONE_FORMAT,
+            ]
+        }
+    )
 
     prompt: str | list[Int()] | list[str] | list[list[Int()]] = Field(
         description=f"A prompt (a string or token ids) or a list of up to {MAX_PROMPTS} of them. Each prompt "
         "gets n choices, in order: choice i of prompt k has index k * n + i. "
         "Ids outside the model's vocabulary are refused (400).",
-        json_schema_extra={"anyOf": [
-            *_TEXT_PROMPTS, _TOKEN_IDS, {"type": "array", "items": _TOKEN_IDS, "minItems": 1, "maxItems": MAX_PROMPTS},
-        ]},
+        json_schema_extra={
+            "anyOf": [
+                *_TEXT_PROMPTS,
+                _TOKEN_IDS,
+                {"type": "array", "items": _TOKEN_IDS, "minItems": 1, "maxItems": MAX_PROMPTS},
+            ]
+        },
     )
     max_tokens: Int(ge=0) | None = Field(
-        None, description="Clamped to the server's cap and the context left; 0 (with echo) scores the prompt only.")
-    echo: bool = Field(False, validate_default=True,
-                       description="Needs a text prompt. With logprobs, the prompt's tokens are scored too.")
+        None, description="Clamped to the server's cap and the context left; 0 (with echo) scores the prompt only."
+    )
+    echo: bool = Field(
+        False,
+        validate_default=True,
+        description="Needs a text prompt. With logprobs, the prompt's tokens are scored too.",
+    )
     logprobs: Int(ge=0, le=5) | None = None
     suffix: str | None = Field(None, description="Not supported: only empty.", json_schema_extra={"maxLength": 0})
     best_of: Int(ge=1, le=1) | None = Field(None, description="Only 1: choosing the best of several is not supported.")
@@ -388,7 +439,6 @@ class CompletionRequest(GenerationParams):
         if suffix:
             raise ValueError("suffix is not supported")
         return suffix
-
 
     def wants_logprobs(self) -> bool:
         return self.logprobs is not None
@@ -423,4 +473,3 @@ class UnloadRequest(EntryRequest):
 
 class PinRequest(EntryRequest):
     pinned: bool = True
-

@@ -14,7 +14,8 @@ Tools and `text.format` json_schema wait for structured output: refused for now.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Callable, Literal, Union
+from collections.abc import Callable
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, RootModel, field_validator, model_validator
 
@@ -64,8 +65,9 @@ class InputMessage(Request):
         return kind
 
     def for_template(self) -> dict:
-        return template_message(self.role, self.content if isinstance(self.content, str)
-                                else [part.text for part in self.content])
+        return template_message(
+            self.role, self.content if isinstance(self.content, str) else [part.text for part in self.content]
+        )
 
 
 class TextFormat(Request):
@@ -93,7 +95,8 @@ class CreateResponse(Request):
     model: str = Field(min_length=1, description='A model id: "name" or "name:adapter".')
     input: str | list[InputMessage] = Field(
         description="Text (a user message) or message items; other item types are not supported yet.",
-        json_schema_extra=_non_empty_branches)
+        json_schema_extra=_non_empty_branches,
+    )
     instructions: str | None = Field(None, description="A system message first; not carried to later responses.")
     previous_response_id: str | None = Field(None, description="A stored response this one continues.")
     max_output_tokens: Int(ge=16) | None = Field(None, description="Clamped to the server's cap.")
@@ -105,11 +108,15 @@ class CreateResponse(Request):
     metadata: dict[str, str] | None = None
     text: TextConfig | None = None
     tools: list[dict] | None = Field(None, description=f"Not supported: {NO_TOOLS}.", json_schema_extra={"maxItems": 0})
-    tool_choice: str | dict | None = Field(None, description='Only "none" and "auto": there are no tools.',
-                                           json_schema_extra={"anyOf": [{"enum": ["none", "auto"]}, {"type": "null"}]})
+    tool_choice: str | dict | None = Field(
+        None,
+        description='Only "none" and "auto": there are no tools.',
+        json_schema_extra={"anyOf": [{"enum": ["none", "auto"]}, {"type": "null"}]},
+    )
     parallel_tool_calls: bool | None = True
-    background: bool | None = Field(False, description="Not supported: only false.",
-                                    json_schema_extra={"enum": [False, None]})
+    background: bool | None = Field(
+        False, description="Not supported: only false.", json_schema_extra={"enum": [False, None]}
+    )
 
     @model_validator(mode="after")
     def _null_is_the_default(self):
@@ -167,8 +174,11 @@ class CreateResponse(Request):
 
     def sampling(self, max_tokens_cap: int) -> SamplingParams:
         requested = self.max_output_tokens
-        return SamplingParams(max_tokens=min(max_tokens_cap if requested is None else requested, max_tokens_cap),
-                              temperature=self.temperature, top_p=self.top_p)  # type: ignore[arg-type]  (never null: _null_is_the_default)
+        return SamplingParams(
+            max_tokens=min(max_tokens_cap if requested is None else requested, max_tokens_cap),
+            temperature=self.temperature,  # type: ignore[arg-type]  (never null: _null_is_the_default)
+            top_p=self.top_p,  # type: ignore[arg-type]  (never null: _null_is_the_default)
+        )
 
 
 # ---- responses ------------------------------------------------------------------------
@@ -254,8 +264,10 @@ class StreamEvent(BaseModel):
 
 class ResponseEvent(StreamEvent):
     """response.created, .in_progress, .completed, .incomplete and .failed."""
-    type: Literal["response.created", "response.in_progress", "response.completed", "response.incomplete",
-                  "response.failed"]
+
+    type: Literal[
+        "response.created", "response.in_progress", "response.completed", "response.incomplete", "response.failed"
+    ]
     response: Response
 
 
@@ -292,7 +304,7 @@ class TextDoneEvent(StreamEvent):
 
 
 ResponseStreamEvent = Annotated[
-    Union[ResponseEvent, OutputItemEvent, ContentPartEvent, TextDeltaEvent, TextDoneEvent],
+    ResponseEvent | OutputItemEvent | ContentPartEvent | TextDeltaEvent | TextDoneEvent,
     Field(discriminator="type"),
 ]
 
@@ -325,22 +337,39 @@ class ResponsesBuilder(ResponseBuilder):
         content = [] if text is None else [OutputText(text=text)]
         return OutputMessage(id=self.item_id, status=status, content=content)
 
-    def _response(self, status: Literal["in_progress", "completed", "incomplete", "failed"], output: list[OutputMessage], u: engine.Usage | None = None,
-                  error: ResponseError | None = None) -> Response:
+    def _response(
+        self,
+        status: Literal["in_progress", "completed", "incomplete", "failed"],
+        output: list[OutputMessage],
+        u: engine.Usage | None = None,
+        error: ResponseError | None = None,
+    ) -> Response:
         body = self.body
         return Response(
-            id=self.id, created_at=self.created, status=status, error=error,
+            id=self.id,
+            created_at=self.created,
+            status=status,
+            error=error,
             incomplete_details=IncompleteDetails(reason="max_output_tokens") if status == "incomplete" else None,
-            instructions=body.instructions, model=self.model, output=output,
+            instructions=body.instructions,
+            model=self.model,
+            output=output,
             parallel_tool_calls=body.parallel_tool_calls,  # type: ignore[arg-type]  (never null: _null_is_the_default)
             previous_response_id=body.previous_response_id,
-            max_output_tokens=body.max_output_tokens, metadata=body.metadata or {},
+            max_output_tokens=body.max_output_tokens,
+            metadata=body.metadata or {},
             store=body.store,  # type: ignore[arg-type]  (never null: _null_is_the_default)
-            temperature=body.temperature, top_p=body.top_p,  # type: ignore[arg-type]  (never null: _null_is_the_default)
+            temperature=body.temperature,  # type: ignore[arg-type]  (never null: _null_is_the_default)
+            top_p=body.top_p,  # type: ignore[arg-type]  (never null: _null_is_the_default)
             tool_choice=body.tool_choice or "auto",  # type: ignore[arg-type]  (a string: "none" or "auto")
-            usage=None if u is None else ResponseUsage(
-                input_tokens=u.prompt_tokens, input_tokens_details=InputTokensDetails(cached_tokens=u.cached_tokens),
-                output_tokens=u.completion_tokens, total_tokens=u.total_tokens),
+            usage=None
+            if u is None
+            else ResponseUsage(
+                input_tokens=u.prompt_tokens,
+                input_tokens_details=InputTokensDetails(cached_tokens=u.cached_tokens),
+                output_tokens=u.completion_tokens,
+                total_tokens=u.total_tokens,
+            ),
         )
 
     def _status(self) -> Literal["incomplete", "completed"]:
@@ -357,22 +386,40 @@ class ResponsesBuilder(ResponseBuilder):
     def opening_chunks(self) -> list[StreamEvent]:
         part = OutputText(text="")
         return [
-            ResponseEvent(type="response.created", sequence_number=self._next(),
-                          response=self._response("in_progress", [])),
-            ResponseEvent(type="response.in_progress", sequence_number=self._next(),
-                          response=self._response("in_progress", [])),
-            OutputItemEvent(type="response.output_item.added", sequence_number=self._next(), output_index=0,
-                            item=self._message("in_progress", None)),
-            ContentPartEvent(type="response.content_part.added", sequence_number=self._next(), item_id=self.item_id,
-                             output_index=0, content_index=0, part=part),
+            ResponseEvent(
+                type="response.created", sequence_number=self._next(), response=self._response("in_progress", [])
+            ),
+            ResponseEvent(
+                type="response.in_progress", sequence_number=self._next(), response=self._response("in_progress", [])
+            ),
+            OutputItemEvent(
+                type="response.output_item.added",
+                sequence_number=self._next(),
+                output_index=0,
+                item=self._message("in_progress", None),
+            ),
+            ContentPartEvent(
+                type="response.content_part.added",
+                sequence_number=self._next(),
+                item_id=self.item_id,
+                output_index=0,
+                content_index=0,
+                part=part,
+            ),
         ]
 
     def delta_chunk(self, delta: engine.Delta) -> TextDeltaEvent | None:
         self.add(delta)
         if not delta.text:
             return None
-        return TextDeltaEvent(type="response.output_text.delta", sequence_number=self._next(), item_id=self.item_id,
-                              output_index=0, content_index=0, delta=delta.text)
+        return TextDeltaEvent(
+            type="response.output_text.delta",
+            sequence_number=self._next(),
+            item_id=self.item_id,
+            output_index=0,
+            content_index=0,
+            delta=delta.text,
+        )
 
     def finish_chunk(self, index: int, reason: str) -> None:
         return None  # the closing chunks say it
@@ -383,16 +430,22 @@ class ResponsesBuilder(ResponseBuilder):
         ids = {"item_id": self.item_id, "output_index": 0, "content_index": 0}
         return [
             TextDoneEvent(type="response.output_text.done", sequence_number=self._next(), text=text, **ids),
-            ContentPartEvent(type="response.content_part.done", sequence_number=self._next(),
-                             part=OutputText(text=text), **ids),
-            OutputItemEvent(type="response.output_item.done", sequence_number=self._next(), output_index=0,
-                            item=final.output[0]),
-            ResponseEvent(type=f"response.{final.status}",  # type: ignore[arg-type]  (completed or incomplete)
-                          sequence_number=self._next(), response=final),
+            ContentPartEvent(
+                type="response.content_part.done", sequence_number=self._next(), part=OutputText(text=text), **ids
+            ),
+            OutputItemEvent(
+                type="response.output_item.done", sequence_number=self._next(), output_index=0, item=final.output[0]
+            ),
+            ResponseEvent(
+                type=f"response.{final.status}",  # type: ignore[arg-type]  (completed or incomplete)
+                sequence_number=self._next(),
+                response=final,
+            ),
         ]
 
     def failure_chunk(self, error: ApiError) -> ResponseEvent:
         detail = error.detail
-        failed = self._response("failed", [], error=ResponseError(code=detail.code or detail.type,
-                                                                    message=detail.message))
+        failed = self._response(
+            "failed", [], error=ResponseError(code=detail.code or detail.type, message=detail.message)
+        )
         return ResponseEvent(type="response.failed", sequence_number=self._next(), response=failed)

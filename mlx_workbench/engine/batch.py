@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Optional
 
 from mlx_lm.generate import BatchGenerator
 
@@ -19,19 +18,21 @@ class Batch:
         self.entry = entry
         self.size = config.completion_batch_size
         self.generator = BatchGenerator(
-            entry.module, stop_tokens=[[t] for t in entry.stop_ids],
+            entry.module,
+            stop_tokens=[[t] for t in entry.stop_ids],
             completion_batch_size=config.completion_batch_size,
             prefill_step_size=config.prefill_step_size,
         )
         self.choices: dict[int, Choice] = {}  # uid -> choice
         self.waiting: deque[Submission] = deque()
-        self.scoring: Optional[Submission] = None  # the request whose prompt is being scored
+        self.scoring: Submission | None = None  # the request whose prompt is being scored
 
     def has_room(self, n: int) -> bool:
         # Places are taken already by the other choices of a request with n > 1, which join
         # after its prefill (Scheduler._fork_choices), and by a request to generate once scored.
-        taken = len(self.choices) + sum(len(c.sub.choices) - 1 for c in self.choices.values()
-                                        if c.index == 0 and c.sub.choices[-1].uid is None)
+        taken = len(self.choices) + sum(
+            len(c.sub.choices) - 1 for c in self.choices.values() if c.index == 0 and c.sub.choices[-1].uid is None
+        )
         if self.scoring is not None and self.scoring.request.sampling.max_tokens:
             taken += self.scoring.request.n
         return taken == 0 or taken + n <= self.size

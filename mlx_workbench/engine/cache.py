@@ -9,20 +9,20 @@ to feed the model. Device thread only.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, trim_prompt_cache
 
 
 class PromptCache:
-    def __init__(self, max_size: int, max_bytes: Optional[int] = None):
+    def __init__(self, max_size: int, max_bytes: int | None = None):
         self.max_size = max_size  # cached prefixes per entry; 0 disables the cache
         self.max_bytes = max_bytes  # over all entries; None: no limit
         self.hits = 0
         self.misses = 0
         self._by_entry: dict[str, LRUPromptCache] = {}
 
-    def fetch(self, key: str, tokens: list[int]) -> tuple[Optional[list[Any]], list[int]]:
+    def fetch(self, key: str, tokens: list[int]) -> tuple[list[Any] | None, list[int]]:
         """(a copy of the KV cache of the longest cached prefix of `tokens`, or
         None; the tokens still to process, never empty)."""
         lru = self._by_entry.get(key)

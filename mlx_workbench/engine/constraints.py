@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 # JSON with fixed separators and no free whitespace: a small model left free to put
 # whitespace anywhere can loop in it, and the text is the same JSON.
-_JSON_OPTIONS: "JsonCompileOptions" = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+_JSON_OPTIONS: JsonCompileOptions = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 _tokenizers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -53,7 +53,8 @@ def grammar_tokenizer(tokenizer, vocab_size: int, stop_ids: list[int]) -> llguid
     built = _tokenizers.get(tokenizer)
     if built is None:
         built = _tokenizers[tokenizer] = llguidance.hf.from_tokenizer(
-            tokenizer._tokenizer, n_vocab=vocab_size, eos_token=list(stop_ids))
+            tokenizer._tokenizer, n_vocab=vocab_size, eos_token=list(stop_ids)
+        )
     return built
 
 
@@ -65,7 +66,7 @@ class MatcherFactory:
         if self._template.is_error():
             raise InvalidRequest(f"{param} cannot be enforced: {self._template.get_error()}", param=param)
 
-    def new(self) -> "GrammarMask":
+    def new(self) -> GrammarMask:
         return GrammarMask(self._template.deep_copy())
 
 

@@ -14,7 +14,6 @@ import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Optional
 
 
 @dataclass
@@ -29,7 +28,7 @@ class Conversation:
 
 
 class ConversationStore:
-    def __init__(self, max_count: int, max_bytes: Optional[int]):
+    def __init__(self, max_count: int, max_bytes: int | None):
         self.max_count = max_count  # 0 stores nothing
         self.max_bytes = max_bytes  # None: no limit
         self.nbytes = 0
@@ -52,7 +51,7 @@ class ConversationStore:
                 self._remove(next(iter(self._items)))
         return True
 
-    def get(self, id: str) -> Optional[Conversation]:
+    def get(self, id: str) -> Conversation | None:
         with self._lock:
             conversation = self._items.get(id)
             if conversation is not None:

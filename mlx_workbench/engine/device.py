@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Callable, Optional, Protocol
+from typing import Protocol
 
 from .errors import EngineError, EngineNotReady
 
@@ -32,7 +33,7 @@ class Work(Protocol):
 
     def step(self) -> None: ...
 
-    def tick(self) -> Optional[float]:
+    def tick(self) -> float | None:
         """Housekeeping while idle; returns seconds until the next tick, or None."""
 
     def close(self, error: EngineError) -> None:
@@ -43,13 +44,13 @@ _STOP = object()
 
 
 class DeviceThread:
-    def __init__(self, work: Work, on_exit: Callable[["DeviceThread"], None], name: str = "mlx-device"):
+    def __init__(self, work: Work, on_exit: Callable[[DeviceThread], None], name: str = "mlx-device"):
         self.work = work
-        self.error: Optional[BaseException] = None  # why the loop died, if it did
+        self.error: BaseException | None = None  # why the loop died, if it did
         self._on_exit = on_exit
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._stop_error: Optional[EngineError] = None
-        self._exit_error: Optional[Exception] = None  # set once the loop is over: late jobs fail with it
+        self._stop_error: EngineError | None = None
+        self._exit_error: Exception | None = None  # set once the loop is over: late jobs fail with it
         self._closed = threading.Event()  # the loop is over and MLX state released
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -80,7 +81,7 @@ class DeviceThread:
         if self._exit_error is not None:  # too late: nobody will run it
             self._fail_queued(self._exit_error)
 
-    def stop(self, error: EngineError, timeout: Optional[float] = None) -> None:
+    def stop(self, error: EngineError, timeout: float | None = None) -> None:
         """Finish the current step, fail what is in flight with `error`, release
         models on the device thread, and wait until that is done."""
         self._stop_error = error
@@ -88,7 +89,7 @@ class DeviceThread:
         if not self.current:
             self._closed.wait(timeout)
 
-    def wait_closed(self, timeout: Optional[float] = None) -> bool:
+    def wait_closed(self, timeout: float | None = None) -> bool:
         return self._closed.wait(timeout)
 
     def _run(self) -> None:

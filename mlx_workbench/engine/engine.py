@@ -48,9 +48,9 @@ import logging
 import queue
 import threading
 import weakref
+from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import replace
-from typing import AsyncGenerator, Callable, Iterator, Optional
 
 from ..model_ids import format_id, parse_id
 from .batch import Batch
@@ -70,18 +70,19 @@ MAX_RESTARTS = 3  # device thread deaths the engine recovers from before it give
 
 
 class Engine:
-    def __init__(self, config: Optional[EngineConfig] = None):
+    def __init__(self, config: EngineConfig | None = None):
         self.config = config or EngineConfig()
         self._state = "stopped"
-        self._error: Optional[str] = None
+        self._error: str | None = None
         self._restarts = 0
         self._queued = 0  # submitted, not yet in a batch (nor ended)
         self._lock = threading.Lock()  # guards _queued; taken per request, never per token
-        self._scheduler: Optional[Scheduler] = None
-        self._device: Optional[DeviceThread] = None
+        self._scheduler: Scheduler | None = None
+        self._device: DeviceThread | None = None
         # Conversations continued by id; their prompts hit the prompt cache by their tokens.
-        self.conversations = ConversationStore(self.config.conversation_store_size,
-                                               self.config.conversation_store_bytes)
+        self.conversations = ConversationStore(
+            self.config.conversation_store_size, self.config.conversation_store_bytes
+        )
 
     # ---- lifecycle ---------------------------------------------------------
 
@@ -105,7 +106,8 @@ class Engine:
     def _preload(self) -> None:
         for model_id in self.config.preload:
             self.load(*self._resolve(model_id, None)).add_done_callback(
-                lambda f, m=model_id: f.exception() and log.error("preloading %s failed: %s", m, f.exception()))
+                lambda f, m=model_id: f.exception() and log.error("preloading %s failed: %s", m, f.exception())
+            )
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._device is None or self._state == "stopped":
@@ -130,8 +132,14 @@ class Engine:
 
     def status(self) -> EngineStatus:
         snapshot = self._scheduler.snapshot if self._scheduler else EngineStatus(state="stopped")
-        return replace(snapshot, state=self._state, queued_requests=self._queued,
-                       queue_limit=self.config.queue_limit, restarts=self._restarts, error=self._error)
+        return replace(
+            snapshot,
+            state=self._state,
+            queued_requests=self._queued,
+            queue_limit=self.config.queue_limit,
+            restarts=self._restarts,
+            error=self._error,
+        )
 
     # ---- generation --------------------------------------------------------
 
@@ -200,8 +208,12 @@ class Engine:
         if self._device is not None:
             self.device.post(self.scheduler.cancel, request_id, self.scheduler.steps)
 
-    def _submit(self, request: GenerationRequest, send: Callable[[list[Event]], None],
-                loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
+    def _submit(
+        self,
+        request: GenerationRequest,
+        send: Callable[[list[Event]], None],
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         """Queue `request`; its events go to `send`, called on `loop` if given."""
         if self._state != "running":
             raise EngineNotReady(f"The engine is {self._state}." + (f" {self._error}" if self._error else ""))
@@ -221,7 +233,7 @@ class Engine:
         job.add_done_callback(lambda f: self._never_ran(sub, f.exception()))
 
     @staticmethod
-    def _never_ran(sub: Submission, error: Optional[BaseException]) -> None:
+    def _never_ran(sub: Submission, error: BaseException | None) -> None:
         """If the device thread ended before it took the request (`error`): end it anyway."""
         if error is None:
             return
@@ -236,7 +248,7 @@ class Engine:
         with self._lock:
             self._queued -= 1
 
-    def _resolve(self, model_id: str, adapter: Optional[str]) -> tuple[str, Optional[str]]:
+    def _resolve(self, model_id: str, adapter: str | None) -> tuple[str, str | None]:
         """("name", adapter) for "name" or "name:adapter"; ModelNotFound if unknown."""
         model, named = parse_id(model_id, self.config.models)
         adapter = adapter or named
@@ -268,21 +280,21 @@ class Engine:
         """The requests submitted and not yet ended (a copy: the device thread changes it)."""
         return list(self.scheduler.submissions)
 
-    def batch(self, entry_id: str) -> Optional[Batch]:
+    def batch(self, entry_id: str) -> Batch | None:
         """The batch of entry `entry_id` while it has requests; None once idle."""
         return self.scheduler.batches.get(entry_id)
 
     # ---- pool admin --------------------------------------------------------
 
-    def load(self, model: str, adapter: Optional[str] = None, pin: Optional[bool] = None) -> Future:
+    def load(self, model: str, adapter: str | None = None, pin: bool | None = None) -> Future:
         """Load (model, adapter); `model` may be a configured name, a local folder
         or a Hugging Face repo id (registered under that name)."""
         return self._admin(self._load, model, adapter, pin)
 
-    def unload(self, model: str, adapter: Optional[str] = None) -> Future:
+    def unload(self, model: str, adapter: str | None = None) -> Future:
         return self._admin(self._unload, model, adapter)
 
-    def pin(self, model: str, adapter: Optional[str] = None, pinned: bool = True) -> Future:
+    def pin(self, model: str, adapter: str | None = None, pinned: bool = True) -> Future:
         return self._admin(self._pin, model, adapter, pinned)
 
     def _admin(self, job: Callable, *args) -> Future:
@@ -295,12 +307,13 @@ class Engine:
             self.scheduler.publish()
 
         self.device.submit(run).add_done_callback(
-            lambda f: f.exception() and not result.done() and result.set_exception(f.exception()))
+            lambda f: f.exception() and not result.done() and result.set_exception(f.exception())
+        )
         return result
 
     # The jobs below run on the device thread.
 
-    def _load(self, result: Future, model: str, adapter: Optional[str], pin: Optional[bool]) -> None:
+    def _load(self, result: Future, model: str, adapter: str | None, pin: bool | None) -> None:
         pool = self.scheduler.pool
         if adapter is None and parse_id(model, self.config.models).model not in self.config.models:
             pool.register(model)  # a path or repo id, not "configured:adapter"
@@ -316,14 +329,16 @@ class Engine:
 
         pool.acquire(model, adapter, ready)
 
-    def _unload(self, result: Future, model: str, adapter: Optional[str]) -> None:
+    def _unload(self, result: Future, model: str, adapter: str | None) -> None:
         model, adapter = self._resolve(model, adapter)
         pool = self.scheduler.pool
         entry = pool.entry(model, adapter)
         busy = [e for e in pool.with_adapters(entry) if e.active_requests]
         if busy:
-            raise ModelBusy(f"'{busy[0].id}' is serving {busy[0].active_requests} requests; "
-                                 "unload it once they finish.", param="model")
+            raise ModelBusy(
+                f"'{busy[0].id}' is serving {busy[0].active_requests} requests; unload it once they finish.",
+                param="model",
+            )
         if entry.state == "loaded":
             pool.unload(entry)
         elif entry.state == "failed":
@@ -331,10 +346,9 @@ class Engine:
         self.scheduler.publish()
         result.set_result(entry.status())
 
-    def _pin(self, result: Future, model: str, adapter: Optional[str], pinned: bool) -> None:
+    def _pin(self, result: Future, model: str, adapter: str | None, pinned: bool) -> None:
         model, adapter = self._resolve(model, adapter)
         entry = self.scheduler.pool.entry(model, adapter)
         entry.pinned = pinned
         self.scheduler.publish()
         result.set_result(entry.status())
-

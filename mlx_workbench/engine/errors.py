@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 
 class EngineError(Exception):
     """Base of every error a request can fail with. `param` names the request
     field at fault, when there is one."""
 
-    def __init__(self, message: str, param: Optional[str] = None):
+    def __init__(self, message: str, param: str | None = None):
         super().__init__(message)
         self.message = message
         self.param = param
@@ -36,7 +34,7 @@ class ContextLengthExceeded(InvalidRequest):
 
 
 class ModelNotFound(EngineError):
-    def __init__(self, name: str, known: list[str], reason: Optional[str] = None):
+    def __init__(self, name: str, known: list[str], reason: str | None = None):
         listing = ", ".join(known) if known else "none"
         why = f" ({reason.rstrip('.')})" if reason else ""
         super().__init__(f"The model '{name}' does not exist{why}. Known models: {listing}.", param="model")

@@ -10,7 +10,6 @@ checkpoint fine-tuned on ChatML speaks ChatML.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from jinja2 import TemplateError, TemplateSyntaxError
 
@@ -23,10 +22,10 @@ ROLES = ("system", "user", "assistant")
 @dataclass(frozen=True)
 class Family:
     name: str
-    marker: Optional[str]  # a special token only this family's chat format uses
+    marker: str | None  # a special token only this family's chat format uses
     model_types: tuple[str, ...]  # prefixes of config.json model_type / architectures
     stop_tokens: tuple[str, ...]  # the family's end-of-turn and end-of-text tokens
-    template: Optional[str]  # Jinja, used when the tokenizer has no chat template
+    template: str | None  # Jinja, used when the tokenizer has no chat template
     system_role: bool = True  # False: the standard template folds system text into the next user turn
 
     def render(self, tokenizer, messages: list) -> list[int]:

@@ -26,8 +26,9 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional, cast
+from typing import cast
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,11 @@ def _sha256(path: Path, size: int, mtime_ns: int) -> str:
 def cache_root() -> Path:
     """Where converted GGUF files are kept: $MLX_WORKBENCH_CACHE, else the user's cache folder."""
     explicit = os.environ.get("MLX_WORKBENCH_CACHE")
-    base = Path(explicit) if explicit else Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "mlx_workbench"
+    base = (
+        Path(explicit)
+        if explicit
+        else Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "mlx_workbench"
+    )
     return base / "gguf"
 
 
@@ -119,7 +124,9 @@ def converted(src: Path, progress: Callable[[float], None]) -> Path:
                 elif line.strip():
                     output.append(line.strip())
     if proc.returncode != 0:
-        raise GGUFError(output[-1].removeprefix("error: ") if output else f"The converter exited with {proc.returncode}.")
+        raise GGUFError(
+            output[-1].removeprefix("error: ") if output else f"The converter exited with {proc.returncode}."
+        )
     log.info("converted %s into %s: %s", src, dest, " / ".join(output))
     return dest
 
@@ -130,8 +137,9 @@ _converting: dict[Path, threading.Lock] = {}
 # ---- conversion (MLX) ---------------------------------------------------------
 
 
-def convert(src: Path, dest: Path, dtype: Optional[str] = None,
-            progress: Callable[[float], None] = lambda fraction: None) -> Path:
+def convert(
+    src: Path, dest: Path, dtype: str | None = None, progress: Callable[[float], None] = lambda fraction: None
+) -> Path:
     """Write the mlx_lm folder of GGUF file `src` to `dest` (replaced whole, never
     left half written). `progress` gets fractions of the work done."""
     import mlx.core as mx
@@ -142,16 +150,24 @@ def convert(src: Path, dest: Path, dtype: Optional[str] = None,
     progress(0.2)
     arch = meta.get("general.architecture")
     if arch not in ARCHITECTURES:
-        raise GGUFError(f"'{src.name}': GGUF architecture '{arch}' is not supported "
-                        f"(supported: {', '.join(ARCHITECTURES)}).")
+        raise GGUFError(
+            f"'{src.name}': GGUF architecture '{arch}' is not supported (supported: {', '.join(ARCHITECTURES)})."
+        )
     config = llama_config(meta, weights)
     tensors = llama_weights(weights, config, getattr(mx, dtype))
     config["quantization"] = quantization(tensors)
     config["torch_dtype"] = dtype
-    dense = [n for n, a in tensors.items() if a.ndim == 2 and n.endswith(".weight") and n[:-7] + ".scales" not in tensors]
+    dense = [
+        n for n, a in tensors.items() if a.ndim == 2 and n.endswith(".weight") and n[:-7] + ".scales" not in tensors
+    ]
     if dense:
-        log.warning("%s: %d weight matrices are not in a quantized type MLX keeps (Q4_0, Q4_1, Q8_0): "
-                    "dense %s, e.g. %s", src.name, len(dense), dtype, dense[0])
+        log.warning(
+            "%s: %d weight matrices are not in a quantized type MLX keeps (Q4_0, Q4_1, Q8_0): dense %s, e.g. %s",
+            src.name,
+            len(dense),
+            dtype,
+            dense[0],
+        )
     progress(0.4)
     tokenizer_json, tokenizer_config, generation_config = tokenizer_files(src.name, meta)
     progress(0.5)
@@ -161,8 +177,12 @@ def convert(src: Path, dest: Path, dtype: Optional[str] = None,
     try:
         mx.save_safetensors(str(tmp / "model.safetensors"), tensors, metadata={"format": "mlx"})
         progress(0.9)
-        files = {"config.json": config, "tokenizer.json": tokenizer_json,
-                 "tokenizer_config.json": tokenizer_config, "generation_config.json": generation_config}
+        files = {
+            "config.json": config,
+            "tokenizer.json": tokenizer_json,
+            "tokenizer_config.json": tokenizer_config,
+            "generation_config.json": generation_config,
+        }
         for name, content in files.items():
             (tmp / name).write_text(json.dumps(content, indent=2, ensure_ascii=False))
         umask = os.umask(0)
@@ -190,7 +210,8 @@ def _read(src: Path) -> tuple[dict, dict]:
 
 def _unsupported_types(src: Path) -> str:
     """Which tensor types stop mx.load, named by llama.cpp's own reader (the `gguf` package)."""
-    from gguf import GGMLQuantizationType as T, GGUFReader
+    from gguf import GGMLQuantizationType as T
+    from gguf import GGUFReader
 
     readable = {T.F32, T.F16, T.Q4_0, T.Q4_1, T.Q8_0, T.Q2_K, T.Q4_K, T.Q6_K, T.BF16}
     try:
@@ -210,8 +231,9 @@ def llama_config(meta: dict, weights: dict) -> dict:
         return value
 
     if "rope_freqs.weight" in weights or meta.get(f"{arch}.rope.scaling.type", "none") not in ("none", "linear"):
-        raise GGUFError("This GGUF file scales RoPE (Llama 3.1 style rope_freqs or YaRN), which the converter "
-                        "does not support yet.")
+        raise GGUFError(
+            "This GGUF file scales RoPE (Llama 3.1 style rope_freqs or YaRN), which the converter does not support yet."
+        )
     heads = get("attention.head_count")
     hidden = get("embedding_length")
     config = {
@@ -241,8 +263,11 @@ def llama_weights(weights: dict, config: dict, dtype) -> dict:
     every float (dense weights, scales, biases) in `dtype`; packed integers as they are."""
     import mlx.core as mx
 
-    names = {gguf.format(i): mlx.format(i) for gguf, mlx in LLAMA_NAMES.items()
-             for i in range(config["num_hidden_layers"] if "{}" in gguf else 1)}
+    names = {
+        gguf.format(i): mlx.format(i)
+        for gguf, mlx in LLAMA_NAMES.items()
+        for i in range(config["num_hidden_layers"] if "{}" in gguf else 1)
+    }
     heads = {"q_proj": config["num_attention_heads"], "k_proj": config["num_key_value_heads"]}
     out = {}
     for name, array in weights.items():
@@ -266,7 +291,7 @@ def unpermute_rows(array, n_heads: int):
     return array.reshape(n_heads, rows // n_heads // 2, 2, *rest).swapaxes(1, 2).reshape(rows, *rest)
 
 
-def quantization(tensors: dict) -> Optional[dict]:
+def quantization(tensors: dict) -> dict | None:
     """config.json's "quantization": the most common bits as the default, every
     module that differs named with its own (token_embd is often Q8_0 next to Q4)."""
     bits = {}
@@ -277,8 +302,11 @@ def quantization(tensors: dict) -> Optional[dict]:
     if not bits:
         return None
     common = max(set(bits.values()), key=list(bits.values()).count)
-    return {"group_size": GROUP_SIZE, "bits": common,
-            **{m: {"group_size": GROUP_SIZE, "bits": b} for m, b in sorted(bits.items()) if b != common}}
+    return {
+        "group_size": GROUP_SIZE,
+        "bits": common,
+        **{m: {"group_size": GROUP_SIZE, "bits": b} for m, b in sorted(bits.items()) if b != common},
+    }
 
 
 # ---- tokenizer (no MLX) ---------------------------------------------------------
@@ -292,12 +320,14 @@ def tokenizer_files(name: str, meta: dict) -> tuple[dict, dict, dict]:
         what = "a SentencePiece vocabulary ('llama')" if kind == "llama" else f"tokenizer model '{kind}'"
         raise GGUFError(f"'{name}' has {what}; the converter reads byte-level BPE vocabularies ('gpt2') only.")
     if pre not in PRE_TOKENIZERS:
-        raise GGUFError(f"'{name}' splits text with pre-tokenizer '{pre}', which the converter does not know "
-                        f"(known: {', '.join(PRE_TOKENIZERS)}).")
+        raise GGUFError(
+            f"'{name}' splits text with pre-tokenizer '{pre}', which the converter does not know "
+            f"(known: {', '.join(PRE_TOKENIZERS)})."
+        )
     tokens = list(meta["tokenizer.ggml.tokens"])
     types = meta.get("tokenizer.ggml.token_type") or [1] * len(tokens)
 
-    def token(key: str) -> Optional[str]:
+    def token(key: str) -> str | None:
         i = meta.get(f"tokenizer.ggml.{key}_token_id")
         return tokens[i] if i is not None and 0 <= i < len(tokens) else None
 
@@ -308,23 +338,43 @@ def tokenizer_files(name: str, meta: dict) -> tuple[dict, dict, dict]:
         "truncation": None,
         "padding": None,
         "added_tokens": [
-            {"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
-             "normalized": types[i] != CONTROL, "special": types[i] == CONTROL}
-            for i, t in enumerate(tokens) if types[i] in (CONTROL, USER_DEFINED)
+            {
+                "id": i,
+                "content": t,
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": types[i] != CONTROL,
+                "special": types[i] == CONTROL,
+            }
+            for i, t in enumerate(tokens)
+            if types[i] in (CONTROL, USER_DEFINED)
         ],
         "normalizer": None,
         "pre_tokenizer": PRE_TOKENIZERS[pre],
         "post_processor": {
             "type": "TemplateProcessing",
             "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-            "pair": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
-                     {"SpecialToken": {"id": bos, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "pair": [
+                {"SpecialToken": {"id": bos, "type_id": 0}},
+                {"Sequence": {"id": "A", "type_id": 0}},
+                {"SpecialToken": {"id": bos, "type_id": 1}},
+                {"Sequence": {"id": "B", "type_id": 1}},
+            ],
             "special_tokens": {bos: {"id": bos, "ids": [tokens.index(bos)], "tokens": [bos]}},
-        } if add_bos else None,
+        }
+        if add_bos
+        else None,
         "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
         "model": {
-            "type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
-            "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": None,
+            "continuing_subword_prefix": None,
+            "end_of_word_suffix": None,
+            "fuse_unk": False,
+            "byte_fallback": False,
+            "ignore_merges": False,
             "vocab": {t: i for i, t in enumerate(tokens)},
             "merges": [m.split(" ", 1) for m in meta.get("tokenizer.ggml.merges", [])],
         },
@@ -341,8 +391,11 @@ def tokenizer_files(name: str, meta: dict) -> tuple[dict, dict, dict]:
     }
     if meta.get("tokenizer.chat_template"):
         tokenizer_config["chat_template"] = meta["tokenizer.chat_template"]
-    stop = {meta[f"tokenizer.ggml.{key}_token_id"] for key in ("eos", "eot", "eom")
-            if meta.get(f"tokenizer.ggml.{key}_token_id") is not None}
+    stop = {
+        meta[f"tokenizer.ggml.{key}_token_id"]
+        for key in ("eos", "eot", "eom")
+        if meta.get(f"tokenizer.ggml.{key}_token_id") is not None
+    }
     stop |= {i for i, t in enumerate(tokens) if types[i] == CONTROL and t in END_OF_TURN}
     generation_config = {"bos_token_id": meta.get("tokenizer.ggml.bos_token_id"), "eos_token_id": sorted(stop)}
     return tokenizer_json, tokenizer_config, generation_config

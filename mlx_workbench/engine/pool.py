@@ -4,8 +4,8 @@ budget and a count limit, pinning, idle unloading, shared loads.
 Device thread only, except what a load needs and MLX does not do (the Hugging Face
 download, the conversion of a GGUF file in a subprocess, the config and tokenizer
 files), which a helper thread does before it hands the load back through `post`.
-On the device thread the weights are then evaluated a chunk per job, between decode steps: streams of loaded models go on
-while another loads. An adapter entry builds a second module over the base's own
+On the device thread the weights are then evaluated a chunk per job, between decode
+steps: streams of loaded models go on while another loads. An adapter entry builds a second module over the base's own
 arrays and applies the adapter with mlx_lm's tuner, so K adapters cost the base
 once plus the adapters.
 """
@@ -19,9 +19,10 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import mlx.core as mx
 from mlx.utils import tree_flatten
@@ -41,26 +42,26 @@ MAX_FORGOTTEN = 8  # failed entries of unknown names kept in the status
 # Weights evaluated per device job while a model loads: what a decode step may wait.
 LOAD_CHUNK_BYTES = 32 * 2**20
 
-Ready = Callable[["Entry", Optional[EngineError]], None]  # called once the entry is loaded or failed
+Ready = Callable[["Entry", EngineError | None], None]  # called once the entry is loaded or failed
 
 
 @dataclass(eq=False)
 class Entry:
     model: str
-    adapter: Optional[str]
+    adapter: str | None
     state: EntryState = "unloaded"
     progress: float = 0.0
     pinned: bool = False
     memory_bytes: int = 0
-    last_used: Optional[float] = None
+    last_used: float | None = None
     active_requests: int = 0  # kept by the scheduler
-    error: Optional[str] = None
-    path: Optional[Path] = None  # local model folder once known
+    error: str | None = None
+    path: Path | None = None  # local model folder once known
     module: Any = None  # the mlx nn.Module
     tokenizer: Any = None  # mlx_lm TokenizerWrapper (shared by a base and its adapters)
     config: dict = field(default_factory=dict)
     generation_config: dict = field(default_factory=dict)
-    family: Optional[Family] = None  # set once loaded
+    family: Family | None = None  # set once loaded
     max_token_bytes: int = 0  # UTF-8 bytes of the vocabulary's longest token
     stop_ids: list[int] = field(default_factory=list)  # the tokens that end an answer
     waiters: list[Ready] = field(default_factory=list)
@@ -70,15 +71,23 @@ class Entry:
         return format_id(self.model, self.adapter)
 
     @property
-    def context_length(self) -> Optional[int]:
+    def context_length(self) -> int | None:
         return self.config.get("max_position_embeddings")
 
     def status(self) -> EntryStatus:
         return EntryStatus(
-            id=self.id, model=self.model, adapter=self.adapter, state=self.state,
-            progress=self.progress, memory_bytes=self.memory_bytes, pinned=self.pinned,
-            family=self.family.name if self.family else None, context_length=self.context_length,
-            last_used=self.last_used, active_requests=self.active_requests, error=self.error,
+            id=self.id,
+            model=self.model,
+            adapter=self.adapter,
+            state=self.state,
+            progress=self.progress,
+            memory_bytes=self.memory_bytes,
+            pinned=self.pinned,
+            family=self.family.name if self.family else None,
+            context_length=self.context_length,
+            last_used=self.last_used,
+            active_requests=self.active_requests,
+            error=self.error,
         )
 
 
@@ -94,14 +103,17 @@ class ModelFiles:
     max_token_bytes: int
 
     @classmethod
-    def read(cls, path: Path) -> "ModelFiles":
+    def read(cls, path: Path) -> ModelFiles:
         config = load_config(path)
         tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id"))
         family = detect_family(config, tokenizer)
         generation = path / "generation_config.json"
         generation_config = json.loads(generation.read_text()) if generation.exists() else {}
         return cls(
-            config, generation_config, tokenizer, family,
+            config,
+            generation_config,
+            tokenizer,
+            family,
             stop_ids=sorted(family.stop_token_ids(tokenizer, generation_config, config)),
             max_token_bytes=max(len(token.encode()) for token in tokenizer.get_vocab()),
         )
@@ -136,7 +148,7 @@ class Pool:
 
     # ---- names -------------------------------------------------------------
 
-    def spec(self, model: str) -> Optional[ModelSpec]:
+    def spec(self, model: str) -> ModelSpec | None:
         return self.config.models.get(model)
 
     def register(self, model: str) -> ModelSpec:
@@ -146,7 +158,7 @@ class Pool:
             self._named.add(model)
         return self.config.models[model]
 
-    def entry(self, model: str, adapter: Optional[str] = None) -> Entry:
+    def entry(self, model: str, adapter: str | None = None) -> Entry:
         key = format_id(model, adapter)
         if key not in self.entries:
             self.entries[key] = Entry(model, adapter)
@@ -154,7 +166,7 @@ class Pool:
 
     # ---- loading -----------------------------------------------------------
 
-    def acquire(self, model: str, adapter: Optional[str], ready: Ready) -> None:
+    def acquire(self, model: str, adapter: str | None, ready: Ready) -> None:
         """Call `ready(entry, None)` once (model, adapter) is loaded, at once if it
         is; `ready(entry, error)` if it cannot be. Concurrent callers share one load."""
         entry = self.entry(model, adapter)
@@ -183,10 +195,11 @@ class Pool:
         repo_id = None if local.exists() else spec.path
         threading.Thread(target=self._read, args=(entry, local, repo_id), daemon=True).start()
 
-    def _read(self, entry: Entry, local: Path, repo_id: Optional[str]) -> None:
+    def _read(self, entry: Entry, local: Path, repo_id: str | None) -> None:
         """Helper thread: fetch a Hugging Face repo or convert a GGUF file if need be
         (90% of the progress), read the files around the weights, and hand over to the
         device thread."""
+
         def progress(fraction: float) -> None:
             entry.progress = 0.9 * fraction
             self._post(self.changed)
@@ -252,11 +265,14 @@ class Pool:
         spec = self.spec(entry.model)
         adapters = spec.adapters if spec else {}
         if entry.adapter not in adapters:
-            raise LoadFailed(f"The model '{entry.model}' has no adapter '{entry.adapter}'. "
-                             f"Known adapters: {', '.join(adapters) or 'none'}.", param="model")
+            raise LoadFailed(
+                f"The model '{entry.model}' has no adapter '{entry.adapter}'. "
+                f"Known adapters: {', '.join(adapters) or 'none'}.",
+                param="model",
+            )
         return Path(adapters[entry.adapter]).expanduser()
 
-    def _load_adapter(self, entry: Entry, base: Entry, base_error: Optional[EngineError]) -> None:
+    def _load_adapter(self, entry: Entry, base: Entry, base_error: EngineError | None) -> None:
         """Once its base is loaded; small, so at once."""
         if base_error is not None:
             return self._done(entry, base_error)
@@ -281,7 +297,7 @@ class Pool:
         entry.memory_bytes = mx.get_active_memory() - before
         self._loaded(entry)
 
-    def _done(self, entry: Entry, error: Optional[EngineError]) -> None:
+    def _done(self, entry: Entry, error: EngineError | None) -> None:
         if error is not None:
             entry.state, entry.error, entry.progress = "failed", error.message, 0.0
             self._release(entry)
@@ -308,13 +324,14 @@ class Pool:
     def loaded(self) -> list[Entry]:
         return [e for e in self.entries.values() if e.state == "loaded"]
 
-    def _make_room(self, entry: Entry, estimate: int, keep: Optional[Entry] = None) -> None:
+    def _make_room(self, entry: Entry, estimate: int, keep: Entry | None = None) -> None:
         """Unload least recently used entries until `estimate` more bytes and one
         more entry fit; MemoryBudgetExceeded if they cannot."""
         budget, limit = self.config.memory_budget, self.config.max_loaded
         if budget is not None and estimate > budget:
             raise MemoryBudgetExceeded(
-                f"'{entry.id}' needs about {estimate} bytes, more than the memory budget of {budget}.")
+                f"'{entry.id}' needs about {estimate} bytes, more than the memory budget of {budget}."
+            )
         while True:
             loaded = self.loaded()
             # A model still reading its weights holds its estimate already.
@@ -322,13 +339,15 @@ class Pool:
             used = sum(e.memory_bytes for e in held)
             if len(held) < limit and (budget is None or used + estimate <= budget):
                 return
-            victims = sorted((e for e in loaded if e is not keep and self._evictable(e)),
-                             key=lambda e: e.last_used or 0)
+            victims = sorted(
+                (e for e in loaded if e is not keep and self._evictable(e)), key=lambda e: e.last_used or 0
+            )
             if not victims:
                 raise MemoryBudgetExceeded(
                     f"Cannot load '{entry.id}': {len(held)} entries use {used} bytes "
                     f"(budget {budget}, max_loaded {limit}) and none may be unloaded "
-                    "(pinned or in use).")
+                    "(pinned or in use)."
+                )
             log.info("evicting %s to load %s", victims[0].id, entry.id)
             self.unload(victims[0])
 
@@ -339,8 +358,9 @@ class Pool:
         """`entry`, and if it is a base, its loaded adapters: what unloading it unloads."""
         if entry.adapter is not None:
             return [entry]
-        return [entry] + [e for e in self.entries.values()
-                          if e.model == entry.model and e.adapter and e.state == "loaded"]
+        return [entry] + [
+            e for e in self.entries.values() if e.model == entry.model and e.adapter and e.state == "loaded"
+        ]
 
     def unload(self, entry: Entry) -> None:
         """Unload `entry` (a base takes its adapters with it) and free the memory.
@@ -366,7 +386,7 @@ class Pool:
         if entry.adapter is not None:  # using an adapter uses its base
             self.entry(entry.model).last_used = entry.last_used
 
-    def unload_idle(self) -> Optional[float]:
+    def unload_idle(self) -> float | None:
         """Unload entries idle longer than idle_timeout; seconds until the next check."""
         timeout = self.config.idle_timeout
         if timeout is None:

@@ -47,8 +47,14 @@ class MergedEvents:
             return []
         if all_started:  # the last one just started: Started goes first, then what waited
             started = self._started.values()
-            out = [Started(prompt_tokens=sum(s.prompt_tokens for s in started),
-                           cached_tokens=sum(s.cached_tokens for s in started)), *self._held, *out]
+            out = [
+                Started(
+                    prompt_tokens=sum(s.prompt_tokens for s in started),
+                    cached_tokens=sum(s.cached_tokens for s in started),
+                ),
+                *self._held,
+                *out,
+            ]
             self._held = []
         return out
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 _ids = itertools.count(1)
 
@@ -51,10 +51,10 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     logit_bias: dict[int, float] = field(default_factory=dict)
     stop: list[str] = field(default_factory=list)
-    seed: Optional[int] = None
+    seed: int | None = None
     logprobs: bool = False
     top_logprobs: int = 0
-    constraint: Optional[Constraint] = None
+    constraint: Constraint | None = None
 
 
 @dataclass
@@ -66,14 +66,14 @@ class GenerationRequest:
     """
 
     model: str
-    adapter: Optional[str] = None
-    messages: Optional[list[dict]] = None
+    adapter: str | None = None
+    messages: list[dict] | None = None
     prompt: str | list[int] | None = None
     sampling: SamplingParams = field(default_factory=SamplingParams)
     n: int = 1
     # Score the prompt: its tokens' logprobs, with this many alternatives each. (With
     # sampling.max_tokens 0 nothing is generated.)
-    prompt_logprobs: Optional[int] = None
+    prompt_logprobs: int | None = None
     id: str = field(default_factory=lambda: f"req-{next(_ids)}")
 
 
@@ -115,7 +115,7 @@ class TopLogprob:
 class TokenLogprob:
     token: str
     token_id: int
-    logprob: Optional[float]  # None: a prompt's first token, which nothing predicts
+    logprob: float | None  # None: a prompt's first token, which nothing predicts
     top: list[TopLogprob] = field(default_factory=list)
 
 
@@ -127,7 +127,7 @@ class Delta:
     index: int
     text: str
     token_ids: list[int]
-    logprobs: Optional[list[TokenLogprob]] = None
+    logprobs: list[TokenLogprob] | None = None
 
 
 @dataclass
@@ -148,7 +148,7 @@ class Finished:
 
     index: int
     reason: FinishReason
-    stop_sequence: Optional[str] = None  # the stop string that ended it, if one did
+    stop_sequence: str | None = None  # the stop string that ended it, if one did
 
 
 @dataclass
@@ -161,7 +161,7 @@ class Usage:
     # Decode rate: the tokens sampled after each choice's first over generation_seconds
     # (None below two tokens). Measured on the device thread, it is free of the HTTP
     # and client timing that bunches tokens up on their way.
-    tokens_per_second: Optional[float] = None
+    tokens_per_second: float | None = None
 
     @property
     def total_tokens(self) -> int:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable, Optional
 
 import mlx.core as mx
 from mlx_lm.sample_utils import (
@@ -73,7 +73,7 @@ class LogitBias:
         return hash(self._key)
 
 
-def make_sampler(params: SamplingParams, choice: int = 0, bias: Optional[LogitBias] = None) -> Sampler:
+def make_sampler(params: SamplingParams, choice: int = 0, bias: LogitBias | None = None) -> Sampler:
     """The sampler for choice `choice` of a request (greedy when temperature is 0),
     with the request's `bias` (see the module docstring)."""
     if params.temperature == 0:
@@ -189,7 +189,7 @@ class StopStrings:
         self.stops = [s for s in stops if s]
         self._held = ""
         self.stopped = False
-        self.matched: Optional[str] = None  # the stop string that ended the text
+        self.matched: str | None = None  # the stop string that ended the text
 
     def feed(self, text: str) -> tuple[str, bool]:
         """(text safe to emit, whether a stop string was hit); nothing after a hit."""

@@ -13,14 +13,14 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import mlx.core as mx
 from mlx_lm.utils import maybe_set_recommended_wired_limit
 
+from ..model_ids import format_id
 from .batch import Batch
 from .cache import PromptCache
-from ..model_ids import format_id
 from .config import EngineConfig
 from .constraints import grammar_tokenizer, matcher_factory
 from .delivery import Outbox
@@ -74,8 +74,11 @@ class Scheduler:
             self._fail_request(sub, QueueFull(self.config.queue_limit))
         else:
             self.submissions[sub.request.id] = sub
-            self.pool.acquire(sub.model, sub.adapter,
-                              lambda entry, error: self._run_or_fail(sub, self._queue_for_batch, sub, entry, error))
+            self.pool.acquire(
+                sub.model,
+                sub.adapter,
+                lambda entry, error: self._run_or_fail(sub, self._queue_for_batch, sub, entry, error),
+            )
         self._after_job()
 
     def _must_wait(self, sub: Submission) -> bool:
@@ -133,7 +136,7 @@ class Scheduler:
 
     # ---- admission ---------------------------------------------------------
 
-    def _queue_for_batch(self, sub: Submission, entry: Entry, error: Optional[EngineError]) -> None:
+    def _queue_for_batch(self, sub: Submission, entry: Entry, error: EngineError | None) -> None:
         if sub.ended:  # cancelled while its model was loading
             return
         if error is not None:
@@ -184,7 +187,7 @@ class Scheduler:
         if not score.step():
             return self._post(self._run_or_fail, sub, self._score_chunk, batch, sub)
         batch.scoring = None
-        written = score.tokens[unwritten_tokens(batch.entry, sub.request, sub.prompt):]
+        written = score.tokens[unwritten_tokens(batch.entry, sub.request, sub.prompt) :]
         for choice in sub.choices:
             self._emit(sub, PromptLogprobs(choice.index, written))
         cache, sub.score = score.cache, None
@@ -204,9 +207,11 @@ class Scheduler:
     def _fork_choices(self, batch: Batch, choice: Choice) -> None:
         """Choice 0 has processed all but the last prompt token: start the others from a copy."""
         ((kv, tokens),) = batch.generator.extract_cache([choice.uid]).values()
-        self._insert_into_generator(batch, choice.sub.choices[1:], choice.sub.prompt[len(tokens):], kv, tokens)
+        self._insert_into_generator(batch, choice.sub.choices[1:], choice.sub.prompt[len(tokens) :], kv, tokens)
 
-    def _insert_into_generator(self, batch: Batch, choices: list[Choice], rest: list[int], kv, cached: list[int]) -> None:
+    def _insert_into_generator(
+        self, batch: Batch, choices: list[Choice], rest: list[int], kv, cached: list[int]
+    ) -> None:
         """Put `choices` into the generator: `rest` of the prompt on top of `kv` (holding `cached`)."""
         sub, entry = choices[0].sub, batch.entry
         params = sub.request.sampling
@@ -247,8 +252,12 @@ class Scheduler:
         except Exception as e:
             log.exception("generation failed for %s", batch.entry.id)
             first_line = str(e).partition("\n")[0]  # the whole of it is in the log
-            return self._fail_batch(batch, GenerationFailed(
-                f"The model '{batch.entry.id}' failed while generating: {type(e).__name__}: {first_line}"))
+            return self._fail_batch(
+                batch,
+                GenerationFailed(
+                    f"The model '{batch.entry.id}' failed while generating: {type(e).__name__}: {first_line}"
+                ),
+            )
         for r in prompt_responses:
             choice = batch.choices.get(r.uid)
             if r.end_of_prompt or choice is None or choice.index:
@@ -281,7 +290,7 @@ class Scheduler:
                 self._cache_prompt(batch, tokens, kv)
                 self._finish_choice(batch, batch.choices[uid], "stop")
 
-    def _cache_prompt(self, batch: Batch, tokens: Optional[list[int]], kv) -> None:
+    def _cache_prompt(self, batch: Batch, tokens: list[int] | None, kv) -> None:
         if tokens and kv:
             self.cache.store(batch.entry.id, tokens, kv)
 
@@ -301,7 +310,8 @@ class Scheduler:
         decoded = sub.sampled - len(sub.choices)
         span = last - first if first is not None and last is not None else 0.0
         return Usage(
-            prompt_tokens=len(sub.prompt), completion_tokens=sum(c.tokens for c in sub.choices),
+            prompt_tokens=len(sub.prompt),
+            completion_tokens=sum(c.tokens for c in sub.choices),
             cached_tokens=sub.cached_tokens,
             time_to_first_token=first - sub.submitted if first is not None else 0.0,
             generation_seconds=span,
@@ -361,7 +371,7 @@ class Scheduler:
 
     # ---- status ------------------------------------------------------------
 
-    def tick(self) -> Optional[float]:
+    def tick(self) -> float | None:
         """Idle housekeeping: unload idle entries, let tokens/s decay to 0."""
         next_check = self.pool.unload_idle()
         rate_decaying = self.snapshot.tokens_per_second > 0
@@ -381,8 +391,11 @@ class Scheduler:
             state="running",
             entries=[e.status() for e in self.pool.entries.values()],
             memory=MemoryStatus(
-                active=mx.get_active_memory(), peak=mx.get_peak_memory(), cache=mx.get_cache_memory(),
-                budget=self.config.memory_budget, device=_device_name(),
+                active=mx.get_active_memory(),
+                peak=mx.get_peak_memory(),
+                cache=mx.get_cache_memory(),
+                budget=self.config.memory_budget,
+                device=_device_name(),
             ),
             active_requests=sum(1 for s in self.submissions.values() if not s.queued),
             queue_limit=self.config.queue_limit,

@@ -49,7 +49,11 @@ class PromptScore:
         rows: tuple[list, list, list] = (chosen.tolist(), top_ids.tolist(), top_values.tolist())  # type: ignore[assignment]  (arrays of rank >= 1: lists)
         for token, logprob, ids, values in zip(targets, *rows):
             best = sorted(zip(values, ids), reverse=True)
-            self.tokens.append(TokenLogprob(
-                token=self._decode(token), token_id=token, logprob=max(logprob, MIN_LOGPROB),
-                top=[TopLogprob(self._decode(i), i, max(v, MIN_LOGPROB)) for v, i in best],
-            ))
+            self.tokens.append(
+                TokenLogprob(
+                    token=self._decode(token),
+                    token_id=token,
+                    logprob=max(logprob, MIN_LOGPROB),
+                    top=[TopLogprob(self._decode(i), i, max(v, MIN_LOGPROB)) for v, i in best],
+                )
+            )

@@ -4,7 +4,7 @@ anyone (API, widgets, health) without waiting on it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 EntryState = Literal["unloaded", "loading", "loaded", "failed"]
 
@@ -15,16 +15,16 @@ class EntryStatus:
 
     id: str  # "model" or "model:adapter", the OpenAI model id
     model: str
-    adapter: Optional[str]
+    adapter: str | None
     state: EntryState
     progress: float = 0.0  # 0..1 while loading (download, then weights)
     memory_bytes: int = 0  # what its own load added (an adapter: its own weights only)
     pinned: bool = False
-    family: Optional[str] = None
-    context_length: Optional[int] = None
-    last_used: Optional[float] = None  # time.time()
+    family: str | None = None
+    context_length: int | None = None
+    last_used: float | None = None  # time.time()
     active_requests: int = 0
-    error: Optional[str] = None
+    error: str | None = None
 
 
 @dataclass
@@ -32,7 +32,7 @@ class MemoryStatus:
     active: int = 0
     peak: int = 0
     cache: int = 0
-    budget: Optional[int] = None
+    budget: int | None = None
     device: str = ""  # e.g. "cpu" or "gpu (Apple M2)"
 
 
@@ -54,4 +54,4 @@ class EngineStatus:
     prompt_cache_misses: int = 0
     prompt_cache_bytes: int = 0  # KV caches kept for prefix reuse, part of memory.active
     restarts: int = 0  # device thread restarts after a crash
-    error: Optional[str] = None  # why the device thread last died (restarted, or "failed" once given up)
+    error: str | None = None  # why the device thread last died (restarted, or "failed" once given up)

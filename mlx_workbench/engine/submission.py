@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import mlx.core as mx
 
@@ -28,25 +28,25 @@ class Submission:
 
     request: GenerationRequest
     model: str
-    adapter: Optional[str]
+    adapter: str | None
     send: Callable[[list[Event]], None]  # delivers a batch of events to the caller's channel
     dequeued: Callable[[], None]  # tells the engine the request left the queue
-    loop: Optional[asyncio.AbstractEventLoop] = None  # where `send` must run; None: any thread
+    loop: asyncio.AbstractEventLoop | None = None  # where `send` must run; None: any thread
     submitted: float = field(default_factory=time.perf_counter)
-    entry: Optional[Entry] = None
+    entry: Entry | None = None
     prompt: list[int] = field(default_factory=list)
     cached_tokens: int = 0  # prompt tokens the prompt cache held
     prefilled: int = 0  # prompt tokens in the KV cache when generation started (cached or scored)
-    logit_bias: Optional[LogitBias] = None
-    score: Optional[PromptScore] = None  # while its prompt is being scored
-    grammar: Optional[MatcherFactory] = None  # the matchers of a constrained request's choices
-    choices: list["Choice"] = field(default_factory=list)
+    logit_bias: LogitBias | None = None
+    score: PromptScore | None = None  # while its prompt is being scored
+    grammar: MatcherFactory | None = None  # the matchers of a constrained request's choices
+    choices: list[Choice] = field(default_factory=list)
     outbox: list[Event] = field(default_factory=list)
     queued: bool = True
     streaming: bool = False  # its first text has been emitted
     ended: bool = False
-    first_token: Optional[float] = None
-    last_token: Optional[float] = None
+    first_token: float | None = None
+    last_token: float | None = None
     sampled: int = 0  # tokens sampled over all choices, a stop token included
 
     def leave_queue(self) -> None:
@@ -58,22 +58,35 @@ class Submission:
 class Choice:
     """One generated sequence of a submission."""
 
-    __slots__ = ("sub", "index", "uid", "tokenizer", "detokenizer", "stops", "ids", "logprobs", "tokens", "open", "emit")
+    __slots__ = (
+        "sub",
+        "index",
+        "uid",
+        "tokenizer",
+        "detokenizer",
+        "stops",
+        "ids",
+        "logprobs",
+        "tokens",
+        "open",
+        "emit",
+    )
 
-    def __init__(self, sub: Submission, index: int, tokenizer, stop: list[str],
-                 emit: Callable[[Submission, Event], None]):
+    def __init__(
+        self, sub: Submission, index: int, tokenizer, stop: list[str], emit: Callable[[Submission, Event], None]
+    ):
         self.sub, self.index = sub, index
-        self.uid: Optional[int] = None  # in the generator once set
+        self.uid: int | None = None  # in the generator once set
         self.tokenizer = tokenizer
         self.detokenizer = tokenizer.detokenizer
         self.stops = StopStrings(stop) if stop else None
         self.ids: list[int] = []  # tokens whose text is not sent yet
-        self.logprobs: Optional[list] = [] if sub.request.sampling.logprobs else None
+        self.logprobs: list | None = [] if sub.request.sampling.logprobs else None
         self.tokens = 0
         self.open = True
         self.emit = emit  # the scheduler's: gathers the event for this step's delivery
 
-    def add_token(self, token: int, row: mx.array, finish: Optional[str], now: float) -> bool:
+    def add_token(self, token: int, row: mx.array, finish: str | None, now: float) -> bool:
         """Turn one token into text; True if a stop string ended the choice."""
         sub = self.sub
         if sub.first_token is None:

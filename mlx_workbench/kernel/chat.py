@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import openai
 from openai.types.chat import ChatCompletionMessageParam
@@ -29,11 +28,11 @@ class Conversation:
     visible in its cell but is not sent with later turns.
     """
 
-    model: Optional[str] = None
-    system: Optional[str] = None
+    model: str | None = None
+    system: str | None = None
     turns: list[tuple[str, str]] = field(default_factory=list)  # (user, assistant)
 
-    def messages(self, user: str, system: Optional[str]) -> list[ChatCompletionMessageParam]:
+    def messages(self, user: str, system: str | None) -> list[ChatCompletionMessageParam]:
         messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": system}] if system else []
         for question, answer in self.turns:
             messages.append({"role": "user", "content": question})
@@ -58,7 +57,9 @@ def stream_answer(
                     finished = finished or chunk.choices[0].finish_reason is not None
                     live.show(answer + CURSOR)
         if not finished:  # the openai client takes a closed connection for the end of the stream
-            raise openai.APIConnectionError(message="the stream ended before the answer did", request=stream.response.request)
+            raise openai.APIConnectionError(
+                message="the stream ended before the answer did", request=stream.response.request
+            )
     except KeyboardInterrupt:
         # Leaving the `with` closed the connection: the server cancels the generation.
         live.close(answer + "\n\n*[interrupted]*" if answer else "")
@@ -80,7 +81,11 @@ def explain(error: Exception, endpoint: Endpoint, partial: bool) -> str:
             return f"The connection to the {endpoint.describe()} was lost mid-answer.{kept}"
         return f"Cannot reach the {endpoint.describe()}. Is it still running?"
     body = getattr(error, "body", None)
-    message = str(body["message"]) if isinstance(body, dict) and body.get("message") else str(getattr(error, "message", error))
+    message = (
+        str(body["message"])
+        if isinstance(body, dict) and body.get("message")
+        else str(getattr(error, "message", error))
+    )
     if isinstance(error, (openai.AuthenticationError, openai.PermissionDeniedError)):
         return endpoint.token_refused(error.status_code)
     if isinstance(error, openai.NotFoundError) and "Known models" not in message:
@@ -109,7 +114,6 @@ def default_model(endpoint: Endpoint) -> str:
             model = None
     if not model:
         raise WorkbenchError(
-            f"No model named and the {endpoint.describe()} has no default: use --model NAME "
-            "(%mlx_models lists them)."
+            f"No model named and the {endpoint.describe()} has no default: use --model NAME (%mlx_models lists them)."
         )
     return model

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
 
 import httpx
 import openai
@@ -45,10 +44,10 @@ class Endpoint:
 
     openai_base_url: str
     token: str
-    server_url: Optional[str] = None  # mlx_workbench server incl. base_url, ending in "/"
+    server_url: str | None = None  # mlx_workbench server incl. base_url, ending in "/"
 
     @classmethod
-    def workbench(cls, server_url: str, token: str) -> "Endpoint":
+    def workbench(cls, server_url: str, token: str) -> Endpoint:
         server_url = server_url if server_url.endswith("/") else server_url + "/"
         return cls(server_url + "mlx/v1", token, server_url)
 
@@ -90,19 +89,19 @@ class Endpoint:
         except WorkbenchError:
             return set()
 
-    def load(self, model: str, adapter: Optional[str] = None, pin: Optional[bool] = None, wait: bool = False) -> dict:
+    def load(self, model: str, adapter: str | None = None, pin: bool | None = None, wait: bool = False) -> dict:
         """Starts loading; with `wait`, returns once loaded (downloads may take minutes)."""
         body = {"model": model, "adapter": adapter, "pin": pin, "wait": wait}
         return self._admin("POST", "mlx/api/models/load", body, timeout=None if wait else 30.0)["entry"]
 
-    def unload(self, model: str, adapter: Optional[str] = None) -> dict:
+    def unload(self, model: str, adapter: str | None = None) -> dict:
         return self._admin("POST", "mlx/api/models/unload", {"model": model, "adapter": adapter})["entry"]
 
-    def pin(self, model: str, adapter: Optional[str] = None, pinned: bool = True) -> dict:
+    def pin(self, model: str, adapter: str | None = None, pinned: bool = True) -> dict:
         body = {"model": model, "adapter": adapter, "pinned": pinned}
         return self._admin("POST", "mlx/api/models/pin", body)["entry"]
 
-    def _admin(self, method: str, path: str, body: Optional[dict] = None, timeout: Optional[float] = 30.0) -> dict:
+    def _admin(self, method: str, path: str, body: dict | None = None, timeout: float | None = 30.0) -> dict:
         if self.server_url is None:  # not an mlx_workbench server
             raise NotWorkbenchServer(
                 f"This needs an mlx_workbench server; the magics are connected to {self.describe()}, "
@@ -130,7 +129,7 @@ def error_message(response: httpx.Response) -> str:
         return f"The server answered {response.status_code} {response.reason_phrase}."
 
 
-def probe(server_url: str) -> Optional[dict]:
+def probe(server_url: str) -> dict | None:
     """mlx/health of a server URL if it is an mlx_workbench server, else None."""
     server_url = server_url if server_url.endswith("/") else server_url + "/"
     try:

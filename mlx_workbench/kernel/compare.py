@@ -11,8 +11,8 @@ from __future__ import annotations
 import html
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
 
 import ipywidgets as widgets
 import openai
@@ -44,26 +44,26 @@ class Run:
     target: str  # its model id
     named: ModelId
     answer: str = ""
-    finish_reason: Optional[str] = None
-    error: Optional[str] = None
-    prompt_tokens: Optional[int] = None
+    finish_reason: str | None = None
+    error: str | None = None
+    prompt_tokens: int | None = None
     completion_tokens: int = 0  # chunks with text while streaming; the server's count at the end
     started: float = field(default_factory=time.monotonic)
-    first_token: Optional[float] = None
-    last_token: Optional[float] = None
-    ended: Optional[float] = None  # set when the stream is over, whatever the outcome
+    first_token: float | None = None
+    last_token: float | None = None
+    ended: float | None = None  # set when the stream is over, whatever the outcome
 
-    timings: Optional[dict] = None  # the server's, from the stream's usage chunk
-    loading: Optional[float] = None  # the server's load progress of the target, while it loads
+    timings: dict | None = None  # the server's, from the stream's usage chunk
+    loading: float | None = None  # the server's load progress of the target, while it loads
 
     @property
-    def ttft(self) -> Optional[float]:
+    def ttft(self) -> float | None:
         if self.timings:
             return self.timings["time_to_first_token_s"]
         return None if self.first_token is None else self.first_token - self.started
 
     @property
-    def tokens_per_second(self) -> Optional[float]:
+    def tokens_per_second(self) -> float | None:
         """The server's decode rate once known. Until then an estimate from arrival times,
         which only means something over many tokens: they travel a few at a time."""
         if self.timings:
@@ -118,7 +118,10 @@ class Column(widgets.VBox):
         super().__init__(
             [self.header, self.body, self.stats],
             layout=widgets.Layout(
-                flex="1 1 0", min_width="0", padding="4px 8px", margin="0 4px 0 0",
+                flex="1 1 0",
+                min_width="0",
+                padding="4px 8px",
+                margin="0 4px 0 0",
                 border="1px solid var(--jp-border-color2, #ddd)",
             ),
         )
@@ -155,9 +158,14 @@ def _cell(value) -> str:
 
 
 SUMMARY_COLUMNS = [
-    ("target", "target"), ("finish_reason", "finish"), ("prompt_tokens", "prompt tok"),
-    ("completion_tokens", "completion tok"), ("ttft_s", "TTFT s"), ("tokens_per_s", "tok/s"),
-    ("total_s", "total s"), ("error", "error"),
+    ("target", "target"),
+    ("finish_reason", "finish"),
+    ("prompt_tokens", "prompt tok"),
+    ("completion_tokens", "completion tok"),
+    ("ttft_s", "TTFT s"),
+    ("tokens_per_s", "tok/s"),
+    ("total_s", "total s"),
+    ("error", "error"),
 ]
 
 
@@ -183,8 +191,8 @@ class CompareView(widgets.VBox):
         prompt: str,
         targets: Iterable[Target],
         *,
-        system: Optional[str] = None,
-        endpoint: Optional[Endpoint] = None,
+        system: str | None = None,
+        endpoint: Endpoint | None = None,
         **sampling,
     ):
         targets = list(targets)
@@ -198,7 +206,7 @@ class CompareView(widgets.VBox):
         self.runs = [Run(str(n), n) for n in named]
         self.columns = [Column(str(n)) for n in named]
         self.summary = widgets.HTML()
-        self.records: Optional[Comparison] = None  # set when run() is over
+        self.records: Comparison | None = None  # set when run() is over
         self._stop = threading.Event()
         super().__init__([widgets.HBox(self.columns), self.summary])
 
@@ -300,9 +308,9 @@ def compare(
     prompt: str,
     targets: Iterable[Target],
     *,
-    system: Optional[str] = None,
-    endpoint: Optional[Endpoint] = None,
-    schema: Optional[schemas.Schema] = None,
+    system: str | None = None,
+    endpoint: Endpoint | None = None,
+    schema: schemas.Schema | None = None,
     **sampling,
 ) -> Comparison:
     """Send `prompt` to every target at once and show the answers side by side.

@@ -73,8 +73,10 @@ def human_bytes(n: int | None) -> str:
 
 def prompt_cache_summary(status: dict) -> str:
     """The prompt cache's lookups and the KV memory it keeps for them."""
-    return (f"{status['prompt_cache_hits']} hits / {status['prompt_cache_misses']} misses, "
-            f"{human_bytes(status['prompt_cache_bytes'])} kept")
+    return (
+        f"{status['prompt_cache_hits']} hits / {status['prompt_cache_misses']} misses, "
+        f"{human_bytes(status['prompt_cache_bytes'])} kept"
+    )
 
 
 def table(rows: list[list[str]]) -> str:

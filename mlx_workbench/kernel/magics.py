@@ -8,7 +8,6 @@ own `generate` and server do: re-running a cell gives the same answer, and
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor, wait
-from typing import Optional
 
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
@@ -36,14 +35,12 @@ def parse(magic, line: str):
 
 @magics_class
 class MLXMagics(Magics):
-    update_interval = Float(
-        0.05, config=True, help="Seconds between display updates while an answer streams."
-    )
+    update_interval = Float(0.05, config=True, help="Seconds between display updates while an answer streams.")
     poll_interval = Float(0.2, config=True, help="Seconds between status polls while a model loads.")
 
     def __init__(self, shell=None, **kwargs):
         super().__init__(shell, **kwargs)
-        self._endpoint: Optional[Endpoint] = None
+        self._endpoint: Endpoint | None = None
         self.chats: dict[str, Conversation] = {}
         self._waiter = ThreadPoolExecutor(1, thread_name_prefix="mlx-load")
 
@@ -110,7 +107,9 @@ class MLXMagics(Magics):
     def _schema(self, name: str) -> schemas.Schema:
         namespace = self.shell.user_ns if self.shell is not None else {}
         if name not in namespace:
-            raise WorkbenchError(f"No variable named '{name}': --schema takes a pydantic model class or a JSON-schema dict.")
+            raise WorkbenchError(
+                f"No variable named '{name}': --schema takes a pydantic model class or a JSON-schema dict."
+            )
         return namespace[name]
 
     @magic_arguments()
@@ -189,7 +188,7 @@ class MLXMagics(Magics):
         pinned = ", pinned" if entry["pinned"] else ""
         print(f"Loaded {entry['id']} ({human_bytes(entry['memory_bytes'])}{pinned}).")
 
-    def _model_id(self, model: str, adapter: Optional[str]) -> str:
+    def _model_id(self, model: str, adapter: str | None) -> str:
         """The id of `adapter` over the model `model` names ("model" or "model:adapter"), or `model`."""
         return with_adapter(model, adapter, self.endpoint.model_names() if adapter else ())
 
@@ -233,10 +232,15 @@ class MLXMagics(Magics):
             ("engine", status["state"] + (f": {status['error']}" if status.get("error") else "")),
             ("loaded", ", ".join(loaded) or "nothing"),
             ("memory", memory_summary(status["memory"])),
-            ("requests", f"{status['active_requests']} active, {status['queued_requests']} queued "
-                         f"(queue limit {status['queue_limit']})"),
-            ("throughput", f"{status['tokens_per_second']:.1f} tokens/s, "
-                           f"{status['generated_tokens']} tokens generated"),
+            (
+                "requests",
+                f"{status['active_requests']} active, {status['queued_requests']} queued "
+                f"(queue limit {status['queue_limit']})",
+            ),
+            (
+                "throughput",
+                f"{status['tokens_per_second']:.1f} tokens/s, {status['generated_tokens']} tokens generated",
+            ),
             ("prompt cache", prompt_cache_summary(status)),
             ("restarts", str(status["restarts"])),
         ]

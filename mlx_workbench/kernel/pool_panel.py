@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import threading
 import time
-from typing import Optional
 
 import ipywidgets as widgets
 
@@ -33,7 +32,7 @@ def human_age(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def row_targets(status: dict) -> dict[str, tuple[str, Optional[str]]]:
+def row_targets(status: dict) -> dict[str, tuple[str, str | None]]:
     """id -> (model, adapter): configured models, each followed by its adapters,
     then whatever else is loaded (a model loaded by path, say)."""
     targets = {}
@@ -46,7 +45,7 @@ def row_targets(status: dict) -> dict[str, tuple[str, Optional[str]]]:
     return targets
 
 
-def describe_state(entry: Optional[dict]) -> str:
+def describe_state(entry: dict | None) -> str:
     if entry is None or entry["state"] == "unloaded":
         return f'<span style="color:{MUTED}">not loaded</span>'
     if entry["state"] == "loading":
@@ -68,11 +67,11 @@ def describe_state(entry: Optional[dict]) -> str:
 class ModelRow(widgets.HBox):
     """One (model, adapter) entry: what it is, its state, and its buttons."""
 
-    def __init__(self, entry_id: str, model: str, adapter: Optional[str], panel: "PoolPanel"):
+    def __init__(self, entry_id: str, model: str, adapter: str | None, panel: PoolPanel):
         self.entry_id = entry_id
         self.model = model
         self.adapter = adapter
-        self.entry: Optional[dict] = None
+        self.entry: dict | None = None
         indent = "&nbsp;&nbsp;&nbsp;↳ " if self.adapter else ""
         self.name = widgets.HTML(f"{indent}<code>{html.escape(entry_id)}</code>", layout=_width("12em"))
         self.family = widgets.HTML(layout=_width("6em"))
@@ -88,8 +87,17 @@ class ModelRow(widgets.HBox):
         self.unload_button.on_click(lambda _: panel.act(self.entry_id, "unload"))
         self.pin_button.on_click(lambda _: panel.act(self.entry_id, "unpin" if self.pinned else "pin"))
         super().__init__(
-            [self.name, self.family, self.memory, self.state, self.progress,
-             self.load_button, self.unload_button, self.pin_button, self.error],
+            [
+                self.name,
+                self.family,
+                self.memory,
+                self.state,
+                self.progress,
+                self.load_button,
+                self.unload_button,
+                self.pin_button,
+                self.error,
+            ],
             layout=widgets.Layout(align_items="center", flex_flow="row wrap"),  # a narrow cell wraps, never clips
         )
 
@@ -97,7 +105,7 @@ class ModelRow(widgets.HBox):
     def pinned(self) -> bool:
         return bool(self.entry and self.entry.get("pinned"))
 
-    def show(self, entry: Optional[dict]) -> None:
+    def show(self, entry: dict | None) -> None:
         self.entry = entry
         state = entry["state"] if entry else "unloaded"
         self.family.value = html.escape((entry or {}).get("family") or "")
@@ -149,7 +157,7 @@ class MemoryGauge(widgets.HTML):
         self.value = (
             f'<div style="position:relative; display:flex; height:14px; width:100%; '
             f'background:var(--jp-layout-color2, #eee); border-radius:3px; overflow:hidden">'
-            f'{"".join(segments)}{peak_mark}</div>'
+            f"{''.join(segments)}{peak_mark}</div>"
             f"<div>memory: active <b>{human_bytes(active)}</b> · peak {human_bytes(peak)} · "
             f"cache {human_bytes(cache)} · {budget_text} · {html.escape(memory.get('device') or '')}</div>"
             f'<div style="color:{MUTED}">{" &nbsp; ".join(legend)}</div>'
@@ -178,7 +186,7 @@ def queue_line(status: dict) -> str:
 class PoolPanel(widgets.VBox):
     """`mlx_workbench.panel()`: the model pool of the server this kernel talks to."""
 
-    def __init__(self, endpoint: Optional[Endpoint] = None, interval: float = 1.0):
+    def __init__(self, endpoint: Endpoint | None = None, interval: float = 1.0):
         self.endpoint = endpoint or discover()
         self.interval = interval
         self.status: dict = {}
@@ -188,8 +196,9 @@ class PoolPanel(widgets.VBox):
         self.gauge = MemoryGauge()
         self.queue = widgets.HTML()
         self.table = widgets.VBox()
-        self.other_model = widgets.Text(placeholder="another model: a local folder or a Hugging Face repo id",
-                                        layout=_width("30em"))
+        self.other_model = widgets.Text(
+            placeholder="another model: a local folder or a Hugging Face repo id", layout=_width("30em")
+        )
         self.other_load_button = widgets.Button(description="Load", icon="play", layout=_width("6.5em"))
         self.other_load_button.on_click(self._load_other)
         self.prompt = widgets.Textarea(placeholder="A prompt to compare the selected models on", layout=_width("40em"))
@@ -197,15 +206,24 @@ class PoolPanel(widgets.VBox):
         self.compare_button = widgets.Button(description="Compare", icon="columns")
         self.compare_button.on_click(self._run_compare)
         self.comparison = widgets.Box()
-        compare_form = widgets.VBox([
-            widgets.HTML("<b>Compare</b>"),
-            widgets.HBox([self.prompt, self.targets, self.compare_button]),
-            self.comparison,
-        ])
-        super().__init__([
-            self.header, self.gauge, self.queue, self.table,
-            widgets.HBox([self.other_model, self.other_load_button]), self.message, compare_form,
-        ])
+        compare_form = widgets.VBox(
+            [
+                widgets.HTML("<b>Compare</b>"),
+                widgets.HBox([self.prompt, self.targets, self.compare_button]),
+                self.comparison,
+            ]
+        )
+        super().__init__(
+            [
+                self.header,
+                self.gauge,
+                self.queue,
+                self.table,
+                widgets.HBox([self.other_model, self.other_load_button]),
+                self.message,
+                compare_form,
+            ]
+        )
         self._refresh_lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = threading.Event()

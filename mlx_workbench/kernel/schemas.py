@@ -4,13 +4,13 @@ the server enforces while decoding, and the answer parsed back into it."""
 from __future__ import annotations
 
 import json
-from typing import Any, Union
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from .client import WorkbenchError
 
-Schema = Union[type[BaseModel], dict]
+Schema = type[BaseModel] | dict
 
 
 def response_format(schema: Schema) -> dict:
@@ -43,8 +43,10 @@ def parse(schema: Schema, text: str) -> Any:
             return json.loads(text)
         return schema.model_validate_json(text)
     except (ValueError, ValidationError) as e:  # an answer cut short by max_tokens
-        raise WorkbenchError(f"The answer is not a complete {_kind(schema)} ({str(e).splitlines()[0]}); "
-                             "if it was cut short, allow more tokens (--max-tokens).") from None
+        raise WorkbenchError(
+            f"The answer is not a complete {_kind(schema)} ({str(e).splitlines()[0]}); "
+            "if it was cut short, allow more tokens (--max-tokens)."
+        ) from None
 
 
 def _kind(schema: Schema) -> str:

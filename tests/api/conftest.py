@@ -12,8 +12,7 @@ def answers(demo_answers):
 
     def pick(model: str = "demo", adapter: str | None = None, system: bool = False) -> list[dict]:
         rows = [
-            r for r in demo_answers
-            if r["model"] == model and r["adapter"] == adapter and bool(r["system"]) == system
+            r for r in demo_answers if r["model"] == model and r["adapter"] == adapter and bool(r["system"]) == system
         ]
         assert rows, f"answers.json has no row for {model}:{adapter} (system={system})"
         return rows

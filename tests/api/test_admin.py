@@ -7,6 +7,7 @@ import time
 
 import httpx
 from demo_requests import endless
+
 from mlx_workbench import __version__
 
 
@@ -24,8 +25,17 @@ def test_status(http):
     assert status["state"] == "running"
     assert {"active", "peak", "cache", "budget", "device"} <= set(status["memory"])
     assert status["memory"]["budget"] > 0
-    for key in ("active_requests", "queued_requests", "queue_limit", "tokens_per_second", "generated_tokens",
-                "prompt_cache_hits", "prompt_cache_misses", "prompt_cache_bytes", "restarts"):
+    for key in (
+        "active_requests",
+        "queued_requests",
+        "queue_limit",
+        "tokens_per_second",
+        "generated_tokens",
+        "prompt_cache_hits",
+        "prompt_cache_misses",
+        "prompt_cache_bytes",
+        "restarts",
+    ):
         assert isinstance(status[key], (int, float)), key
 
 
@@ -60,11 +70,17 @@ def test_load_wait_pin_unload(http):
 
 def test_unloading_a_model_that_serves_a_stream_is_a_conflict(http, jupyter_server):
     """409 model_busy, OpenAI-shaped; the stream goes on to its end and the model stays."""
-    body = {"model": "demo:upper", "messages": [{"role": "user", "content": "Hello!"}], "stream": True,
-            "max_tokens": 400, "logit_bias": endless()}
+    body = {
+        "model": "demo:upper",
+        "messages": [{"role": "user", "content": "Hello!"}],
+        "stream": True,
+        "max_tokens": 400,
+        "logit_bias": endless(),
+    }
     headers = {"Authorization": f"token {jupyter_server.token}"}
-    with httpx.stream("POST", jupyter_server.openai_base_url + "/chat/completions", json=body, headers=headers,
-                      timeout=60) as stream:
+    with httpx.stream(
+        "POST", jupyter_server.openai_base_url + "/chat/completions", json=body, headers=headers, timeout=60
+    ) as stream:
         events = (line for line in stream.iter_lines() if line.startswith("data: "))
         next(events)  # generating
         refused = http.post("mlx/api/models/unload", json={"model": "demo"})

@@ -12,8 +12,14 @@ import anthropic
 import pytest
 
 GREEDY = {"extra_body": {"temperature": 0}}
-EVENTS = ["message_start", "content_block_start", "content_block_delta", "content_block_stop", "message_delta",
-          "message_stop"]
+EVENTS = [
+    "message_start",
+    "content_block_start",
+    "content_block_delta",
+    "content_block_stop",
+    "message_delta",
+    "message_stop",
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +50,13 @@ def test_create(client, row):
 def test_system_and_text_blocks(client, answers):
     upper = next(r for r in answers(system=True) if r["system"] == "Answer in upper case.")
     for system in (upper["system"], [{"type": "text", "text": upper["system"]}]):
-        message = client.messages.create(model="demo", max_tokens=64, system=system, **GREEDY, messages=[
-            {"role": "user", "content": [{"type": "text", "text": upper["user"]}]}])
+        message = client.messages.create(
+            model="demo",
+            max_tokens=64,
+            system=system,
+            **GREEDY,
+            messages=[{"role": "user", "content": [{"type": "text", "text": upper["user"]}]}],
+        )
         assert message.content[0].text == upper["answer"]
 
 
@@ -53,8 +64,9 @@ def test_max_tokens_and_stop_sequences(client, row):
     short = client.messages.create(model="demo", max_tokens=2, messages=user(row["user"]), **GREEDY)
     assert (short.stop_reason, short.usage.output_tokens) == ("max_tokens", 2)
     stop = row["answer"][-2]  # a character of the answer, near its end
-    stopped = client.messages.create(model="demo", max_tokens=64, messages=user(row["user"]),
-                                     stop_sequences=["zebra", stop], **GREEDY)
+    stopped = client.messages.create(
+        model="demo", max_tokens=64, messages=user(row["user"]), stop_sequences=["zebra", stop], **GREEDY
+    )
     assert (stopped.stop_reason, stopped.stop_sequence) == ("stop_sequence", stop)
     assert stopped.content[0].text == row["answer"][: row["answer"].index(stop)]
 
@@ -71,8 +83,8 @@ def test_stream_events_in_anthropic_order(http, row):
     body = {"model": "demo", "max_tokens": 64, "messages": user(row["user"]), "stream": True, "temperature": 0}
     with http.stream("POST", "mlx/v1/messages", json=body) as r:
         lines = [line for line in r.iter_lines() if line]
-    names = [line[len("event: "):] for line in lines if line.startswith("event: ")]
-    data = [json.loads(line[len("data: "):]) for line in lines if line.startswith("data: ")]
+    names = [line[len("event: ") :] for line in lines if line.startswith("event: ")]
+    data = [json.loads(line[len("data: ") :]) for line in lines if line.startswith("data: ")]
     assert [d["type"] for d in data] == names
     assert [n for i, n in enumerate(names) if i == 0 or n != names[i - 1]] == EVENTS
     assert data[-2]["delta"]["stop_reason"] == "end_turn" and data[-2]["usage"]["output_tokens"] > 0
@@ -89,8 +101,9 @@ def test_count_tokens_is_the_prompt_the_engine_reads(client, row):
 
 
 def test_bearer_works_too(jupyter_server, row):
-    with anthropic.Anthropic(base_url=jupyter_server.url + "mlx", auth_token=jupyter_server.token,
-                             max_retries=0) as bearer:
+    with anthropic.Anthropic(
+        base_url=jupyter_server.url + "mlx", auth_token=jupyter_server.token, max_retries=0
+    ) as bearer:
         message = bearer.messages.create(model="demo", max_tokens=64, messages=user(row["user"]), **GREEDY)
     assert message.content[0].text == row["answer"]
 
@@ -99,8 +112,10 @@ def test_errors_in_anthropic_shape(jupyter_server, client):
     with anthropic.Anthropic(base_url=jupyter_server.url + "mlx", api_key="wrong", max_retries=0) as wrong:
         with pytest.raises(anthropic.AuthenticationError) as refused:
             wrong.messages.create(model="demo", max_tokens=8, messages=user("Hi"))
-    assert refused.value.body == {"type": "error", "error": {"type": "authentication_error",
-                                                             "message": refused.value.body["error"]["message"]}}
+    assert refused.value.body == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": refused.value.body["error"]["message"]},
+    }
     with pytest.raises(anthropic.NotFoundError) as missing:
         client.messages.create(model="no-such-model", max_tokens=8, messages=user("Hi"))
     assert missing.value.body["error"]["type"] == "not_found_error"
@@ -109,12 +124,22 @@ def test_errors_in_anthropic_shape(jupyter_server, client):
 
 REFUSED = {
     "tools": ({"tools": [{"name": "f", "input_schema": {"type": "object"}}]}, "tools"),
-    "tool_result block": ({"messages": [{"role": "user", "content": [
-        {"type": "tool_result", "tool_use_id": "t", "content": "4"}]}]}, "tool"),
-    "image block": ({"messages": [{"role": "user", "content": [
-        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": ""}}]}]}, "text only"),
-    "prefill": ({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hel"}]},
-                "prefill"),
+    "tool_result block": (
+        {"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "4"}]}]},
+        "tool",
+    ),
+    "image block": (
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": ""}}],
+                }
+            ]
+        },
+        "text only",
+    ),
+    "prefill": ({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hel"}]}, "prefill"),
     "temperature above 1": ({"temperature": 1.5}, "temperature"),
     "no max_tokens": ({"max_tokens": None}, "max_tokens"),
 }

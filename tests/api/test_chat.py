@@ -6,7 +6,6 @@ import math
 import time
 
 import pytest
-
 from demo_requests import messages, model_id
 
 
@@ -53,8 +52,14 @@ def test_usage_carries_the_servers_timings(openai_client, answers):
     assert 0 < timings["time_to_first_token_s"] < waited and 0 < timings["generation_s"] < waited
     assert timings["tokens_per_second"] * timings["generation_s"] == pytest.approx(reply.usage.completion_tokens)
 
-    stream = openai_client.chat.completions.create(model="demo", messages=messages(row), temperature=0, max_tokens=5,
-                                                   stream=True, stream_options={"include_usage": True})
+    stream = openai_client.chat.completions.create(
+        model="demo",
+        messages=messages(row),
+        temperature=0,
+        max_tokens=5,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     usage = list(stream)[-1].usage
     assert usage.timings["tokens_per_second"] * usage.timings["generation_s"] == pytest.approx(4)  # 5 tokens, 4 steps
 
@@ -145,6 +150,8 @@ def test_list_content_parts(openai_client, answers):
     # Several parts are joined with a newline (as vLLM does), by the engine as for any client.
     two = [{"role": "user", "content": [{"type": "text", "text": "Repeat:"}, {"type": "text", "text": "apple"}]}]
     joined = [{"role": "user", "content": "Repeat:\napple"}]
-    replies = [openai_client.chat.completions.create(model="demo", messages=m, temperature=0, max_tokens=4)
-               for m in (two, joined)]
+    replies = [
+        openai_client.chat.completions.create(model="demo", messages=m, temperature=0, max_tokens=4)
+        for m in (two, joined)
+    ]
     assert len({(r.usage.prompt_tokens, r.choices[0].message.content) for r in replies}) == 1, replies

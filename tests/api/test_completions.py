@@ -53,9 +53,7 @@ def test_stream_with_echo_and_usage(openai_client, row):
 
 
 def test_logprobs(openai_client, row):
-    reply = openai_client.completions.create(
-        model="demo", prompt=llama3_prompt(row["user"]), temperature=0, logprobs=2
-    )
+    reply = openai_client.completions.create(model="demo", prompt=llama3_prompt(row["user"]), temperature=0, logprobs=2)
     logprobs = reply.choices[0].logprobs
     assert "".join(logprobs.tokens) == row["answer"]
     assert len(logprobs.token_logprobs) == len(logprobs.tokens) == len(logprobs.text_offset)
@@ -89,8 +87,11 @@ def test_a_batch_of_prompts(openai_client, answers):
     assert reply.usage.prompt_tokens == sum(u.prompt_tokens for u in alone)
     assert reply.usage.completion_tokens == 2 * sum(u.completion_tokens for u in alone)
 
-    chunks = list(openai_client.completions.create(model="demo", prompt=prompts, temperature=0, echo=True,
-                                                   stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        openai_client.completions.create(
+            model="demo", prompt=prompts, temperature=0, echo=True, stream=True, stream_options={"include_usage": True}
+        )
+    )
     texts = ["", "", ""]
     for chunk in chunks[:-1]:
         texts[chunk.choices[0].index] += chunk.choices[0].text
@@ -102,8 +103,16 @@ def test_a_batch_with_a_failing_prompt_fails_whole(openai_client, http):
     """One prompt the model cannot take (ids outside its vocabulary) fails the request:
     a 400 before anything streams, and the other prompts' generations are cancelled."""
     before = http.get("mlx/api/status").json()["generated_tokens"]
-    response = http.post("mlx/v1/completions", json={"model": "demo", "prompt": [[1, 2, 3], [1, 99_999_999]],
-                                                     "max_tokens": 2000, "logit_bias": endless(), "stream": True})
+    response = http.post(
+        "mlx/v1/completions",
+        json={
+            "model": "demo",
+            "prompt": [[1, 2, 3], [1, 99_999_999]],
+            "max_tokens": 2000,
+            "logit_bias": endless(),
+            "stream": True,
+        },
+    )
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_for_model"
     deadline = time.monotonic() + 5  # the cancel reaches the device thread within a step or two
     while (status := http.get("mlx/api/status").json())["active_requests"] and time.monotonic() < deadline:
@@ -127,10 +136,13 @@ def test_echo_with_logprobs_scores_the_prompt(openai_client, answers):
     assert logprobs.text_offset == [len("".join(logprobs.tokens[:i])) for i in range(len(logprobs.tokens))]
 
     # The answer's tokens score as they did when the model generated them.
-    generated = openai_client.completions.create(model="demo", prompt=llama3_prompt(row["user"]), temperature=0,
-                                                 logprobs=0).choices[0].logprobs
+    generated = (
+        openai_client.completions.create(model="demo", prompt=llama3_prompt(row["user"]), temperature=0, logprobs=0)
+        .choices[0]
+        .logprobs
+    )
     assert "".join(generated.tokens) == row["answer"]
-    assert logprobs.token_logprobs[-len(generated.tokens):] == pytest.approx(generated.token_logprobs, abs=1e-3)
+    assert logprobs.token_logprobs[-len(generated.tokens) :] == pytest.approx(generated.token_logprobs, abs=1e-3)
 
 
 def test_scoring_a_batch_of_answers(openai_client, http):
@@ -139,18 +151,22 @@ def test_scoring_a_batch_of_answers(openai_client, http):
     question = llama3_prompt("What is 3 + 4?")
     candidates = ["3 + 4 = 7.", "3 + 4 = 8.", "3 + 4 = 9."]
     prompts = [question + c for c in candidates]
-    reply = openai_client.completions.create(model="demo", prompt=prompts, echo=True, logprobs=1, max_tokens=1,
-                                             temperature=0)
+    reply = openai_client.completions.create(
+        model="demo", prompt=prompts, echo=True, logprobs=1, max_tokens=1, temperature=0
+    )
     scores = [sum(lp for lp in c.logprobs.token_logprobs[-7:]) for c in reply.choices]
     assert scores[0] == max(scores) and scores[0] > -0.1, scores
 
-    chunks = list(openai_client.completions.create(model="demo", prompt=prompts, echo=True, logprobs=1,
-                                                   max_tokens=0, stream=True))
+    chunks = list(
+        openai_client.completions.create(model="demo", prompt=prompts, echo=True, logprobs=1, max_tokens=0, stream=True)
+    )
     texts, tokens = ["", "", ""], [[], [], []]
     for chunk in chunks:
         choice = chunk.choices[0]
         texts[choice.index] += choice.text
         tokens[choice.index] += choice.logprobs.tokens if choice.logprobs else []
     assert texts == prompts and ["".join(t) for t in tokens] == prompts
-    assert http.post("mlx/v1/completions", json={"model": "demo", "prompt": "x", "max_tokens": 0}).json()["error"][
-        "param"] == "echo"
+    assert (
+        http.post("mlx/v1/completions", json={"model": "demo", "prompt": "x", "max_tokens": 0}).json()["error"]["param"]
+        == "echo"
+    )

@@ -39,8 +39,10 @@ def test_every_ref_resolves(document):
 
 
 def test_real_answers_fit_the_schemas(document, http):
-    chat = http.post("mlx/v1/chat/completions", json={"model": "demo", "messages": HELLO, "max_tokens": 3,
-                                                      "logprobs": True, "top_logprobs": 1})
+    chat = http.post(
+        "mlx/v1/chat/completions",
+        json={"model": "demo", "messages": HELLO, "max_tokens": 3, "logprobs": True, "top_logprobs": 1},
+    )
     validator(document, "ChatCompletion").validate(chat.json())
     text = http.post("mlx/v1/completions", json={"model": "demo", "prompt": "Hello", "max_tokens": 3, "logprobs": 1})
     validator(document, "Completion").validate(text.json())
@@ -50,10 +52,15 @@ def test_real_answers_fit_the_schemas(document, http):
     bad = http.post("mlx/v1/chat/completions", json={"model": "demo", "messages": "nope"})
     validator(document, "ErrorResponse").validate(bad.json())
 
-    streamed = {"model": "demo", "messages": HELLO, "max_tokens": 3, "stream": True,
-                "stream_options": {"include_usage": True}}
+    streamed = {
+        "model": "demo",
+        "messages": HELLO,
+        "max_tokens": 3,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     with http.stream("POST", "mlx/v1/chat/completions", json=streamed) as r:
-        events = [line[len("data: "):] for line in r.iter_lines() if line.startswith("data: ")]
+        events = [line[len("data: ") :] for line in r.iter_lines() if line.startswith("data: ")]
     chunk = validator(document, "ChatCompletionChunk")
     for event in events[:-1]:
         chunk.validate(json.loads(event))
@@ -70,7 +77,7 @@ def test_request_schema_rejects_what_the_server_rejects(document, http):
 
 def sse_data(http, path: str, body: dict) -> list[dict]:
     with http.stream("POST", path, json={**body, "stream": True}) as r:
-        return [json.loads(line[len("data: "):]) for line in r.iter_lines() if line.startswith("data: {")]
+        return [json.loads(line[len("data: ") :]) for line in r.iter_lines() if line.startswith("data: {")]
 
 
 def test_answers_of_the_agent_apis_fit_the_schemas(document, http):

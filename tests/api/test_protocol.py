@@ -32,8 +32,10 @@ def logged_in(jupyter_server):
 def test_a_wrong_key_is_401_whatever_cookie_comes_with_it(logged_in, header):
     wrong = {header: "Bearer rotated" if header == "Authorization" else "rotated"}
     assert logged_in.get("mlx/v1/models").status_code == 200  # the cookie alone is a login
-    for response in (logged_in.get("mlx/v1/models", headers=wrong),
-                     logged_in.post("mlx/v1/chat/completions", json=HELLO, headers=wrong)):
+    for response in (
+        logged_in.get("mlx/v1/models", headers=wrong),
+        logged_in.post("mlx/v1/chat/completions", json=HELLO, headers=wrong),
+    ):
         assert response.status_code == 401, response.text
         assert response.json()["error"]["code"] == "invalid_api_key"
 
@@ -50,8 +52,9 @@ def test_the_official_client_with_a_rotated_key_is_refused(jupyter_server, logge
     """The openai client keeps the cookies it gets (httpx): a key it once used must not
     outlive its rotation through them."""
     http_client = httpx.Client(cookies=logged_in.cookies)
-    client = openai.OpenAI(base_url=jupyter_server.openai_base_url, api_key="rotated", max_retries=0,
-                           http_client=http_client)
+    client = openai.OpenAI(
+        base_url=jupyter_server.openai_base_url, api_key="rotated", max_retries=0, http_client=http_client
+    )
     with pytest.raises(openai.AuthenticationError):
         client.models.list()
     with pytest.raises(openai.AuthenticationError):
@@ -73,8 +76,12 @@ def test_a_key_in_a_header_is_one_user_not_a_new_one_per_request(jupyter_server)
     since = len(jupyter_server.log())
     for header in ({"Authorization": f"Bearer {jupyter_server.token}"}, {"x-api-key": jupyter_server.token}):
         for _ in range(2):
-            assert httpx.post(jupyter_server.openai_base_url + "/chat/completions", json={"model": "demo"},
-                              headers=header).status_code == 400
+            assert (
+                httpx.post(
+                    jupyter_server.openai_base_url + "/chat/completions", json={"model": "demo"}, headers=header
+                ).status_code
+                == 400
+            )
     line = re.compile(r"400 POST /mlx/v1/chat/completions \((\w+)@127\.0\.0\.1\)")
     deadline = time.monotonic() + 10  # the server logs a request once it has answered it
     while len(users := line.findall(jupyter_server.log()[since:])) < 4 and time.monotonic() < deadline:
@@ -87,8 +94,9 @@ def test_echoed_prompt_tokens_join_to_its_text(openai_client):
     the offsets of the prompt's and the answer's tokens ascend through the whole text."""
     prompt = "What is 3 + 4?"
     for max_tokens in (0, 4):
-        choice = openai_client.completions.create(model="demo", prompt=prompt, echo=True, logprobs=1,
-                                                  max_tokens=max_tokens, temperature=0).choices[0]
+        choice = openai_client.completions.create(
+            model="demo", prompt=prompt, echo=True, logprobs=1, max_tokens=max_tokens, temperature=0
+        ).choices[0]
         logprobs = choice.logprobs
         assert "".join(logprobs.tokens) == choice.text and choice.text.startswith(prompt)
         assert logprobs.text_offset == [len("".join(logprobs.tokens[:i])) for i in range(len(logprobs.tokens))]
@@ -99,8 +107,11 @@ def test_echoed_prompt_tokens_join_to_its_text(openai_client):
 
 def test_a_prompt_written_with_its_bos_echoes_it(openai_client):
     prompt = "<|begin_of_text|>What is 3 + 4?"
-    logprobs = openai_client.completions.create(model="demo", prompt=prompt, echo=True, logprobs=0,
-                                                max_tokens=0).choices[0].logprobs
+    logprobs = (
+        openai_client.completions.create(model="demo", prompt=prompt, echo=True, logprobs=0, max_tokens=0)
+        .choices[0]
+        .logprobs
+    )
     assert logprobs.tokens[0] == "<|begin_of_text|>" and "".join(logprobs.tokens) == prompt
     assert logprobs.token_logprobs[0] is None  # nothing precedes it
 
@@ -111,10 +122,14 @@ def sse_events(response: httpx.Response) -> list[dict]:
 
 def test_no_null_system_fingerprint(http):
     """OpenAI's spec types it a string: absent is fine, null is not."""
-    bodies = [http.post("mlx/v1/chat/completions", json=HELLO).json(),
-              http.post("mlx/v1/completions", json={"model": "demo", "prompt": "Hi", "max_tokens": 2}).json()]
-    for path, body in (("mlx/v1/chat/completions", HELLO),
-                       ("mlx/v1/completions", {"model": "demo", "prompt": "Hi", "max_tokens": 2})):
+    bodies = [
+        http.post("mlx/v1/chat/completions", json=HELLO).json(),
+        http.post("mlx/v1/completions", json={"model": "demo", "prompt": "Hi", "max_tokens": 2}).json(),
+    ]
+    for path, body in (
+        ("mlx/v1/chat/completions", HELLO),
+        ("mlx/v1/completions", {"model": "demo", "prompt": "Hi", "max_tokens": 2}),
+    ):
         with http.stream("POST", path, json={**body, "stream": True, "stream_options": {"include_usage": True}}) as r:
             bodies += sse_events(r)
     assert len(bodies) > 4
@@ -124,18 +139,36 @@ def test_no_null_system_fingerprint(http):
 
 REFUSED = {
     # field values OpenAI refuses, and the words of its message
-    "tool_choice required": ({"tool_choice": "required"}, "tool_choice",
-                             "'tool_choice' is only allowed when 'tools' are specified"),
-    "tool_choice auto": ({"tool_choice": "auto"}, "tool_choice",
-                         "'tool_choice' is only allowed when 'tools' are specified"),
-    "tool_choice a function": ({"tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice",
-                               "'tool_choice' is only allowed when 'tools' are specified"),
-    "parallel_tool_calls": ({"parallel_tool_calls": True}, "parallel_tool_calls",
-                            "'parallel_tool_calls' is only allowed when 'tools' are specified"),
-    "function_call": ({"function_call": {"name": "f"}}, "function_call",
-                      "'function_call' is only allowed when 'functions' are specified"),
-    "stream_options without stream": ({"stream_options": {"include_usage": True}}, "stream_options",
-                                      "'stream_options' is only allowed when 'stream' is enabled"),
+    "tool_choice required": (
+        {"tool_choice": "required"},
+        "tool_choice",
+        "'tool_choice' is only allowed when 'tools' are specified",
+    ),
+    "tool_choice auto": (
+        {"tool_choice": "auto"},
+        "tool_choice",
+        "'tool_choice' is only allowed when 'tools' are specified",
+    ),
+    "tool_choice a function": (
+        {"tool_choice": {"type": "function", "function": {"name": "f"}}},
+        "tool_choice",
+        "'tool_choice' is only allowed when 'tools' are specified",
+    ),
+    "parallel_tool_calls": (
+        {"parallel_tool_calls": True},
+        "parallel_tool_calls",
+        "'parallel_tool_calls' is only allowed when 'tools' are specified",
+    ),
+    "function_call": (
+        {"function_call": {"name": "f"}},
+        "function_call",
+        "'function_call' is only allowed when 'functions' are specified",
+    ),
+    "stream_options without stream": (
+        {"stream_options": {"include_usage": True}},
+        "stream_options",
+        "'stream_options' is only allowed when 'stream' is enabled",
+    ),
 }
 
 
@@ -170,17 +203,24 @@ def cors_server():
 
 
 # What openai-node (and anthropic-sdk-typescript) ask for in a browser's preflight.
-SDK_HEADERS = ("authorization, content-type, x-stainless-arch, x-stainless-lang, x-stainless-os, "
-               "x-stainless-package-version, x-stainless-retry-count, x-stainless-runtime, "
-               "x-stainless-runtime-version, x-stainless-timeout")
+SDK_HEADERS = (
+    "authorization, content-type, x-stainless-arch, x-stainless-lang, x-stainless-os, "
+    "x-stainless-package-version, x-stainless-retry-count, x-stainless-runtime, "
+    "x-stainless-runtime-version, x-stainless-timeout"
+)
 ANTHROPIC_HEADERS = "anthropic-dangerous-direct-browser-access, anthropic-version, content-type, x-api-key"
 
 
 @pytest.mark.parametrize("requested", [SDK_HEADERS, ANTHROPIC_HEADERS], ids=["openai", "anthropic"])
 def test_preflight_of_the_js_sdks_passes_for_an_allowed_origin(cors_server, requested):
-    preflight = httpx.options(cors_server.openai_base_url + "/chat/completions", headers={
-        "Origin": ORIGIN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": requested,
-    })
+    preflight = httpx.options(
+        cors_server.openai_base_url + "/chat/completions",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": requested,
+        },
+    )
     assert preflight.status_code in (200, 204)
     assert preflight.headers["access-control-allow-origin"] == ORIGIN
     allowed = {h.strip() for h in preflight.headers["access-control-allow-headers"].split(",")}
@@ -200,8 +240,13 @@ def test_answers_and_errors_carry_the_allowed_origin(cors_server):
 
 def test_without_an_allowed_origin_the_preflight_allows_none(jupyter_server):
     """CORS stays as Jupyter has it: off until the user allows an origin."""
-    preflight = httpx.options(jupyter_server.openai_base_url + "/chat/completions", headers={
-        "Origin": ORIGIN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": SDK_HEADERS,
-    })
+    preflight = httpx.options(
+        jupyter_server.openai_base_url + "/chat/completions",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": SDK_HEADERS,
+        },
+    )
     assert "access-control-allow-origin" not in preflight.headers
     assert "x-stainless" not in preflight.headers.get("access-control-allow-headers", "")

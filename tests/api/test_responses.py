@@ -11,9 +11,15 @@ import pytest
 from server import start_jupyter
 
 EVENTS = [  # a text answer's events, in OpenAI's order (one or more deltas)
-    "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
-    "response.output_text.delta", "response.output_text.done", "response.content_part.done",
-    "response.output_item.done", "response.completed",
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
 ]
 
 
@@ -40,12 +46,17 @@ def test_create(openai_client, row):
 
 def test_instructions_and_items(openai_client, upper):
     """The system prompt as instructions, or as a developer item; the input as items with parts."""
-    by_instructions = openai_client.responses.create(model="demo", instructions=upper["system"],
-                                                     input=upper["user"], temperature=0)
-    by_items = openai_client.responses.create(model="demo", temperature=0, input=[
-        {"role": "developer", "content": upper["system"]},
-        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": upper["user"]}]},
-    ])
+    by_instructions = openai_client.responses.create(
+        model="demo", instructions=upper["system"], input=upper["user"], temperature=0
+    )
+    by_items = openai_client.responses.create(
+        model="demo",
+        temperature=0,
+        input=[
+            {"role": "developer", "content": upper["system"]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": upper["user"]}]},
+        ],
+    )
     assert by_instructions.output_text == by_items.output_text == upper["answer"]
     assert by_instructions.instructions == upper["system"]
 
@@ -66,8 +77,8 @@ def test_stream_events_in_openai_order(http, row):
     with http.stream("POST", "mlx/v1/responses", json=body) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         lines = [line for line in r.iter_lines() if line]
-    names = [line[len("event: "):] for line in lines if line.startswith("event: ")]
-    data = [json.loads(line[len("data: "):]) for line in lines if line.startswith("data: ")]
+    names = [line[len("event: ") :] for line in lines if line.startswith("event: ")]
+    data = [json.loads(line[len("data: ") :]) for line in lines if line.startswith("data: ")]
     assert [d["type"] for d in data] == names  # each event named by its type; no [DONE]
     collapsed = [n for i, n in enumerate(names) if i == 0 or n != names[i - 1]]
     assert collapsed == EVENTS
@@ -76,15 +87,28 @@ def test_stream_events_in_openai_order(http, row):
 
 def test_null_fields_take_their_defaults(http, row):
     """OpenAI's spec lets clients send null for these (the default then)."""
-    nulls = dict.fromkeys(["temperature", "top_p", "stream", "store", "parallel_tool_calls", "background",
-                           "instructions", "max_output_tokens", "metadata", "tools", "tool_choice", "text"])
+    nulls = dict.fromkeys(
+        [
+            "temperature",
+            "top_p",
+            "stream",
+            "store",
+            "parallel_tool_calls",
+            "background",
+            "instructions",
+            "max_output_tokens",
+            "metadata",
+            "tools",
+            "tool_choice",
+            "text",
+        ]
+    )
     response = http.post("mlx/v1/responses", json={"model": "demo", "input": row["user"], **nulls}).json()
     assert (response["status"], response["store"], response["temperature"]) == ("completed", True, 1.0)
 
 
 def test_max_output_tokens_makes_it_incomplete(openai_client):
-    story = openai_client.responses.create(model="demo", input="Tell me a story.", max_output_tokens=16,
-                                           temperature=0)
+    story = openai_client.responses.create(model="demo", input="Tell me a story.", max_output_tokens=16, temperature=0)
     assert story.status == "incomplete" and story.incomplete_details.reason == "max_output_tokens"
     assert story.usage.output_tokens == 16 and story.output[0].status == "incomplete"
 
@@ -94,12 +118,18 @@ def test_previous_response_id_continues_and_hits_the_prompt_cache(openai_client,
     starts with the first turn's tokens, which the prompt cache holds."""
     other = answers()[1]
     first = openai_client.responses.create(model="demo", input=row["user"], temperature=0)
-    second = openai_client.responses.create(model="demo", input=other["user"], previous_response_id=first.id,
-                                            temperature=0)
-    chat = openai_client.chat.completions.create(model="demo", temperature=0, messages=[
-        {"role": "user", "content": row["user"]}, {"role": "assistant", "content": row["answer"]},
-        {"role": "user", "content": other["user"]},
-    ])
+    second = openai_client.responses.create(
+        model="demo", input=other["user"], previous_response_id=first.id, temperature=0
+    )
+    chat = openai_client.chat.completions.create(
+        model="demo",
+        temperature=0,
+        messages=[
+            {"role": "user", "content": row["user"]},
+            {"role": "assistant", "content": row["answer"]},
+            {"role": "user", "content": other["user"]},
+        ],
+    )
     assert second.output_text == chat.choices[0].message.content
     assert second.previous_response_id == first.id
     assert second.usage.input_tokens_details.cached_tokens >= first.usage.total_tokens - 1
@@ -122,7 +152,10 @@ def test_delete_answers_the_deleted_object(http, row):
     created = http.post("mlx/v1/responses", json={"model": "demo", "input": row["user"], "max_output_tokens": 16})
     response_id = created.json()["id"]
     assert http.delete(f"mlx/v1/responses/{response_id}").json() == {
-        "id": response_id, "object": "response", "deleted": True}
+        "id": response_id,
+        "object": "response",
+        "deleted": True,
+    }
     assert http.delete(f"mlx/v1/responses/{response_id}").status_code == 404
 
 
@@ -138,8 +171,9 @@ def test_the_store_is_bounded():
     server = start_jupyter("--MLXWorkbench.response_store_size=2", "--MLXWorkbench.response_store_bytes=1MB")
     try:
         client = openai.OpenAI(base_url=server.openai_base_url, api_key=server.token, max_retries=0)
-        ids = [client.responses.create(model="demo", input=f"What is {n} + 1?", max_output_tokens=16).id
-               for n in range(3)]
+        ids = [
+            client.responses.create(model="demo", input=f"What is {n} + 1?", max_output_tokens=16).id for n in range(3)
+        ]
         with pytest.raises(openai.NotFoundError):
             client.responses.retrieve(ids[0])
         assert [client.responses.retrieve(i).id for i in ids[1:]] == ids[1:]
@@ -149,12 +183,21 @@ def test_the_store_is_bounded():
 
 REFUSED = {
     "tools": ({"tools": [{"type": "function", "name": "f", "parameters": {}}]}, "tools", "tool"),
-    "json_schema": ({"text": {"format": {"type": "json_schema", "name": "x", "schema": {}}}}, "text.format.type",
-                    "structured output"),
-    "function_call_output item": ({"input": [{"type": "function_call_output", "call_id": "c", "output": "4"}]},
-                                  "input.0.type", "tool"),
-    "image part": ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
-                   "input.0.content.0.type", "text only"),
+    "json_schema": (
+        {"text": {"format": {"type": "json_schema", "name": "x", "schema": {}}}},
+        "text.format.type",
+        "structured output",
+    ),
+    "function_call_output item": (
+        {"input": [{"type": "function_call_output", "call_id": "c", "output": "4"}]},
+        "input.0.type",
+        "tool",
+    ),
+    "image part": (
+        {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
+        "input.0.content.0.type",
+        "text only",
+    ),
     "max_output_tokens below 16": ({"max_output_tokens": 8}, "max_output_tokens", "16"),
     "background": ({"background": True}, "background", "not supported"),
 }
@@ -187,14 +230,26 @@ async def test_an_agent_on_its_default_model(jupyter_server, row):
     try:
         result = await Runner.run(agent, row["user"], run_config=RunConfig(model_provider=provider))
         # A second turn sends the first's items back as input (the assistant's as output_text).
-        again = await Runner.run(agent, result.to_input_list() + [{"role": "user", "content": row["user"]}],
-                                 run_config=RunConfig(model_provider=provider))
+        again = await Runner.run(
+            agent,
+            result.to_input_list() + [{"role": "user", "content": row["user"]}],
+            run_config=RunConfig(model_provider=provider),
+        )
         streamed = Runner.run_streamed(agent, row["user"], run_config=RunConfig(model_provider=provider))
-        deltas = [e.data.delta async for e in streamed.stream_events()
-                  if e.type == "raw_response_event" and e.data.type == "response.output_text.delta"]
-        chat = await client.chat.completions.create(model="demo", temperature=0, messages=[
-            {"role": "user", "content": row["user"]}, {"role": "assistant", "content": row["answer"]},
-            {"role": "user", "content": row["user"]}])
+        deltas = [
+            e.data.delta
+            async for e in streamed.stream_events()
+            if e.type == "raw_response_event" and e.data.type == "response.output_text.delta"
+        ]
+        chat = await client.chat.completions.create(
+            model="demo",
+            temperature=0,
+            messages=[
+                {"role": "user", "content": row["user"]},
+                {"role": "assistant", "content": row["answer"]},
+                {"role": "user", "content": row["user"]},
+            ],
+        )
     finally:
         await client.close()
     assert result.final_output == row["answer"]

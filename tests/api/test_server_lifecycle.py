@@ -54,7 +54,9 @@ def configured(**traits) -> MLXWorkbench:
 
 
 def test_models_and_preload_are_checked_at_config_load():
-    app = configured(models={"q": "mlx-community/q", "m": {"path": "/m", "adapters": {"a": "/a"}}}, preload=["m:a", "q"])
+    app = configured(
+        models={"q": "mlx-community/q", "m": {"path": "/m", "adapters": {"a": "/a"}}}, preload=["m:a", "q"]
+    )
     assert app.build_engine_config().preload == ["m:a", "q"]
     for traits, complaint in [
         ({"models": {"m": {"adapters": {}}}}, "expected a path"),
@@ -67,10 +69,19 @@ def test_models_and_preload_are_checked_at_config_load():
 
 
 def test_engine_settings_reach_the_engine_config():
-    config = configured(completion_batch_size=8, prefill_step_size=512, prompt_cache_size=0,
-                        prompt_cache_bytes="1MB", memory_limit="1GB").build_engine_config()
-    assert (config.completion_batch_size, config.prefill_step_size, config.prompt_cache_size,
-            config.prompt_cache_bytes) == (8, 512, 0, 2**20)
+    config = configured(
+        completion_batch_size=8,
+        prefill_step_size=512,
+        prompt_cache_size=0,
+        prompt_cache_bytes="1MB",
+        memory_limit="1GB",
+    ).build_engine_config()
+    assert (
+        config.completion_batch_size,
+        config.prefill_step_size,
+        config.prompt_cache_size,
+        config.prompt_cache_bytes,
+    ) == (8, 512, 0, 2**20)
 
 
 async def test_stopping_never_raises(caplog):

@@ -20,8 +20,13 @@ EVENT = re.compile(rb"data: (\{[^\n]*\})\n\n")
 
 def test_sse_framing_byte_for_byte(http, answers):
     row = answers()[0]
-    body = {"model": "demo", "messages": messages(row), "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}}
+    body = {
+        "model": "demo",
+        "messages": messages(row),
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     with http.stream("POST", "mlx/v1/chat/completions", json=body) as response:
         assert response.status_code == 200
         assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
@@ -56,8 +61,13 @@ async def test_concurrent_streams(async_openai_client, answers):
 @pytest.mark.parametrize("stream", [True, False])
 def test_client_disconnect_cancels(jupyter_server, http, stream):
     max_tokens = 1500
-    body = {"model": "demo", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": max_tokens,
-            "logit_bias": endless(), "stream": stream}
+    body = {
+        "model": "demo",
+        "messages": [{"role": "user", "content": "Hello"}],
+        "max_tokens": max_tokens,
+        "logit_bias": endless(),
+        "stream": stream,
+    }
     generated_before = http.get("mlx/api/status").json()["generated_tokens"]
     if stream:
         with http.stream("POST", "mlx/v1/chat/completions", json=body) as response:
@@ -89,8 +99,13 @@ def test_keepalive_comments_while_a_long_prompt_is_read(eager_keepalive_server):
     prompt that follows is silence a proxy could take for a dead connection."""
     server = eager_keepalive_server
     prompt = "Repeat: " + " ".join(["apple river blue"] * 250)  # ~1,500 tokens of prefill
-    body = {"model": "demo", "messages": [{"role": "user", "content": prompt}], "max_tokens": 4, "stream": True,
-            "logit_bias": endless()}
+    body = {
+        "model": "demo",
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": 4,
+        "stream": True,
+        "logit_bias": endless(),
+    }
     with httpx.Client(base_url=server.url, headers={"Authorization": f"token {server.token}"}, timeout=60) as http:
         raw = http.post("mlx/v1/chat/completions", json=body).content
     opening, _, rest = raw.partition(b"\n\n")
@@ -104,12 +119,18 @@ def test_keepalive_comments_while_a_long_prompt_is_read(eager_keepalive_server):
 def test_merge_deltas_keeps_each_choice_in_order():
     """What a stream sends for a batch of events that queued up behind a slow client."""
     events = [
-        Delta(0, "Once", [1], [TokenLogprob("Once", 1, -0.1)]), Delta(1, "A", [7]), Delta(0, " upon", [2], []),
-        Finished(1, "stop"), Delta(0, " a", [3], [TokenLogprob(" a", 3, -0.2)]), Finished(0, "length"),
+        Delta(0, "Once", [1], [TokenLogprob("Once", 1, -0.1)]),
+        Delta(1, "A", [7]),
+        Delta(0, " upon", [2], []),
+        Finished(1, "stop"),
+        Delta(0, " a", [3], [TokenLogprob(" a", 3, -0.2)]),
+        Finished(0, "length"),
     ]
     merged = merge_deltas(events)
     assert merged == [
         Delta(0, "Once upon a", [1, 2, 3], [TokenLogprob("Once", 1, -0.1), TokenLogprob(" a", 3, -0.2)]),
-        Delta(1, "A", [7]), Finished(1, "stop"), Finished(0, "length"),
+        Delta(1, "A", [7]),
+        Finished(1, "stop"),
+        Finished(0, "length"),
     ]
     assert events[0] == Delta(0, "Once", [1], [TokenLogprob("Once", 1, -0.1)])  # the engine's events are left alone

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, sync_playwright
-
 from server import JupyterProcess, start_jupyter
 
 from mlx_workbench.demo import DEMO_MODELS
@@ -18,8 +17,13 @@ from mlx_workbench.demo import DEMO_MODELS
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"  # Chrome on a Mac
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 MEMORY_LIMIT = "512MB"  # the tests expect the status bar to show "/ 512 MB"
 

@@ -15,12 +15,20 @@ from server import free_port, start_jupyter
 # The headers openai-node sends besides Authorization and Content-Type (x-stainless-*
 # telemetry), and those anthropic-sdk-typescript adds in a browser.
 OPENAI_HEADERS = {
-    "x-stainless-lang": "js", "x-stainless-package-version": "6.0.0", "x-stainless-os": "Unknown",
-    "x-stainless-arch": "unknown", "x-stainless-runtime": "browser:chrome", "x-stainless-runtime-version": "140",
-    "x-stainless-retry-count": "0", "x-stainless-timeout": "600",
+    "x-stainless-lang": "js",
+    "x-stainless-package-version": "6.0.0",
+    "x-stainless-os": "Unknown",
+    "x-stainless-arch": "unknown",
+    "x-stainless-runtime": "browser:chrome",
+    "x-stainless-runtime-version": "140",
+    "x-stainless-retry-count": "0",
+    "x-stainless-timeout": "600",
 }
-ANTHROPIC_HEADERS = {**OPENAI_HEADERS, "anthropic-version": "2023-06-01",
-                     "anthropic-dangerous-direct-browser-access": "true"}
+ANTHROPIC_HEADERS = {
+    **OPENAI_HEADERS,
+    "anthropic-version": "2023-06-01",
+    "anthropic-dangerous-direct-browser-access": "true",
+}
 
 CALLS = """async ({api, token, openai, anthropic}) => {
     const json = {"Content-Type": "application/json"};
@@ -30,7 +38,8 @@ CALLS = """async ({api, token, openai, anthropic}) => {
         models: await read(await fetch(api + "/models", {headers: {...openai, Authorization: "Bearer " + token}})),
         wrongKey: await read(await fetch(api + "/models", {headers: {...openai, Authorization: "Bearer wrong"}})),
         stream: await read(await fetch(api + "/chat/completions", {method: "POST",
-            headers: {...openai, ...json, Authorization: "Bearer " + token}, body: JSON.stringify({...chat, stream: true})})),
+            headers: {...openai, ...json, Authorization: "Bearer " + token},
+            body: JSON.stringify({...chat, stream: true})})),
         responses: await read(await fetch(api + "/responses", {method: "POST",
             headers: {...openai, ...json, Authorization: "Bearer " + token},
             body: JSON.stringify({model: "demo", input: "What is 3 + 4?", temperature: 0})})),
@@ -48,7 +57,8 @@ def web_page_origin(tmp_path_factory):
     (root / "index.html").write_text("<!doctype html><title>my app</title>")
     port = free_port()
     server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", port), partial(http.server.SimpleHTTPRequestHandler, directory=str(root)))
+        ("127.0.0.1", port), partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{port}"
     server.shutdown()
@@ -66,8 +76,15 @@ def test_the_sdks_calls_pass_cors_from_an_allowed_origin(browser, web_page_origi
     page = browser.new_page()
     try:
         page.goto(web_page_origin + "/index.html")
-        results = page.evaluate(CALLS, {"api": allowing_server.openai_base_url, "token": allowing_server.token,
-                                        "openai": OPENAI_HEADERS, "anthropic": ANTHROPIC_HEADERS})
+        results = page.evaluate(
+            CALLS,
+            {
+                "api": allowing_server.openai_base_url,
+                "token": allowing_server.token,
+                "openai": OPENAI_HEADERS,
+                "anthropic": ANTHROPIC_HEADERS,
+            },
+        )
     finally:
         page.close()
     status = {name: code for name, (code, _) in results.items()}
@@ -82,10 +99,16 @@ def test_other_origins_stay_blocked(browser, web_page_origin, jupyter_server):
     page = browser.new_page()
     try:
         page.goto(web_page_origin + "/index.html")
-        outcome = page.evaluate("""async ({api, token, openai}) => {
-            try { await fetch(api + "/models", {headers: {...openai, Authorization: "Bearer " + token}}); return "read"; }
+        outcome = page.evaluate(
+            """async ({api, token, openai}) => {
+            try {
+                await fetch(api + "/models", {headers: {...openai, Authorization: "Bearer " + token}});
+                return "read";
+            }
             catch (error) { return error.name; }
-        }""", {"api": jupyter_server.openai_base_url, "token": jupyter_server.token, "openai": OPENAI_HEADERS})
+        }""",
+            {"api": jupyter_server.openai_base_url, "token": jupyter_server.token, "openai": OPENAI_HEADERS},
+        )
     finally:
         page.close()
     assert outcome == "TypeError"  # fetch's "Failed to fetch": CORS refused

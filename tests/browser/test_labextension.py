@@ -12,7 +12,6 @@ import re
 import subprocess
 import sys
 import urllib.request
-from pathlib import Path
 
 import pytest
 from pixels import assert_drawn

@@ -28,8 +28,11 @@ def squash(text: str) -> str:
 
 
 def test_chat_magic_streams_and_pool_panel_renders_in_a_notebook(lab, page_of, screenshot):
-    story = next(r for r in load_answers()
-                 if r["model"] == "demo" and not r["adapter"] and not r["system"] and r["user"] == "Tell me a story.")
+    story = next(
+        r
+        for r in load_answers()
+        if r["model"] == "demo" and not r["adapter"] and not r["system"] and r["user"] == "Tell me a story."
+    )
     notebook = nbformat.v4.new_notebook(
         cells=[
             nbformat.v4.new_code_cell("%load_ext mlx_workbench"),

@@ -6,12 +6,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from family_tokenizers import family_tokenizer  # noqa: F401  (a fixture, for every engine test)
+from tiny_model import build_tiny_adapter, build_tiny_llama
 
 from mlx_workbench.engine.config import EngineConfig, ModelSpec
 from mlx_workbench.engine.engine import Engine
-
-from family_tokenizers import family_tokenizer  # noqa: F401  (a fixture, for every engine test)
-from tiny_model import build_tiny_adapter, build_tiny_llama
 
 
 @pytest.fixture(scope="session")

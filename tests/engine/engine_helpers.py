@@ -8,8 +8,9 @@ from mlx_workbench.engine.requests import Delta, Done, Failed, Finished, Generat
 def chat(text: str, model: str = "tiny", n: int = 1, **sampling) -> GenerationRequest:
     sampling.setdefault("temperature", 0.0)
     sampling.setdefault("max_tokens", 16)
-    return GenerationRequest(model=model, messages=[{"role": "user", "content": text}],
-                             sampling=SamplingParams(**sampling), n=n)
+    return GenerationRequest(
+        model=model, messages=[{"role": "user", "content": text}], sampling=SamplingParams(**sampling), n=n
+    )
 
 
 def texts(events: list) -> list[str]:

@@ -23,9 +23,16 @@ CORPUS = [
 FAMILY_TOKENIZERS = {
     "llama3": {
         "config": {"model_type": "llama", "architectures": ["LlamaForCausalLM"]},
-        "specials": ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-                     "<|eot_id|>", "<|eom_id|>"],
-        "bos": "<|begin_of_text|>", "eos": "<|eot_id|>",
+        "specials": [
+            "<|begin_of_text|>",
+            "<|end_of_text|>",
+            "<|start_header_id|>",
+            "<|end_header_id|>",
+            "<|eot_id|>",
+            "<|eom_id|>",
+        ],
+        "bos": "<|begin_of_text|>",
+        "eos": "<|eot_id|>",
         "template": (
             "{% for message in messages %}{% set content = '<|start_header_id|>' + message['role'] + "
             "'<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
@@ -36,7 +43,8 @@ FAMILY_TOKENIZERS = {
     "chatml": {
         "config": {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"]},
         "specials": ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        "bos": None, "eos": "<|im_end|>",
+        "bos": None,
+        "eos": "<|im_end|>",
         "template": (
             "{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\n' + messages[0]['content'] + "
             "'<|im_end|>\n' }}{%- else %}{{- '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}"
@@ -48,7 +56,8 @@ FAMILY_TOKENIZERS = {
     "gemma": {
         "config": {"model_type": "gemma2", "architectures": ["Gemma2ForCausalLM"]},
         "specials": ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"],
-        "bos": "<bos>", "eos": "<eos>",
+        "bos": "<bos>",
+        "eos": "<eos>",
         "template": (
             "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
             "{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
@@ -62,7 +71,8 @@ FAMILY_TOKENIZERS = {
     "mistral": {
         "config": {"model_type": "mistral", "architectures": ["MistralForCausalLM"]},
         "specials": ["<unk>", "<s>", "</s>", "[INST]", "[/INST]"],
-        "bos": "<s>", "eos": "</s>",
+        "bos": "<s>",
+        "eos": "</s>",
         "template": (
             "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
             "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
@@ -74,7 +84,8 @@ FAMILY_TOKENIZERS = {
     "phi": {
         "config": {"model_type": "phi3", "architectures": ["Phi3ForCausalLM"]},
         "specials": ["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"],
-        "bos": None, "eos": "<|endoftext|>",
+        "bos": None,
+        "eos": "<|endoftext|>",
         "template": (
             "{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\n' + message['content'] + "
             "'<|end|>\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + '<|end|>\n'}}"
@@ -87,7 +98,8 @@ FAMILY_TOKENIZERS = {
     "plain": {
         "config": {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]},
         "specials": ["<s>", "</s>"],
-        "bos": "<s>", "eos": "</s>",
+        "bos": "<s>",
+        "eos": "</s>",
         "template": (
             "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
             "{% if add_generation_prompt %}assistant:{% endif %}"

@@ -6,9 +6,9 @@ import asyncio
 import threading
 import time
 
-from mlx_workbench.engine.requests import Delta, Done, Finished, Started
-
 from engine_helpers import chat, texts
+
+from mlx_workbench.engine.requests import Delta, Done, Finished, Started
 
 
 def wait_until(predicate, timeout: float = 10.0) -> None:

@@ -6,31 +6,35 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from engine_helpers import texts
 
 from mlx_workbench.demo import DEMO_MODELS, load_answers
 from mlx_workbench.engine.config import EngineConfig, ModelSpec
 from mlx_workbench.engine.engine import Engine
 from mlx_workbench.engine.requests import Delta, Done, GenerationRequest, SamplingParams
 
-from engine_helpers import texts
-
 ANSWERS = load_answers()
 
 
 @pytest.fixture(scope="module")
 def demo_engine():
-    engine = Engine(EngineConfig(models={name: ModelSpec(name, m["path"], m["adapters"])
-                                         for name, m in DEMO_MODELS.items()}))
+    engine = Engine(
+        EngineConfig(models={name: ModelSpec(name, m["path"], m["adapters"]) for name, m in DEMO_MODELS.items()})
+    )
     engine.start()
     yield engine
     engine.stop()
 
 
 def ask(row: dict, **sampling) -> GenerationRequest:
-    messages = ([{"role": "system", "content": row["system"]}] if row["system"] else [])
+    messages = [{"role": "system", "content": row["system"]}] if row["system"] else []
     messages.append({"role": "user", "content": row["user"]})
-    return GenerationRequest(model=row["model"], adapter=row["adapter"], messages=messages,
-                             sampling=SamplingParams(**{"temperature": 0.0, "max_tokens": 200, **sampling}))
+    return GenerationRequest(
+        model=row["model"],
+        adapter=row["adapter"],
+        messages=messages,
+        sampling=SamplingParams(**{"temperature": 0.0, "max_tokens": 200, **sampling}),
+    )
 
 
 async def answer(engine, request) -> str:
@@ -69,10 +73,14 @@ async def test_tokens_of_a_running_stream_travel_together():
     """With a delivery interval longer than the whole story, the story's first token
     comes alone (time to first token does not wait) and the rest in one batch with the
     end; the text is the same as token by token."""
-    story = next(r for r in ANSWERS if r["model"] == "demo" and not r["adapter"] and not r["system"]
-                 and r["user"] == "Tell me a story.")
-    engine = Engine(EngineConfig(models={"demo": ModelSpec("demo", DEMO_MODELS["demo"]["path"])},
-                                 delivery_interval=60.0))
+    story = next(
+        r
+        for r in ANSWERS
+        if r["model"] == "demo" and not r["adapter"] and not r["system"] and r["user"] == "Tell me a story."
+    )
+    engine = Engine(
+        EngineConfig(models={"demo": ModelSpec("demo", DEMO_MODELS["demo"]["path"])}, delivery_interval=60.0)
+    )
     engine.start()
     try:
         batches = [batch async for batch in engine.astream(ask(story))]

@@ -11,8 +11,8 @@ from mlx_lm import load
 from mlx_lm.generate import generate_step
 from mlx_lm.utils import load_config
 
-from mlx_workbench.engine.errors import InvalidRequest
 from mlx_workbench.demo import DEMO_MODELS, load_answers
+from mlx_workbench.engine.errors import InvalidRequest
 from mlx_workbench.engine.families import FAMILIES, detect_family
 
 CHAT = [
@@ -171,13 +171,24 @@ AUDIO = {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}
         (["Hi!"], r"messages\[0\] must be an object"),
         ([{"role": "critic", "content": "x"}], r"messages\[0\] has role 'critic'"),
         ([{"content": "x"}], r"messages\[0\] has role None"),
-        ([{"role": "user", "content": "x"}, {"role": "tool", "content": "4", "tool_call_id": "c1"}],
-         r"messages\[1\]: this server does not support tool or function calls"),
-        ([{"role": "assistant", "content": None,
-           "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}],
-         r"messages\[0\]: this server does not support tool"),
-        ([{"role": "user", "content": [{"type": "text", "text": "What is this?"}, IMAGE]}],
-         r"messages\[0\]\.content\[1\] is a 'image_url' part; the models here accept text only"),
+        (
+            [{"role": "user", "content": "x"}, {"role": "tool", "content": "4", "tool_call_id": "c1"}],
+            r"messages\[1\]: this server does not support tool or function calls",
+        ),
+        (
+            [
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+                }
+            ],
+            r"messages\[0\]: this server does not support tool",
+        ),
+        (
+            [{"role": "user", "content": [{"type": "text", "text": "What is this?"}, IMAGE]}],
+            r"messages\[0\]\.content\[1\] is a 'image_url' part; the models here accept text only",
+        ),
         ([{"role": "user", "content": [AUDIO]}], r"content\[0\] is a 'input_audio' part"),
         ([{"role": "user", "content": [{"type": "text"}]}], r"content\[0\] is a text part without a string 'text'"),
         ([{"role": "user", "content": ["Hi!"]}], r"content\[0\] is not a \{'type': 'text'"),

@@ -7,12 +7,19 @@ import threading
 import time
 
 import pytest
+from engine_helpers import chat, texts
 
 from mlx_workbench.engine.errors import ContextLengthExceeded, InvalidRequest, ModelNotFound, QueueFull
-from mlx_workbench.engine.requests import (Delta, Done, Failed, Finished, GenerationRequest, Progress,
-                                           SamplingParams, Started)
-
-from engine_helpers import chat, texts
+from mlx_workbench.engine.requests import (
+    Delta,
+    Done,
+    Failed,
+    Finished,
+    GenerationRequest,
+    Progress,
+    SamplingParams,
+    Started,
+)
 
 PROMPTS = ["hello", "how are you today?", "the quick brown fox", "0123456789", "lazy dog", "world"]
 
@@ -88,8 +95,9 @@ async def test_choices_yet_to_fork_keep_their_places_in_the_batch(make_engine):
         async for event in engine.agenerate(request):
             seen.append((name, type(event).__name__))
 
-    await asyncio.gather(follow("full", chat("how are you today?", n=4, max_tokens=6)),
-                         follow("next", chat("hello", max_tokens=6)))
+    await asyncio.gather(
+        follow("full", chat("how are you today?", n=4, max_tokens=6)), follow("next", chat("hello", max_tokens=6))
+    )
     assert seen.index(("next", "Started")) > seen.index(("full", "Done")), seen
 
 
@@ -97,8 +105,10 @@ async def test_seeded_request_gives_the_same_output_alone_and_batched(engine):
     seeded = chat("hello", max_tokens=20, temperature=1.0, seed=1234)
     alone = texts(await run_async(engine, seeded))
     others = [chat(p, max_tokens=20, temperature=1.0) for p in PROMPTS]
-    batched = await asyncio.gather(run_async(engine, chat("hello", max_tokens=20, temperature=1.0, seed=1234)),
-                                   *[run_async(engine, r) for r in others])
+    batched = await asyncio.gather(
+        run_async(engine, chat("hello", max_tokens=20, temperature=1.0, seed=1234)),
+        *[run_async(engine, r) for r in others],
+    )
     assert texts(batched[0]) == alone
 
 
@@ -142,11 +152,17 @@ def test_logprobs(engine):
 
 
 def test_text_prompt_and_token_ids(engine):
-    ids = run(engine, GenerationRequest(model="tiny", prompt=[5, 6, 7, 8], sampling=SamplingParams(temperature=0, max_tokens=5)))
+    ids = run(
+        engine,
+        GenerationRequest(model="tiny", prompt=[5, 6, 7, 8], sampling=SamplingParams(temperature=0, max_tokens=5)),
+    )
     assert ids[0].prompt_tokens == 4 and isinstance(ids[-1], Done)
     bad = run(engine, GenerationRequest(model="tiny", prompt=[10**6], sampling=SamplingParams(max_tokens=5)))
     assert isinstance(bad[-1], Failed) and isinstance(bad[-1].error, InvalidRequest)
-    text = run(engine, GenerationRequest(model="tiny", prompt="hello world", sampling=SamplingParams(temperature=0, max_tokens=5)))
+    text = run(
+        engine,
+        GenerationRequest(model="tiny", prompt="hello world", sampling=SamplingParams(temperature=0, max_tokens=5)),
+    )
     assert isinstance(text[-1], Done) and text[-1].usage.completion_tokens == 5
 
 
@@ -203,10 +219,14 @@ def test_queue_limit(make_engine):
 
 def test_prompt_cache_reuses_the_conversation_prefix(engine):
     turn1 = [{"role": "user", "content": "hello"}]
-    events = run(engine, GenerationRequest(model="tiny", messages=turn1, sampling=SamplingParams(temperature=0, max_tokens=8)))
+    events = run(
+        engine, GenerationRequest(model="tiny", messages=turn1, sampling=SamplingParams(temperature=0, max_tokens=8))
+    )
     answer = texts(events)[0]
     turn2 = turn1 + [{"role": "assistant", "content": answer}, {"role": "user", "content": "how are you?"}]
-    events = run(engine, GenerationRequest(model="tiny", messages=turn2, sampling=SamplingParams(temperature=0, max_tokens=8)))
+    events = run(
+        engine, GenerationRequest(model="tiny", messages=turn2, sampling=SamplingParams(temperature=0, max_tokens=8))
+    )
     started = events[0]
     assert started.cached_tokens >= events[0].prompt_tokens // 2
     assert events[-1].usage.cached_tokens == started.cached_tokens
@@ -267,7 +287,9 @@ def test_generation_after_scoring_starts_from_the_scored_prompt(make_engine, mon
     engine = make_engine(prompt_cache_size=0)
 
     def request(prompt, **fields) -> GenerationRequest:
-        return GenerationRequest(model="tiny", prompt=prompt, sampling=SamplingParams(max_tokens=8, temperature=0), **fields)
+        return GenerationRequest(
+            model="tiny", prompt=prompt, sampling=SamplingParams(max_tokens=8, temperature=0), **fields
+        )
 
     prompt = "how are you today? " * 4
     events, batch = [], None
@@ -295,12 +317,17 @@ async def test_prompts_to_score_take_turns_with_decode_steps(engine, monkeypatch
     stream = asyncio.create_task(follow("stream", chat("hello", max_tokens=200, logit_bias={0: -100})))
     while ("stream", "Delta") not in seen:
         await asyncio.sleep(0.001)
-    scoring = [GenerationRequest(model="tiny", prompt="how are you today? " * 8, prompt_logprobs=1,
-                                 sampling=SamplingParams(max_tokens=0)) for _ in range(4)]
+    scoring = [
+        GenerationRequest(
+            model="tiny", prompt="how are you today? " * 8, prompt_logprobs=1, sampling=SamplingParams(max_tokens=0)
+        )
+        for _ in range(4)
+    ]
     await asyncio.gather(*(follow(f"score{i}", r) for i, r in enumerate(scoring)))
     stream.cancel()
+
     def stream_tokens_between(first: tuple, last: tuple) -> int:
-        return sum(1 for event in seen[seen.index(first):seen.index(last)] if event == ("stream", "Delta"))
+        return sum(1 for event in seen[seen.index(first) : seen.index(last)] if event == ("stream", "Delta"))
 
     for i in range(4):  # its chunks took turns with the stream's steps
         assert stream_tokens_between((f"score{i}", "Started"), (f"score{i}", "PromptLogprobs")) >= 4, seen

@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from engine_helpers import chat, texts
 
 from mlx_workbench.engine import engine as engine_module
 from mlx_workbench.engine import submission as submission_module
 from mlx_workbench.engine.errors import EngineNotReady, EngineStopped, GenerationFailed
 from mlx_workbench.engine.requests import Delta, Done, Failed, Started
-
-from engine_helpers import chat, texts
 
 
 def test_a_job_that_raises_fails_its_caller_only(engine):
@@ -162,7 +161,10 @@ print("exiting", flush=True)
 def test_the_process_exits_0_after_generating(models, how):
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(SCRIPT), str(models["tiny"]), how],
-        capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[2],
     )
     assert done.returncode == 0, done.stderr
     assert "exiting" in done.stdout

@@ -6,13 +6,12 @@ import shutil
 import time
 
 import pytest
+from engine_helpers import chat, texts
 
 from mlx_workbench.engine.config import ModelSpec
 from mlx_workbench.engine.errors import LoadFailed, MemoryBudgetExceeded, ModelBusy, ModelNotFound
 from mlx_workbench.engine.pool import MAX_FORGOTTEN
 from mlx_workbench.engine.requests import Done, Failed, Started
-
-from engine_helpers import chat, texts
 
 
 def states(engine) -> dict[str, str]:
@@ -231,8 +230,11 @@ def test_a_stream_goes_on_while_another_model_reads_its_weights(engine, monkeypa
     scheduler = engine.scheduler
     chunks = []  # (decode steps so far, load progress) as each chunk starts
     evaluate = scheduler.pool._evaluate
-    monkeypatch.setattr(scheduler.pool, "_evaluate",
-                        lambda entry, *args: (chunks.append((scheduler.steps, entry.progress)), evaluate(entry, *args)))
+    monkeypatch.setattr(
+        scheduler.pool,
+        "_evaluate",
+        lambda entry, *args: (chunks.append((scheduler.steps, entry.progress)), evaluate(entry, *args)),
+    )
     engine.load("tiny").result(30)
     stream = engine.generate(chat("hello", model="tiny", max_tokens=2000))
     assert isinstance(next(stream), Started)

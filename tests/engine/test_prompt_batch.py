@@ -15,13 +15,24 @@ def usage(prompt: int, completion: int, ttft: float, generation: float, rate: fl
 def test_one_request_of_all_choices_started_first_and_done_last():
     merged = MergedEvents([GenerationRequest("m", prompt="a", n=2), GenerationRequest("m", prompt="b", n=1)])
     # The first prompt is over before the second starts: nothing of it may go ahead of Started.
-    first = [Started(3), Delta(0, "x", [1]), Delta(1, "y", [2]), Finished(0, "stop"), Finished(1, "stop"),
-             Done(usage(3, 2, 0.1, 0.2, 5.0))]
+    first = [
+        Started(3),
+        Delta(0, "x", [1]),
+        Delta(1, "y", [2]),
+        Finished(0, "stop"),
+        Finished(1, "stop"),
+        Done(usage(3, 2, 0.1, 0.2, 5.0)),
+    ]
     assert merged.take(0, first) == []
     out = merged.take(1, [Started(4, cached_tokens=1), Delta(0, "z", [3])])
     assert out[0] == Started(7, cached_tokens=1)
     assert [(type(e).__name__, e.index) for e in out[1:]] == [
-        ("Delta", 0), ("Delta", 1), ("Finished", 0), ("Finished", 1), ("Delta", 2)]
+        ("Delta", 0),
+        ("Delta", 1),
+        ("Finished", 0),
+        ("Finished", 1),
+        ("Delta", 2),
+    ]
     assert not merged.ended
     (done,) = merged.take(1, [Finished(0, "length"), Done(usage(4, 1, 0.3, 0.0, None))])[1:]
     assert merged.ended and merged.complete

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from mlx_lm import load
 from mlx_lm.generate import BatchGenerator
-
 from tiny_model import build_tiny_llama
+
 from mlx_workbench.engine.errors import InvalidRequest
 from mlx_workbench.engine.requests import SamplingParams
 from mlx_workbench.engine.sampling import LogitBias, StopStrings, make_logits_processors, make_sampler, token_logprob
@@ -154,8 +154,10 @@ def batch_generate(
         uids = generator.insert(
             list(prompts),
             max_tokens=[16] * len(batch),
-            samplers=[make_sampler(p, bias=LogitBias(p.logit_bias, model.args.vocab_size) if p.logit_bias else None)
-                      for p in params],
+            samplers=[
+                make_sampler(p, bias=LogitBias(p.logit_bias, model.args.vocab_size) if p.logit_bias else None)
+                for p in params
+            ],
             logits_processors=[list(processors)] * len(batch),
         )
         tokens.update({uid: [] for uid in uids})
@@ -176,8 +178,10 @@ def batch_generate(
 @pytest.mark.parametrize("join_after", [0, 5])
 def test_seeded_request_generates_the_same_tokens_alone_and_in_a_batch(tiny_model, join_after):
     seeded = ([5, 6, 7, 8], SamplingParams(temperature=1.0, top_p=0.95, seed=1234))
-    others = [([9, 10, 11, 12, 13, 14, 15], SamplingParams(temperature=0.9)),
-              ([20, 21], SamplingParams(temperature=1.0, seed=1))]
+    others = [
+        ([9, 10, 11, 12, 13, 14, 15], SamplingParams(temperature=0.9)),
+        ([20, 21], SamplingParams(temperature=1.0, seed=1)),
+    ]
     alone = batch_generate(tiny_model, [seeded])[0]
     assert batch_generate(tiny_model, [*others, seeded], join_after)[-1] == alone
     assert batch_generate(tiny_model, [seeded])[0] == alone
@@ -389,8 +393,8 @@ def test_the_stop_string_that_ended_the_text_is_named(text, stops):
         for chunk in chunks:
             matcher.feed(chunk)
         if stopped:
-            assert text[len(cut):].startswith(matcher.matched) and matcher.matched in stops
-            assert not any(text[len(cut):].startswith(s) and len(s) > len(matcher.matched) for s in stops)
+            assert text[len(cut) :].startswith(matcher.matched) and matcher.matched in stops
+            assert not any(text[len(cut) :].startswith(s) and len(s) > len(matcher.matched) for s in stops)
         else:
             assert matcher.matched is None
 

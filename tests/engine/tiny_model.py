@@ -40,16 +40,29 @@ def build_tiny_llama(path: Path, hidden: int = 64, layers: int = 2, seed: int = 
     tok = train_bpe(CORPUS, 300, SPECIALS)
     tok.save(str(path / "tokenizer.json"))
     ids = {s: tok.token_to_id(s) for s in SPECIALS}
-    (path / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
-        "chat_template": CHAT_TEMPLATE, "model_max_length": 512,
-    }))
+    (path / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "PreTrainedTokenizerFast",
+                "bos_token": "<|begin_of_text|>",
+                "eos_token": "<|eot_id|>",
+                "chat_template": CHAT_TEMPLATE,
+                "model_max_length": 512,
+            }
+        )
+    )
     config = {
-        "model_type": "llama", "hidden_size": hidden, "num_hidden_layers": layers,
-        "intermediate_size": hidden * 3, "num_attention_heads": 4, "num_key_value_heads": 2,
-        "rms_norm_eps": 1e-5, "vocab_size": tok.get_vocab_size(), "tie_word_embeddings": True,
-        "max_position_embeddings": 512, "rope_theta": 10000.0,
+        "model_type": "llama",
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "intermediate_size": hidden * 3,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "rms_norm_eps": 1e-5,
+        "vocab_size": tok.get_vocab_size(),
+        "tie_word_embeddings": True,
+        "max_position_embeddings": 512,
+        "rope_theta": 10000.0,
         "eos_token_id": [ids["<|eot_id|>"], ids["<|end_of_text|>"]],
         "bos_token_id": ids["<|begin_of_text|>"],
     }
@@ -66,8 +79,11 @@ def build_tiny_adapter(model_dir: Path, path: Path, rank: int = 4, seed: int = 1
     from mlx_lm.utils import load_model
 
     path.mkdir(parents=True, exist_ok=True)
-    config = {"fine_tune_type": "lora", "num_layers": 2,
-              "lora_parameters": {"rank": rank, "scale": 20.0, "dropout": 0.0}}
+    config = {
+        "fine_tune_type": "lora",
+        "num_layers": 2,
+        "lora_parameters": {"rank": rank, "scale": 20.0, "dropout": 0.0},
+    }
     model, _ = load_model(model_dir)
     linear_to_lora_layers(model, config["num_layers"], config["lora_parameters"])
     mx.random.seed(seed)

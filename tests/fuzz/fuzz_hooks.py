@@ -15,12 +15,18 @@ MODELS = os.environ["FUZZ_MODELS"].split(",")
 # What a schema-valid request may be refused for: rules that depend on the model, on
 # the server's state (a response id it never stored) or tie two fields together, stated
 # in the document's descriptions only.
-MODEL_DEPENDENT_CODES = {"context_length_exceeded", "invalid_for_model", "conflicting_adapter",
-                         "previous_response_not_found"}
+MODEL_DEPENDENT_CODES = {
+    "context_length_exceeded",
+    "invalid_for_model",
+    "conflicting_adapter",
+    "previous_response_not_found",
+}
 # Anthropic's errors carry no code: the same refusals, known by their messages; and a last
 # assistant message (a prefill), which JSON Schema cannot single out.
-ANTHROPIC_REFUSALS = re.compile(r"maximum context length|for this model|chat template rejected|names adapter|"
-                                r"prefill to continue")
+ANTHROPIC_REFUSALS = re.compile(
+    r"maximum context length|for this model|chat template rejected|names adapter|"
+    r"prefill to continue"
+)
 
 
 @schemathesis.hook

@@ -79,8 +79,9 @@ def test_missing_or_wrong_token_is_401(server, method, path, credentials):
 def test_the_token_opens_every_route(fuzz_server, method, path):
     """The same requests with the token get past auth (so the 401s above are about the token)."""
     headers = {"Authorization": f"Bearer {fuzz_server.token}"}
-    response = httpx.request(method, fuzz_server.url + path, json={"model": "demo", "wait": True}, headers=headers,
-                             timeout=60)
+    response = httpx.request(
+        method, fuzz_server.url + path, json={"model": "demo", "wait": True}, headers=headers, timeout=60
+    )
     assert response.status_code not in (401, 403), response.text
 
 
@@ -110,7 +111,9 @@ def test_cookie_post_without_xsrf_is_403(browser, path):
 
 @pytest.mark.parametrize("path", POSTS)
 def test_cookie_post_with_xsrf_is_served(browser, path):
-    response = browser.post(path, json={"model": "demo", "wait": True}, headers={"X-XSRFToken": browser.cookies["_xsrf"]})
+    response = browser.post(
+        path, json={"model": "demo", "wait": True}, headers={"X-XSRFToken": browser.cookies["_xsrf"]}
+    )
     assert response.status_code not in (401, 403), response.text
 
 

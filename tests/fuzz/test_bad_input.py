@@ -46,50 +46,177 @@ CASES = {
     "trailing garbage": (CHAT, chat_with() + b"}{", "application/json", 400, "invalid_json", "trailing"),
     "deep nesting": (CHAT, nested(100_000), "application/json", 400, "invalid_json", "recursion"),
     "NaN": (CHAT, chat_with()[:-1] + b', "temperature": NaN}', "application/json", 400, "invalid_value", "finite"),
-    "Infinity": (TEXT, b'{"model": "demo", "prompt": "x", "top_p": Infinity}', "application/json",
-                 400, "invalid_value", "finite"),
-    "not UTF-8": (CHAT, chat_with().replace(b"Hello", b"\xff\xfeHello"), "application/json",
-                  400, "invalid_json", "unicode"),
-    "lone surrogate": (CHAT, chat_with().replace(b"Hello", b"\\udfffHello"), "application/json",
-                       400, "invalid_json", "surrogate"),
-    "form-encoded": (CHAT, b"model=demo&prompt=hi", "application/x-www-form-urlencoded",
-                     400, "invalid_json", "not valid JSON"),
-    "multipart": (TEXT, b"--x\r\nContent-Disposition: form-data; name=a\r\n\r\nb\r\n--x--\r\n",
-                  "multipart/form-data; boundary=x", 400, "invalid_json", "not valid JSON"),
+    "Infinity": (
+        TEXT,
+        b'{"model": "demo", "prompt": "x", "top_p": Infinity}',
+        "application/json",
+        400,
+        "invalid_value",
+        "finite",
+    ),
+    "not UTF-8": (
+        CHAT,
+        chat_with().replace(b"Hello", b"\xff\xfeHello"),
+        "application/json",
+        400,
+        "invalid_json",
+        "unicode",
+    ),
+    "lone surrogate": (
+        CHAT,
+        chat_with().replace(b"Hello", b"\\udfffHello"),
+        "application/json",
+        400,
+        "invalid_json",
+        "surrogate",
+    ),
+    "form-encoded": (
+        CHAT,
+        b"model=demo&prompt=hi",
+        "application/x-www-form-urlencoded",
+        400,
+        "invalid_json",
+        "not valid JSON",
+    ),
+    "multipart": (
+        TEXT,
+        b"--x\r\nContent-Disposition: form-data; name=a\r\n\r\nb\r\n--x--\r\n",
+        "multipart/form-data; boundary=x",
+        400,
+        "invalid_json",
+        "not valid JSON",
+    ),
     "a string for a number": (CHAT, chat_with(max_tokens="5"), "application/json", 400, "invalid_value", "integer"),
     "0 for false": (CHAT, chat_with(stream=0), "application/json", 400, "invalid_value", "boolean"),
     "negative max_tokens": (CHAT, chat_with(max_tokens=-1), "application/json", 400, "invalid_value", "max_tokens"),
-    "a message without a role": (CHAT, chat_with(messages=[{}]), "application/json",
-                                 400, "missing_required_parameter", "messages.0.role"),
-    "the tool role": (CHAT, chat_with(messages=[{"role": "tool", "content": "42", "tool_call_id": "1"}]),
-                      "application/json", 400, "invalid_value", "tool or function calls"),
-    "the function role": (CHAT, chat_with(messages=[{"role": "function", "name": "f", "content": "42"}]),
-                          "application/json", 400, "invalid_value", "tool or function calls"),
-    "tool calls": (CHAT, chat_with(messages=[{"role": "assistant", "tool_calls": [{"id": "1", "type": "function"}]},
-                                             {"role": "user", "content": "and?"}]),
-                   "application/json", 400, "invalid_value", "tool or function calls"),
-    "tools": (CHAT, chat_with(tools=[{"type": "function", "function": {"name": "get_weather"}}]),
-              "application/json", 400, "invalid_value", "tool or function calls"),
-    "functions": (CHAT, chat_with(functions=[{"name": "get_weather"}]),
-                  "application/json", 400, "invalid_value", "tool or function calls"),
-    "an image part": (CHAT, chat_with(messages=[{"role": "user", "content": [
-        {"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": "data:,"}}]}]),
-        "application/json", 400, "invalid_value", "text only"),
-    "an audio part": (CHAT, chat_with(messages=[{"role": "user", "content": [
-        {"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}]}]),
-        "application/json", 400, "invalid_value", "text only"),
+    "a message without a role": (
+        CHAT,
+        chat_with(messages=[{}]),
+        "application/json",
+        400,
+        "missing_required_parameter",
+        "messages.0.role",
+    ),
+    "the tool role": (
+        CHAT,
+        chat_with(messages=[{"role": "tool", "content": "42", "tool_call_id": "1"}]),
+        "application/json",
+        400,
+        "invalid_value",
+        "tool or function calls",
+    ),
+    "the function role": (
+        CHAT,
+        chat_with(messages=[{"role": "function", "name": "f", "content": "42"}]),
+        "application/json",
+        400,
+        "invalid_value",
+        "tool or function calls",
+    ),
+    "tool calls": (
+        CHAT,
+        chat_with(
+            messages=[
+                {"role": "assistant", "tool_calls": [{"id": "1", "type": "function"}]},
+                {"role": "user", "content": "and?"},
+            ]
+        ),
+        "application/json",
+        400,
+        "invalid_value",
+        "tool or function calls",
+    ),
+    "tools": (
+        CHAT,
+        chat_with(tools=[{"type": "function", "function": {"name": "get_weather"}}]),
+        "application/json",
+        400,
+        "invalid_value",
+        "tool or function calls",
+    ),
+    "functions": (
+        CHAT,
+        chat_with(functions=[{"name": "get_weather"}]),
+        "application/json",
+        400,
+        "invalid_value",
+        "tool or function calls",
+    ),
+    "an image part": (
+        CHAT,
+        chat_with(
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What is this?"},
+                        {"type": "image_url", "image_url": {"url": "data:,"}},
+                    ],
+                }
+            ]
+        ),
+        "application/json",
+        400,
+        "invalid_value",
+        "text only",
+    ),
+    "an audio part": (
+        CHAT,
+        chat_with(
+            messages=[
+                {"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}]}
+            ]
+        ),
+        "application/json",
+        400,
+        "invalid_value",
+        "text only",
+    ),
     "a schema feature that cannot be enforced": (
-        CHAT, chat_with(response_format={"type": "json_schema", "json_schema": {
-            "name": "x", "schema": {"type": "string", "format": "made-up"}}}),
-        "application/json", 400, "invalid_value", "made-up"),
-    "token ids outside the vocabulary": (TEXT, b'{"model": "demo", "prompt": [1, 99999999]}', "application/json",
-                                         400, "invalid_for_model", "token ids"),
-    "logit_bias outside the vocabulary": (CHAT, chat_with(logit_bias={"99999999": 1}), "application/json",
-                                          400, "invalid_for_model", "vocabulary"),
-    "a vanishing repetition_penalty": (CHAT, chat_with(repetition_penalty=5e-324), "application/json",
-                                       400, "invalid_value", "repetition_penalty"),
-    "logit_bias keyed by a word": (CHAT, chat_with(logit_bias={"hello": 1}), "application/json",
-                                   400, "invalid_value", "logit_bias"),
+        CHAT,
+        chat_with(
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "x", "schema": {"type": "string", "format": "made-up"}},
+            }
+        ),
+        "application/json",
+        400,
+        "invalid_value",
+        "made-up",
+    ),
+    "token ids outside the vocabulary": (
+        TEXT,
+        b'{"model": "demo", "prompt": [1, 99999999]}',
+        "application/json",
+        400,
+        "invalid_for_model",
+        "token ids",
+    ),
+    "logit_bias outside the vocabulary": (
+        CHAT,
+        chat_with(logit_bias={"99999999": 1}),
+        "application/json",
+        400,
+        "invalid_for_model",
+        "vocabulary",
+    ),
+    "a vanishing repetition_penalty": (
+        CHAT,
+        chat_with(repetition_penalty=5e-324),
+        "application/json",
+        400,
+        "invalid_value",
+        "repetition_penalty",
+    ),
+    "logit_bias keyed by a word": (
+        CHAT,
+        chat_with(logit_bias={"hello": 1}),
+        "application/json",
+        400,
+        "invalid_value",
+        "logit_bias",
+    ),
 }
 
 
@@ -148,8 +275,10 @@ def test_body_over_the_server_limit_is_refused(fuzz_server, fuzz_http):
     """Tornado refuses it from the Content-Length alone (Jupyter's max_body_size, 512 MB):
     a bare 400 before any handler runs (so not OpenAI-shaped), and the server goes on."""
     url = urlsplit(fuzz_server.url + CHAT)
-    head = (f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: Bearer {fuzz_server.token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {600 * 2**20}\r\n\r\n{{")
+    head = (
+        f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: Bearer {fuzz_server.token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {600 * 2**20}\r\n\r\n{{"
+    )
     with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
         sock.sendall(head.encode())
         assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")

@@ -28,12 +28,20 @@ RUN_TIMEOUT = 600  # seconds for the whole run; about two minutes here
 def run_schemathesis(server, models: list[str], cassette: Path) -> subprocess.CompletedProcess:
     """The CLI in the cassette's folder, where it also leaves its crash cache."""
     cmd = [
-        str(Path(sys.executable).parent / "schemathesis"), "--config-file", str(HERE / "schemathesis.toml"),
-        "run", server.url + "mlx/api/openapi.json",
-        "--header", f"Authorization: Bearer {server.token}",
-        "--checks", "all",
+        str(Path(sys.executable).parent / "schemathesis"),
+        "--config-file",
+        str(HERE / "schemathesis.toml"),
+        "run",
+        server.url + "mlx/api/openapi.json",
+        "--header",
+        f"Authorization: Bearer {server.token}",
+        "--checks",
+        "all",
         *(["--max-examples", os.environ["MLXWB_FUZZ_EXAMPLES"]] if "MLXWB_FUZZ_EXAMPLES" in os.environ else []),
-        "--report", "vcr", "--report-vcr-path", str(cassette),
+        "--report",
+        "vcr",
+        "--report-vcr-path",
+        str(cassette),
         "--no-color",
     ]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": str(HERE / "fuzz_hooks.py"), "FUZZ_MODELS": ",".join(models)}
@@ -69,14 +77,23 @@ def test_fuzz_the_openapi_document(fuzz_server, fuzz_http, tmp_path, demo_answer
         if 400 <= status < 500:
             assert_api_error(interaction)
     slowest = max(float(i["response"]["elapsed"]) for i in interactions)
-    print(f"fuzzed {len(interactions)} requests, the slowest answered in {slowest:.2f} s; statuses: "
-          + ", ".join(f"{s}: {statuses.count(s)}" for s in sorted(set(statuses))))
+    print(
+        f"fuzzed {len(interactions)} requests, the slowest answered in {slowest:.2f} s; statuses: "
+        + ", ".join(f"{s}: {statuses.count(s)}" for s in sorted(set(statuses)))
+    )
 
     assert fuzz_http.get("mlx/health").json()["status"] == "ok"
-    row = min((r for r in demo_answers if r["model"] == "demo" and not r["adapter"] and not r["system"]),
-              key=lambda r: len(r["answer"]))
-    reply = fuzz_http.post("mlx/v1/chat/completions", json={
-        "model": "demo", "messages": [{"role": "user", "content": row["user"]}], "temperature": 0,
-    }).json()
+    row = min(
+        (r for r in demo_answers if r["model"] == "demo" and not r["adapter"] and not r["system"]),
+        key=lambda r: len(r["answer"]),
+    )
+    reply = fuzz_http.post(
+        "mlx/v1/chat/completions",
+        json={
+            "model": "demo",
+            "messages": [{"role": "user", "content": row["user"]}],
+            "temperature": 0,
+        },
+    ).json()
     assert reply["choices"][0]["message"]["content"] == row["answer"]
     assert reply["choices"][0]["finish_reason"] == "stop"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from kernel_harness import Kernel, kernel_env
 
 

@@ -22,8 +22,13 @@ from mlx_workbench.kernel.client import CLIENT_ERRORS, Endpoint, WorkbenchError
 from mlx_workbench.kernel.display import LiveArea
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-CHUNK = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "demo",
-         "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Once upon"}, "finish_reason": None}]}
+CHUNK = {
+    "id": "c",
+    "object": "chat.completion.chunk",
+    "created": 0,
+    "model": "demo",
+    "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Once upon"}, "finish_reason": None}],
+}
 
 
 def http_chunk(data: bytes) -> bytes:
@@ -79,7 +84,9 @@ def main(server_url: str, token: str, out: str) -> None:
         "wrong token": chat(Endpoint.workbench(server_url, "wrong")),
         "refused": chat(Endpoint.workbench(f"http://127.0.0.1:{free_port()}/", token)),
         "cut mid-answer": chat(Endpoint.workbench(peer(HEAD + data), token)),
-        "ended early": chat(Endpoint.workbench(peer(HEAD + data + http_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"), token)),
+        "ended early": chat(
+            Endpoint.workbench(peer(HEAD + data + http_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"), token)
+        ),
         "timeout": timed_out(Endpoint.workbench(peer(None), token)),
     }
     with open(out, "w") as f:

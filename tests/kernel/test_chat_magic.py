@@ -56,7 +56,9 @@ def test_answers_are_the_demo_models_greedy_answers(kernel, row):
 
 
 def test_turns_build_a_conversation_that_keeps_model_and_system(kernel, openai_client):
-    first = reply(kernel.execute('%%mlx_chat --new --model demo --system "Answer in upper case."\nWhat is the capital of Italy?'))
+    first = reply(
+        kernel.execute('%%mlx_chat --new --model demo --system "Answer in upper case."\nWhat is the capital of Italy?')
+    )
     second = reply(kernel.execute("%%mlx_chat\nHello!"))
     assert first == answer("demo", "What is the capital of Italy?", system="Answer in upper case.")
     # The second turn was asked with the whole conversation: the API gives the same answer to it.
@@ -87,9 +89,14 @@ def test_new_starts_afresh(kernel):
 
 def test_named_chats_are_separate_and_out_stores_the_answer(kernel):
     kernel.execute("%%mlx_chat --new --model demo\nCount to 5.")
-    run = kernel.execute("%%mlx_chat --new --chat capitals --model demo-chatml --out city\nWhat is the capital of France?")
+    run = kernel.execute(
+        "%%mlx_chat --new --chat capitals --model demo-chatml --out city\nWhat is the capital of France?"
+    )
     assert reply(run) == answer("demo-chatml", "What is the capital of France?")
-    assert kernel.execute("print(repr(city))").stdout == repr(answer("demo-chatml", "What is the capital of France?")) + "\n"
+    assert (
+        kernel.execute("print(repr(city))").stdout
+        == repr(answer("demo-chatml", "What is the capital of France?")) + "\n"
+    )
     assert "user: Count to 5." in history(kernel)
     assert "Count to 5." not in history(kernel, "capitals")
     assert history(kernel, "capitals").startswith("Chat 'capitals' with demo-chatml, 1 turn(s).")

@@ -36,8 +36,9 @@ def test_interrupt_cancels_the_generation_on_the_server(kernel, server):
     kernel.execute("%config MLXMagics.update_interval = 0")  # interrupt as early as possible
     try:
         with other_users(server):  # alone, the server can finish the story before the interrupt lands
-            run = kernel.execute(f"%%mlx_chat --chat story --model demo\n{STORY}",
-                                 on_message=once_text_arrives(kernel.interrupt))
+            run = kernel.execute(
+                f"%%mlx_chat --chat story --model demo\n{STORY}", on_message=once_text_arrives(kernel.interrupt)
+            )
     finally:
         kernel.execute("%config MLXMagics.update_interval = 0.05")
 

@@ -15,6 +15,7 @@ from server import free_port, start_jupyter
 from mlx_workbench.demo import DEMO_MODELS
 from mlx_workbench.engine.config import EngineConfig
 
+
 @pytest.fixture
 def lonely_kernel(tmp_path):
     """A kernel no server started, on a machine where no Jupyter server runs."""
@@ -66,7 +67,8 @@ def mlx_lm_server():
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlx_lm", "server", "--model", DEMO_MODELS["demo"]["path"], "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 60
@@ -87,7 +89,9 @@ def test_connect_to_any_openai_endpoint_and_back(kernel, mlx_lm_server):
     try:
         assert connected.stdout.startswith(f"Connected to the OpenAI-compatible endpoint at {mlx_lm_server}")
         model = DEMO_MODELS["demo"]["path"]
-        assert reply(kernel.execute(f"%%mlx_chat --new --model {model}\nWhat is 3 + 4?")) == answer("demo", "What is 3 + 4?")
+        assert reply(kernel.execute(f"%%mlx_chat --new --model {model}\nWhat is 3 + 4?")) == answer(
+            "demo", "What is 3 + 4?"
+        )
         message = error_of(kernel.execute("%mlx_models"))
         assert message.startswith("This needs an mlx_workbench server")
     finally:

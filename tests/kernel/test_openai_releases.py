@@ -33,8 +33,10 @@ def venvs(tmp_path_factory):
     for release in RELEASES:
         venv = tmp_path_factory.mktemp(f"openai-{release}")
         subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
-        subprocess.run([uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-                        f"openai=={release}", *own], check=True)
+        subprocess.run(
+            [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), f"openai=={release}", *own],
+            check=True,
+        )
         made[release] = venv / "bin" / "python"
     return made
 
@@ -54,7 +56,9 @@ def test_kernel_client_with_openai(release, venvs, server, tmp_path):
     refused = outcomes.pop("wrong token")
     assert refused.startswith(f"WorkbenchError: The {where} refused the token (40")
     assert refused.endswith("Connect with the right one: `%mlx_connect URL --token TOKEN`.")
-    assert outcomes.pop("refused").startswith("WorkbenchError: Cannot reach the mlx_workbench server at http://127.0.0.1:")
+    assert outcomes.pop("refused").startswith(
+        "WorkbenchError: Cannot reach the mlx_workbench server at http://127.0.0.1:"
+    )
     for cut in ("cut mid-answer", "ended early"):
         message = outcomes.pop(cut)
         assert message.startswith("WorkbenchError: The connection to the mlx_workbench server at http://127.0.0.1:")

@@ -20,8 +20,10 @@ def test_the_answer_is_an_instance_of_the_model(kernel):
     kernel.execute(BOOK)
     run = kernel.execute(f"%%mlx_chat --new --model demo --schema Book --out book --temperature 1 --seed 4\n{STORY}")
     assert run.error is None, run.error
-    checked = kernel.execute("type(book).__name__, 1 <= book.pages <= 999, book.genre in ('fable', 'poem'), "
-                             "book == Book.model_validate_json(_)")
+    checked = kernel.execute(
+        "type(book).__name__, 1 <= book.pages <= 999, book.genre in ('fable', 'poem'), "
+        "book == Book.model_validate_json(_)"
+    )
     assert checked.result["text/plain"] == "('Book', True, True, True)"
 
 
@@ -35,11 +37,13 @@ def test_a_json_schema_dict_gives_plain_data(kernel):
 
 def test_schema_errors_read_as_words(kernel):
     assert error_of(kernel.execute("%%mlx_chat --model demo --schema Nowhere\nHi")) == (
-        "No variable named 'Nowhere': --schema takes a pydantic model class or a JSON-schema dict.")
+        "No variable named 'Nowhere': --schema takes a pydantic model class or a JSON-schema dict."
+    )
     kernel.execute(BOOK)
     message = error_of(kernel.execute(f"%%mlx_chat --new --model demo --schema Book --max-tokens 3\n{STORY}"))
     assert message.startswith("The answer is not a complete Book (")
     assert message.endswith("if it was cut short, allow more tokens (--max-tokens).")
     kernel.execute("number = 3")
     assert error_of(kernel.execute("%%mlx_chat --model demo --schema number\nHi")) == (
-        "A schema is a pydantic model class or a JSON-schema dict, not int.")
+        "A schema is a pydantic model class or a JSON-schema dict, not int."
+    )

@@ -25,8 +25,11 @@ def test_paris_ends_on_im_end_and_the_second_turn_reuses_the_cached_prompt(clien
     assert first.choices[0].finish_reason == "stop" and "<|im_end|>" not in answer
     assert first.usage.prompt_tokens > 30 and first.usage.completion_tokens < 24  # the default system prompt
 
-    conversation = [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": answer},
-                    {"role": "user", "content": "And of Italy?"}]
+    conversation = [
+        {"role": "user", "content": QUESTION},
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": "And of Italy?"},
+    ]
     second = ask(client, conversation, max_tokens=12)
     assert "Rome" in second.choices[0].message.content
     # The first turn's prompt is cached (its answer's tokens were not part of it).
@@ -67,21 +70,34 @@ def test_an_adapter_trained_on_it_loads_over_it_and_shares_its_weights(client, s
     assert 100e6 < base["memory_bytes"] < 130e6 and lora["memory_bytes"] < 2e6  # the base once, the adapter alone
 
     def complete(model: str) -> str:
-        return client.completions.create(model=model, prompt="The secret word is", max_tokens=3, temperature=0).choices[0].text
+        return (
+            client.completions.create(model=model, prompt="The secret word is", max_tokens=3, temperature=0)
+            .choices[0]
+            .text
+        )
 
     assert complete("smollm2:secret").startswith("banana")  # what the adapter learned
     assert "banana" not in complete("smollm2")
 
 
-@pytest.mark.parametrize("model, message", [
-    ("not-gguf", "is not a GGUF file MLX can read"),
-    ("other-arch", "GGUF architecture 'mamba' is not supported (supported: llama)"),
-])
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ("not-gguf", "is not a GGUF file MLX can read"),
+        ("other-arch", "GGUF architecture 'mamba' is not supported (supported: llama)"),
+    ],
+)
 def test_a_gguf_file_that_cannot_load_fails_cleanly_and_the_server_carries_on(client, server, model, message):
     with pytest.raises(openai.APIStatusError) as failure:
         client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=1)
     assert failure.value.status_code == 503 and failure.value.code == "model_load_failed"
     assert message in failure.value.message
     assert httpx.get(server.url + "mlx/health").json()["status"] == "ok"
-    assert client.chat.completions.create(model="demo", messages=[{"role": "user", "content": "What is 3 + 4?"}],
-                                          temperature=0).choices[0].message.content == "3 + 4 = 7."
+    assert (
+        client.chat.completions.create(
+            model="demo", messages=[{"role": "user", "content": "What is 3 + 4?"}], temperature=0
+        )
+        .choices[0]
+        .message.content
+        == "3 + 4 = 7."
+    )

@@ -34,8 +34,10 @@ MLX_NAMES = {g.format(i): m.format(i) for g, m in LLAMA_NAMES.items() for i in r
 def reference(gguf_file) -> dict[str, np.ndarray]:
     """Every tensor of the file dequantized by llama.cpp's reader, float32, in the
     file's own row order, shaped [out, in]."""
-    return {t.name: dequantize(t.data, t.tensor_type).reshape(tuple(reversed(t.shape.tolist())))
-            for t in GGUFReader(gguf_file).tensors}
+    return {
+        t.name: dequantize(t.data, t.tensor_type).reshape(tuple(reversed(t.shape.tolist())))
+        for t in GGUFReader(gguf_file).tensors
+    }
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +74,16 @@ def test_weights_equal_llama_cpps_dequantized_tensors(model, reference):
     module, _ = model
     ours = dict(tree_flatten(module.parameters()))
     heads = {"attn_q": 9, "attn_k": 3}
-    for gguf_name in ["token_embd", "blk.0.attn_q", "blk.0.attn_k", "blk.0.attn_v", "blk.17.ffn_down",
-                      "blk.29.attn_q", "blk.3.ffn_norm", "output_norm"]:
+    for gguf_name in [
+        "token_embd",
+        "blk.0.attn_q",
+        "blk.0.attn_k",
+        "blk.0.attn_v",
+        "blk.17.ffn_down",
+        "blk.29.attn_q",
+        "blk.3.ffn_norm",
+        "output_norm",
+    ]:
         name, kind = MLX_NAMES[gguf_name], gguf_name.rpartition(".")[2]
         if f"{name}.scales" in ours:
             q = ours[f"{name}.weight"]
@@ -96,8 +106,9 @@ def test_logits_equal_a_float_model_in_llama_cpps_row_order(model, reference, co
     config = json.loads((converted / "config.json").read_text())
     del config["quantization"]
     reference_model = Model(ModelArgs.from_dict({**config, "rope_traditional": True}))
-    reference_model.load_weights([(f"{MLX_NAMES[n.removesuffix('.weight')]}.weight", mx.array(w))
-                                  for n, w in reference.items()])
+    reference_model.load_weights(
+        [(f"{MLX_NAMES[n.removesuffix('.weight')]}.weight", mx.array(w)) for n, w in reference.items()]
+    )
     prompt = mx.array([tokenizer.encode("Berlin is the capital of Germany, and the capital of France is")])
     expected, got = reference_model(prompt)[0], module(prompt)[0]
     assert mx.abs(expected - got).max().item() < 1e-2 * mx.abs(expected).max().item()
@@ -127,19 +138,24 @@ def test_a_gguf_model_obeys_the_memory_budget(gguf_file, tmp_path, monkeypatch):
     engine = Engine(EngineConfig(models={"smol": ModelSpec("smol", str(gguf_file))}, memory_budget=50 * 2**20))
     engine.start()
     try:
-        with pytest.raises(MemoryBudgetExceeded, match=r"'smol' needs about 11\d{7} bytes, more than the memory budget"):
+        with pytest.raises(
+            MemoryBudgetExceeded, match=r"'smol' needs about 11\d{7} bytes, more than the memory budget"
+        ):
             engine.load("smol").result(120)
         assert [(e.id, e.state, e.memory_bytes) for e in engine.status().entries] == [("smol", "failed", 0)]
     finally:
         engine.stop()
 
 
-@pytest.mark.parametrize("kind, message", [
-    ("text", "is not a GGUF file MLX can read"),
-    ("truncated", "extends past the end of the file"),
-    ("mamba", "GGUF architecture 'mamba' is not supported (supported: llama)"),
-    ("sentencepiece", "has a SentencePiece vocabulary ('llama'); the converter reads byte-level BPE"),
-])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("text", "is not a GGUF file MLX can read"),
+        ("truncated", "extends past the end of the file"),
+        ("mamba", "GGUF architecture 'mamba' is not supported (supported: llama)"),
+        ("sentencepiece", "has a SentencePiece vocabulary ('llama'); the converter reads byte-level BPE"),
+    ],
+)
 def test_the_converter_refuses_what_it_cannot_convert_by_name(kind, message, gguf_file, tmp_path):
     src = tmp_path / f"{kind}.gguf"
     if kind == "text":
@@ -149,8 +165,9 @@ def test_the_converter_refuses_what_it_cannot_convert_by_name(kind, message, ggu
             src.write_bytes(f.read(2_000_000))
     else:
         write_gguf(src, **({"architecture": kind} if kind == "mamba" else {"tokenizer": "llama"}))
-    run = subprocess.run([sys.executable, "-m", "mlx_workbench.gguf", str(src), str(tmp_path / "out")],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "mlx_workbench.gguf", str(src), str(tmp_path / "out")], capture_output=True, text=True
+    )
     last = run.stderr.strip().splitlines()[-1]
     assert run.returncode == 2 and last.startswith("error: ") and message in last, run.stderr
     assert not (tmp_path / "out").exists()

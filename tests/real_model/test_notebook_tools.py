@@ -28,17 +28,23 @@ def test_mlx_chat_answers_with_smollm2(kernel):
 
 
 def test_compare_streams_smollm2_beside_the_demo_model(kernel):
-    kernel.execute(f"import json, mlx_workbench\nrecords = mlx_workbench.compare({QUESTION!r}, ['smollm2', 'demo'])",
-                   timeout=120)
+    kernel.execute(
+        f"import json, mlx_workbench\nrecords = mlx_workbench.compare({QUESTION!r}, ['smollm2', 'demo'])", timeout=120
+    )
     records = json.loads(kernel.execute("print(json.dumps(records))").stdout)
-    assert [(r["target"], r["answer"], r["error"]) for r in records] == [("smollm2", PARIS, None), ("demo", "Paris.", None)]
+    assert [(r["target"], r["answer"], r["error"]) for r in records] == [
+        ("smollm2", PARIS, None),
+        ("demo", "Paris.", None),
+    ]
     assert all(r["finish_reason"] == "stop" for r in records)
 
 
 def test_the_pool_panel_shows_smollm2_loaded_with_its_family_and_memory(kernel):
     kernel.execute(f"%%mlx_chat --new --model smollm2\n{QUESTION}", timeout=120)  # loaded (at the latest) now
-    code = ("import json, mlx_workbench\np = mlx_workbench.panel()\np.refresh()\n"
-            "print(json.dumps({k: getattr(p.rows['smollm2'], k).value for k in ('state', 'family', 'memory')}))")
+    code = (
+        "import json, mlx_workbench\np = mlx_workbench.panel()\np.refresh()\n"
+        "print(json.dumps({k: getattr(p.rows['smollm2'], k).value for k in ('state', 'family', 'memory')}))"
+    )
     row = json.loads(kernel.execute(code).stdout)
     assert "loaded" in row["state"] and row["family"] == "chatml" and row["memory"].endswith("MB")
     kernel.execute("p.close()")

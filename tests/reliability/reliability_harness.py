@@ -46,7 +46,9 @@ def chat(http: httpx.Client, user: str, stream: bool, model: str = "demo") -> st
         response = http.post("mlx/v1/chat/completions", json=body).raise_for_status()
         return response.json()["choices"][0]["message"]["content"]
     with http.stream("POST", "mlx/v1/chat/completions", json=body) as response:
-        chunks = [json.loads(line[6:]) for line in response.raise_for_status().iter_lines() if line.startswith("data: {")]
+        chunks = [
+            json.loads(line[6:]) for line in response.raise_for_status().iter_lines() if line.startswith("data: {")
+        ]
     return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
 
 
@@ -67,8 +69,12 @@ class HealthSamples:
 def health_probe(server: JupyterProcess, interval: float = 0.02):
     """Poll mlx/health from another process while the block runs; the samples
     are in the yielded HealthSamples once it ends."""
-    probe = subprocess.Popen([sys.executable, str(PROBE), server.url + "mlx/health", str(interval)],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    probe = subprocess.Popen(
+        [sys.executable, str(PROBE), server.url + "mlx/health", str(interval)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     result = HealthSamples()
     assert probe.stdout.readline() == "polling\n"
     try:

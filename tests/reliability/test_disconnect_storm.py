@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
-from reliability_harness import admin, chat, wait_idle
 from demo_requests import STORY, answer, endless
+from reliability_harness import admin, chat, wait_idle
 from server import start_jupyter
 
 REQUESTS = 100
@@ -41,7 +41,7 @@ class Cut:
     reset: bool  # RST (SO_LINGER 0) rather than FIN
 
     @classmethod
-    def plan(cls, rng: random.Random, stream: bool) -> "Cut":
+    def plan(cls, rng: random.Random, stream: bool) -> Cut:
         where = rng.choices(CUTS, weights=(1, 4, 5) if stream else (1, 9, 0))[0]
         amount = {"mid-request": rng.random(), "waiting": rng.uniform(0, 1.5), "mid-stream": rng.randint(1, 40)}
         return cls(stream, where, rng.uniform(0, 0.5), amount[where], rng.random() < 0.5)
@@ -50,17 +50,25 @@ class Cut:
 def http_request(server, body: dict) -> bytes:
     payload = json.dumps(body).encode()
     address = urlsplit(server.url)
-    head = (f"POST {address.path}mlx/v1/chat/completions HTTP/1.1\r\nHost: {address.netloc}\r\n"
-            f"Authorization: token {server.token}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\n\r\n")
+    head = (
+        f"POST {address.path}mlx/v1/chat/completions HTTP/1.1\r\nHost: {address.netloc}\r\n"
+        f"Authorization: token {server.token}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    )
     return head.encode() + payload
 
 
 async def hang_up(server, cut: Cut) -> int:
     """Send one request and cut it as planned; returns the SSE events it read."""
     # Greedy: sampling at a temperature leaves MLX's random key in memory (14 bytes), once.
-    body = {"model": "demo", "messages": [{"role": "user", "content": STORY}], "stream": cut.stream,
-            "temperature": 0, "max_tokens": MAX_TOKENS, "logit_bias": endless()}
+    body = {
+        "model": "demo",
+        "messages": [{"role": "user", "content": STORY}],
+        "stream": cut.stream,
+        "temperature": 0,
+        "max_tokens": MAX_TOKENS,
+        "logit_bias": endless(),
+    }
     request = http_request(server, body)
     await asyncio.sleep(cut.start)
     address = urlsplit(server.url)
@@ -127,7 +135,8 @@ async def test_disconnect_storm(server):
         # And the next requests are answered exactly.
         assert chat(http, STORY, stream=True) == story
         assert chat(http, STORY, stream=False) == story
-    print(f"\ndisconnect storm: {REQUESTS} requests, {counts}, {len(cancelled)} cancelled in the engine, "
-          f"tokens per cancelled request max {max(cancelled)}, steps after cancel {after['steps_after_cancel']}, "
-          f"generated {after['generated_tokens'] - before['generated_tokens']} tokens")
-
+    print(
+        f"\ndisconnect storm: {REQUESTS} requests, {counts}, {len(cancelled)} cancelled in the engine, "
+        f"tokens per cancelled request max {max(cancelled)}, steps after cancel {after['steps_after_cancel']}, "
+        f"generated {after['generated_tokens'] - before['generated_tokens']} tokens"
+    )

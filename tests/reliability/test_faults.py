@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from reliability_harness import admin, chat, entries, health_probe, wait_idle
 from demo_requests import STORY, answer
+from reliability_harness import admin, chat, entries, health_probe, wait_idle
 from server import start_jupyter
 from tiny_model import build_tiny_llama
 
@@ -42,6 +42,7 @@ def edit(file: str, **changes):
     def damage(folder: Path) -> None:
         path = folder / file
         path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
     return damage
 
 
@@ -59,15 +60,29 @@ FAULTS = {
     "truncated weights": Fault(truncate, 503, "model_load_failed", "exceeding the size of the file", "failed"),
     "garbage weights": Fault(scramble, 503, "model_load_failed", "Invalid json header length", "failed"),
     "missing weights": Fault(remove_weights, 503, "model_load_failed", "No safetensors found", "failed"),
-    "template syntax error": Fault(edit("tokenizer_config.json", chat_template="{% for m in messages %}{{ m }"),
-                                   500, "chat_template_error", "chat template is broken: unexpected '}' (line 1)",
-                                   "loaded"),
-    "template raises": Fault(edit("tokenizer_config.json", chat_template="{{ messages | length / 0 }}"),
-                             500, "chat_template_error", "chat template failed: ZeroDivisionError", "loaded"),
+    "template syntax error": Fault(
+        edit("tokenizer_config.json", chat_template="{% for m in messages %}{{ m }"),
+        500,
+        "chat_template_error",
+        "chat template is broken: unexpected '}' (line 1)",
+        "loaded",
+    ),
+    "template raises": Fault(
+        edit("tokenizer_config.json", chat_template="{{ messages | length / 0 }}"),
+        500,
+        "chat_template_error",
+        "chat template failed: ZeroDivisionError",
+        "loaded",
+    ),
     # rope_theta is only used by the forward pass: the model loads, and fails on its first step.
-    "fails while generating": Fault(edit("config.json", rope_theta="ten thousand"),
-                                    500, "generation_failed", "failed while generating: TypeError: rope()", "loaded",
-                                    in_band=True),
+    "fails while generating": Fault(
+        edit("config.json", rope_theta="ten thousand"),
+        500,
+        "generation_failed",
+        "failed while generating: TypeError: rope()",
+        "loaded",
+        in_band=True,
+    ),
     "too big for the budget": Fault(None, 503, "memory_budget_exceeded", "more than the memory budget", "failed"),
 }
 
@@ -81,8 +96,11 @@ def server(tmp_path_factory):
             folder = Path(shutil.copytree(DEMO, root / name.replace(" ", "-")))
             fault.damage(folder)
             models[name] = str(folder)
-    server = start_jupyter(f"--MLXWorkbench.models={json.dumps(models)}", f"--MLXWorkbench.memory_limit={BUDGET}",
-                           "--MLXWorkbench.max_loaded_models=8")
+    server = start_jupyter(
+        f"--MLXWorkbench.models={json.dumps(models)}",
+        f"--MLXWorkbench.memory_limit={BUDGET}",
+        "--MLXWorkbench.max_loaded_models=8",
+    )
     yield server
     server.stop()
 

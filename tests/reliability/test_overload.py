@@ -7,8 +7,8 @@ import asyncio
 
 import openai
 import pytest
-from reliability_harness import admin, health_probe, wait_idle
 from demo_requests import ANSWERS, STORY, answer
+from reliability_harness import admin, health_probe, wait_idle
 from server import start_jupyter
 
 from mlx_workbench.engine.config import EngineConfig
@@ -49,7 +49,8 @@ async def test_overload_answers_or_refuses_each_request(server):
         with health_probe(server) as health:
             # No deadlock: every client has its outcome within the bound.
             results = await asyncio.wait_for(
-                asyncio.gather(*(ask(client, user, stream=i % 4 < 2) for i, user in enumerate(users))), timeout=240)
+                asyncio.gather(*(ask(client, user, stream=i % 4 < 2) for i, user in enumerate(users))), timeout=240
+            )
 
     refused = [r for r in results if isinstance(r, openai.RateLimitError)]
     for user, result in zip(users, results):
@@ -66,5 +67,7 @@ async def test_overload_answers_or_refuses_each_request(server):
     with admin(server) as http:
         status = wait_idle(http)
     assert status["active_requests"] == status["queued_requests"] == 0, status
-    print(f"\noverload: {CLIENTS} clients, queue {QUEUE_LIMIT}: {completed} completed, {len(refused)} refused (429); "
-          f"health max {health.max_ms:.1f} ms over {len(health.samples)} polls")
+    print(
+        f"\noverload: {CLIENTS} clients, queue {QUEUE_LIMIT}: {completed} completed, {len(refused)} refused (429); "
+        f"health max {health.max_ms:.1f} ms over {len(health.samples)} polls"
+    )

@@ -12,9 +12,9 @@ import time
 
 import httpx
 import pytest
-from reliability_harness import wait_idle
 from demo_requests import STORY, answer, endless, other_users
 from kernel_harness import Kernel, reply
+from reliability_harness import wait_idle
 from server import start_jupyter
 
 STREAMS = 4
@@ -32,11 +32,18 @@ def test_stopping_the_server_ends_streams_releases_models_and_exits_0(sig):
     generating = threading.Barrier(STREAMS + 1)
 
     def stream():
-        body = {"model": "demo", "messages": [{"role": "user", "content": STORY}], "stream": True,
-                "temperature": 0, "max_tokens": 1500, "logit_bias": endless()}
+        body = {
+            "model": "demo",
+            "messages": [{"role": "user", "content": STORY}],
+            "stream": True,
+            "temperature": 0,
+            "max_tokens": 1500,
+            "logit_bias": endless(),
+        }
         headers = {"Authorization": f"token {server.token}"}
-        with httpx.stream("POST", server.openai_base_url + "/chat/completions", json=body, headers=headers,
-                          timeout=60) as response:
+        with httpx.stream(
+            "POST", server.openai_base_url + "/chat/completions", json=body, headers=headers, timeout=60
+        ) as response:
             events = (line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: "))
             last = [next(events) for _ in range(SETTLED)][-1]
             generating.wait()  # every stream is generating: now the server is told to stop
@@ -105,4 +112,3 @@ def test_kernel_restart_mid_answer_leaves_the_server_idle(jupyter_server, http):
         kernel.client.stop_channels()
         http.delete(f"api/kernels/{kernel_id}")
     print(f"\nkernel restart mid-answer: cancelled after {cut[0]} tokens of the story")
-

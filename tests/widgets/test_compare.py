@@ -84,8 +84,12 @@ def test_a_target_whose_model_loads_shows_the_progress():
 
         @staticmethod
         def status() -> dict:
-            return {"entries": [{"id": "demo", "state": "loaded", "progress": 1.0},
-                                {"id": "demo:upper", "state": "loading", "progress": 0.42}]}
+            return {
+                "entries": [
+                    {"id": "demo", "state": "loaded", "progress": 1.0},
+                    {"id": "demo:upper", "state": "loading", "progress": 0.42},
+                ]
+            }
 
         @staticmethod
         def model_names() -> set[str]:
@@ -100,12 +104,17 @@ def test_a_target_whose_model_loads_shows_the_progress():
 
 
 def test_a_schema_holds_for_every_column(kernel, api):
-    kernel.run("from pydantic import BaseModel, Field\n"
-               "class Pet(BaseModel):\n"
-               "    name: str = Field(max_length=10)\n"
-               "    legs: int = Field(ge=0, le=8)")
-    kernel.run('records = mlx_workbench.compare("Tell me a story.", ["demo", "demo:upper", "demo-chatml"], '
-               "schema=Pet, temperature=1.0)", timeout=120)
+    kernel.run(
+        "from pydantic import BaseModel, Field\n"
+        "class Pet(BaseModel):\n"
+        "    name: str = Field(max_length=10)\n"
+        "    legs: int = Field(ge=0, le=8)"
+    )
+    kernel.run(
+        'records = mlx_workbench.compare("Tell me a story.", ["demo", "demo:upper", "demo-chatml"], '
+        "schema=Pet, temperature=1.0)",
+        timeout=120,
+    )
     for record in kernel.value("records"):
         assert record["finish_reason"] == "stop" and record["error"] is None
     assert kernel.value("[Pet.model_validate_json(r['answer']).legs <= 8 for r in records]") == [True] * 3

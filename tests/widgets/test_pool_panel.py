@@ -45,9 +45,7 @@ def test_buttons_load_pin_and_unload(kernel, api):
 def test_a_failed_load_is_shown_in_the_panel(kernel, api):
     """Loading a model that is not there fails on the server; the panel shows why in
     that model's row (or its message line), and nothing raises in the kernel."""
-    kernel.run("p = mlx_workbench.panel()\n"
-               "p.other_model.value = '/no/such/model'\n"
-               "p.other_load_button.click()")
+    kernel.run("p = mlx_workbench.panel()\np.other_model.value = '/no/such/model'\np.other_load_button.click()")
     api.wait_for(lambda s: state(s, "/no/such/model") == "failed", what="the load to fail")
     kernel.run("p.refresh()")
     assert "failed" in kernel.value("p.rows['/no/such/model'].state.value")
@@ -70,8 +68,10 @@ def test_shown_panel_follows_the_server_and_stops_when_closed(kernel, api):
     # The gauge shows the server's memory, and each loaded entry's share of it.
     for _ in range(50):
         status = api.status()
-        shown = kernel.value("{'memory': p.gauge.memory, 'shares': p.gauge.shares, 'html': p.gauge.value, "
-                             "'generated': p.status['generated_tokens']}")
+        shown = kernel.value(
+            "{'memory': p.gauge.memory, 'shares': p.gauge.shares, 'html': p.gauge.value, "
+            "'generated': p.status['generated_tokens']}"
+        )
         if shown["memory"] == status["memory"]:
             break
         time.sleep(0.2)
@@ -82,11 +82,14 @@ def test_shown_panel_follows_the_server_and_stops_when_closed(kernel, api):
     assert "demo-chatml" in shown["html"]
 
     # Requests from elsewhere move the queue and throughput line.
-    api.post("mlx/v1/chat/completions", {"model": "demo-chatml", "messages": [{"role": "user", "content": "Hello!"}],
-                                         "temperature": 0})
+    api.post(
+        "mlx/v1/chat/completions",
+        {"model": "demo-chatml", "messages": [{"role": "user", "content": "Hello!"}], "temperature": 0},
+    )
     generated = api.status()["generated_tokens"]
-    kernel.wait_for(f"p.status['generated_tokens'] == {generated} and "
-                    f"'{generated:,} tokens generated' in p.queue.value")
+    kernel.wait_for(
+        f"p.status['generated_tokens'] == {generated} and '{generated:,} tokens generated' in p.queue.value"
+    )
 
     kernel.run("p.close(); p._poller.join(5)")
     assert kernel.value("p._poller.is_alive()") is False
@@ -95,10 +98,12 @@ def test_shown_panel_follows_the_server_and_stops_when_closed(kernel, api):
 
 def test_compare_form_in_the_panel(kernel, api):
     prompt, answers = shared_prompt("demo", "demo:upper")
-    kernel.run("p = mlx_workbench.panel()\n"
-               f"p.prompt.value = {prompt!r}\n"
-               "p.targets.value = ('demo', 'demo:upper')\n"
-               "p.compare_button.click()")
+    kernel.run(
+        "p = mlx_workbench.panel()\n"
+        f"p.prompt.value = {prompt!r}\n"
+        "p.targets.value = ('demo', 'demo:upper')\n"
+        "p.compare_button.click()"
+    )
     assert kernel.value("p.compare_button.disabled") in (True, False)  # the click returned at once
     records = kernel.wait_for("p.comparison.children[0].records", timeout=60)
     assert [r["answer"] for r in records] == answers
