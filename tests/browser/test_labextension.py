@@ -1,6 +1,7 @@
 """The lab extension in a real browser against a real server: the status bar
 shows the pool the server reports, the sidebar loads / pins / unloads the demo
-model, a failed load is shown in place, and the copied OpenAI snippet runs.
+model and loads / unloads the real one (smollm2), a failed load is shown in place,
+and the copied OpenAI snippet runs.
 
 (The %%mlx_chat cell and the ipywidgets panel in a notebook: test_notebook.py.)
 """
@@ -96,7 +97,7 @@ def test_warning_colour_near_the_budget(page, status_item, screenshot):
 
 def test_load_pin_unload_through_the_sidebar(lab, panel, status_item, screenshot):
     names = panel.locator(".mlx-Model-name")
-    expect(names).to_have_text(["demo", "demo:upper", "demo:pirate", "broken"])
+    expect(names).to_have_text(["demo", "demo:upper", "demo:pirate", "smollm2", "broken"])
     demo = panel.locator('.mlx-Model[data-id="demo"]')
     expect(demo).to_have_attribute("data-state", "unloaded")
 
@@ -120,6 +121,36 @@ def test_load_pin_unload_through_the_sidebar(lab, panel, status_item, screenshot
     expect(demo).to_have_attribute("data-state", "unloaded", timeout=LIVE)
     expect(status_item).to_have_text(re.compile(r"^MLX: no model · "), timeout=LIVE)
     entry = server_entry(lab, "demo")
+    assert entry is None or entry["state"] == "unloaded"
+
+
+def test_smollm2_loads_and_unloads_through_the_sidebar(lab, panel, status_item, screenshot):
+    """The real model, SmolLM2-135M-Instruct (a Q4_1 GGUF file of ~115 MB once loaded):
+    its first load converts the file into the server's cache, then loads it."""
+    smollm2 = panel.locator('.mlx-Model[data-id="smollm2"]')
+    expect(smollm2.locator(".mlx-Model-name")).to_have_text("smollm2")
+    expect(smollm2).to_have_attribute("data-state", "unloaded")
+    expect(smollm2.locator(".mlx-Model-memory")).to_have_count(0)
+
+    smollm2.get_by_role("button", name="Load").click()
+    expect(smollm2).to_have_attribute("data-state", "loaded", timeout=300_000)
+    memory = smollm2.locator(".mlx-Model-memory")
+    expect(memory).to_have_text(re.compile(r"^\d+ MB$"), timeout=LIVE)
+    megabytes = int(memory.inner_text().removesuffix(" MB"))
+    assert 60 <= megabytes <= 250, f"smollm2 shown as {megabytes} MB, not ~115 MB"
+    expect(smollm2.locator(".mlx-Detail")).to_contain_text("chatml")
+    expect(smollm2.locator(".mlx-Error")).to_have_count(0)
+    expect(status_item).to_have_text(re.compile(rf"^MLX: smollm2 · {SIZE} / {BUDGET}$"), timeout=LIVE)
+    entry = server_entry(lab, "smollm2")
+    assert entry["state"] == "loaded" and 60 * 2**20 <= entry["memory_bytes"] <= 250 * 2**20
+    assert_drawn(screenshot("loaded"), min_colors=600)
+
+    smollm2.get_by_role("button", name="Unload").click()
+    expect(smollm2).to_have_attribute("data-state", "unloaded", timeout=LIVE)
+    expect(smollm2.locator(".mlx-Model-memory")).to_have_count(0)
+    expect(smollm2.get_by_role("button", name="Load")).to_be_enabled()
+    expect(status_item).to_have_text(re.compile(r"^MLX: no model · "), timeout=LIVE)
+    entry = server_entry(lab, "smollm2")
     assert entry is None or entry["state"] == "unloaded"
 
 
