@@ -8,7 +8,7 @@ object, or its semantic stream events in OpenAI's order with sequence numbers.
 A stored response keeps its conversation in the engine's conversation store
 (`engine/conversations.py`), which `previous_response_id` continues: the messages
 replayed give the prompt the very tokens of the last turn, which the prompt cache holds.
-Tools and `text.format` json_schema wait for structured output: refused for now.
+`text.format` (json_object, json_schema) is enforced as chat's response_format is; tools are refused for now.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, RootModel, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
 
 from ..engine import requests as engine
-from ..engine.requests import SamplingParams
+from ..engine.requests import Constraint, SamplingParams
 from .errors import ApiError
 from .formats import ResponseBuilder
 from .request_schemas import NO_TOOLS, Int, Request
@@ -71,14 +71,35 @@ class InputMessage(Request):
 
 
 class TextFormat(Request):
-    type: Literal["text"]
+    """Chat's response_format, flat: the schema's fields sit beside `type`."""
 
-    @field_validator("type", mode="before")
-    @classmethod
-    def _text_only(cls, kind):
-        if kind != "text":
-            raise ValueError(f"text.format {kind!r} is not supported yet: it comes with structured output")
-        return kind
+    model_config = ConfigDict(
+        populate_by_name=True,
+        json_schema_extra={
+            "if": {"properties": {"type": {"const": "json_schema"}}},
+            "then": {
+                "required": ["name", "schema"],
+                "properties": {"name": {"type": "string"}, "schema": {"type": "object"}},
+            },
+        },
+    )
+
+    type: Literal["text", "json_object", "json_schema"]
+    name: str | None = Field(None, min_length=1, max_length=64, pattern="^[a-zA-Z0-9_-]+$")
+    description: str | None = None
+    schema_: dict | None = Field(None, alias="schema", description="A JSON Schema (with type json_schema).")
+    strict: bool | None = Field(None, description="Every schema is enforced while decoding, strict or not.")
+
+    @model_validator(mode="after")
+    def _schema_with_its_type(self):
+        if self.type == "json_schema" and (self.name is None or self.schema_ is None):
+            raise ValueError('type "json_schema" needs a name and a schema')
+        return self
+
+    def constraint(self) -> Constraint | None:
+        if self.type == "text":
+            return None
+        return Constraint(self.type, self.schema_, param="text.format")
 
 
 class TextConfig(Request):
@@ -174,8 +195,10 @@ class CreateResponse(Request):
 
     def sampling(self, max_tokens_cap: int) -> SamplingParams:
         requested = self.max_output_tokens
+        form = self.text.format if self.text else None
         return SamplingParams(
             max_tokens=min(max_tokens_cap if requested is None else requested, max_tokens_cap),
+            constraint=form.constraint() if form else None,
             temperature=self.temperature,  # type: ignore[arg-type]  (never null: _null_is_the_default)
             top_p=self.top_p,  # type: ignore[arg-type]  (never null: _null_is_the_default)
         )
@@ -362,6 +385,9 @@ class ResponsesBuilder(ResponseBuilder):
             temperature=body.temperature,  # type: ignore[arg-type]  (never null: _null_is_the_default)
             top_p=body.top_p,  # type: ignore[arg-type]  (never null: _null_is_the_default)
             tool_choice=body.tool_choice or "auto",  # type: ignore[arg-type]  (a string: "none" or "auto")
+            text={"format": body.text.format.model_dump(by_alias=True, exclude_none=True)}
+            if body.text and body.text.format
+            else {"format": {"type": "text"}},
             usage=None
             if u is None
             else ResponseUsage(

@@ -5,9 +5,11 @@ openai-agents Agent on its default model (the Responses API)."""
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 import openai
 import pytest
+from pydantic import BaseModel, Field
 from server import start_jupyter
 
 EVENTS = [  # a text answer's events, in OpenAI's order (one or more deltas)
@@ -183,10 +185,15 @@ def test_the_store_is_bounded():
 
 REFUSED = {
     "tools": ({"tools": [{"type": "function", "name": "f", "parameters": {}}]}, "tools", "tool"),
-    "json_schema": (
-        {"text": {"format": {"type": "json_schema", "name": "x", "schema": {}}}},
-        "text.format.type",
-        "structured output",
+    "a schema that cannot be enforced": (
+        {"text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "strin"}}}},
+        "text.format",
+        "strin",
+    ),
+    "json_schema without its schema": (
+        {"text": {"format": {"type": "json_schema", "name": "x"}}},
+        "text.format",
+        "needs a name and a schema",
     ),
     "function_call_output item": (
         {"input": [{"type": "function_call_output", "call_id": "c", "output": "4"}]},
@@ -255,3 +262,48 @@ async def test_an_agent_on_its_default_model(jupyter_server, row):
     assert result.final_output == row["answer"]
     assert again.final_output == chat.choices[0].message.content
     assert streamed.final_output == "".join(deltas) == row["answer"]
+
+
+class Pet(BaseModel):
+    name: str = Field(max_length=12)
+    legs: int = Field(ge=0, le=8)
+    sound: Literal["woof", "meow", "tweet"]
+
+
+def test_text_format_is_enforced(openai_client):
+    """`responses.parse` sends the pydantic model as text.format; the answer parses back into it."""
+    parsed = openai_client.responses.parse(
+        model="demo", input="Tell me a story.", text_format=Pet, temperature=1.0, max_output_tokens=200
+    )
+    assert isinstance(parsed.output_parsed, Pet)
+    assert parsed.text.format.type == "json_schema" and parsed.text.format.name == "Pet"
+    stream = openai_client.responses.create(
+        model="demo",
+        input="Hello!",
+        stream=True,
+        max_output_tokens=200,
+        temperature=0,
+        text={"format": {"type": "json_object"}},
+    )
+    done = [e.text for e in stream if e.type == "response.output_text.done"]
+    assert isinstance(json.loads(done[0]), dict)
+
+
+async def test_an_agent_with_an_output_type(jupyter_server):
+    """An openai-agents Agent with `output_type` gets its typed answer from a model never taught JSON."""
+    from agents import Agent, ModelSettings, Runner, set_tracing_disabled
+    from agents.models.openai_provider import OpenAIProvider
+    from agents.run import RunConfig
+
+    set_tracing_disabled(True)
+    client = openai.AsyncOpenAI(base_url=jupyter_server.openai_base_url, api_key=jupyter_server.token, max_retries=0)
+    agent = Agent(
+        name="demo", model="demo", output_type=Pet, model_settings=ModelSettings(temperature=0, max_tokens=200)
+    )
+    try:
+        result = await Runner.run(
+            agent, "Tell me a story.", run_config=RunConfig(model_provider=OpenAIProvider(openai_client=client))
+        )
+    finally:
+        await client.close()
+    assert isinstance(result.final_output, Pet)
