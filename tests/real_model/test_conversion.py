@@ -11,9 +11,9 @@ import sys
 import mlx.core as mx
 import numpy as np
 import pytest
-from conftest import write_gguf
 from gguf import GGUFReader
 from gguf.quants import dequantize
+from gguf_files import write_gguf
 from mlx.utils import tree_flatten
 from mlx_lm import load
 from mlx_lm.generate import generate_step
