@@ -18,7 +18,7 @@ from ..engine import requests as engine
 from ..engine.requests import SamplingParams
 from .errors import ApiError
 from .formats import ResponseBuilder
-from .request_schemas import MAX_STOPS, NO_TOOLS, Int, Request
+from .request_schemas import MAX_STOPS, NO_TOOLS, Int, NoTools, Request
 from .responses import new_id, template_message
 
 # ---- errors ---------------------------------------------------------------------------
@@ -81,7 +81,7 @@ class CountTokensRequest(Request):
     model: str = Field(min_length=1, description='A model id: "name" or "name:adapter".')
     messages: list[AnthropicMessage] = Field(min_length=1)
     system: str | list[TextBlock] | None = None
-    tools: list[dict] | None = Field(None, description=f"Not supported: {NO_TOOLS}.", json_schema_extra={"maxItems": 0})
+    tools: NoTools = Field(None, description=f"Not supported: {NO_TOOLS}.", json_schema_extra={"maxItems": 0})
     tool_choice: dict | None = Field(
         None,
         description="Only none and auto: there are no tools.",
@@ -104,13 +104,6 @@ class CountTokensRequest(Request):
         if messages and messages[-1].role == "assistant":
             raise ValueError("a last assistant message (a prefill to continue) is not supported")
         return messages
-
-    @field_validator("tools")
-    @classmethod
-    def _no_tools(cls, tools):
-        if tools:
-            raise ValueError(NO_TOOLS)
-        return tools
 
     @field_validator("tool_choice")
     @classmethod

@@ -14,7 +14,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 
 from ..engine.requests import NO_TOOLS, TEXT_ONLY, TOOL_ROLES, Constraint, ConstraintKind, SamplingParams
@@ -256,6 +265,15 @@ def Unsupported(description: str):
     return Field(None, description=f"Not supported: {description}.", json_schema_extra={"maxItems": 0})
 
 
+def _refuse_tools(tools):
+    if tools:
+        raise ValueError(NO_TOOLS)
+    return tools
+
+
+NoTools = Annotated[list[dict] | None, AfterValidator(_refuse_tools)]  # tools of any API: only empty
+
+
 class ChatMessage(Request):
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart] | None = Field(
@@ -320,19 +338,12 @@ class ChatCompletionRequest(GenerationParams):
     max_completion_tokens: Int(ge=1) | None = None
     logprobs: bool = False
     top_logprobs: Int(ge=0, le=20) | None = Field(None, description="Needs logprobs=true.")
-    tools: list[dict] | None = Unsupported("only empty")
-    functions: list[dict] | None = Unsupported("only empty")
+    tools: NoTools = Unsupported("only empty")
+    functions: NoTools = Unsupported("only empty")
     # OpenAI refuses these without tools; sent without tools, only "none" asks for nothing.
     tool_choice: str | dict | None = OnlyWithTools({"anyOf": [{"const": "none"}, {"type": "null"}]}, '"none"')
     function_call: str | dict | None = OnlyWithTools({"anyOf": [{"const": "none"}, {"type": "null"}]}, '"none"')
     parallel_tool_calls: bool | None = OnlyWithTools({"type": "null"}, "null")
-
-    @field_validator("tools", "functions")
-    @classmethod
-    def _no_tools(cls, tools):
-        if tools:
-            raise ValueError(NO_TOOLS)
-        return tools
 
     @field_validator("tool_choice", "parallel_tool_calls")
     @classmethod

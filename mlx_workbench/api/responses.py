@@ -23,7 +23,7 @@ from ..engine import requests as engine
 from ..engine.requests import Constraint, SamplingParams
 from .errors import ApiError
 from .formats import ResponseBuilder
-from .request_schemas import NO_TOOLS, Int, Request
+from .request_schemas import NO_TOOLS, Int, NoTools, Request
 
 
 def new_id(prefix: str) -> str:
@@ -128,7 +128,7 @@ class CreateResponse(Request):
     store: bool | None = Field(True, description="Keep it for GET and previous_response_id (a bounded store, LRU).")
     metadata: dict[str, str] | None = None
     text: TextConfig | None = None
-    tools: list[dict] | None = Field(None, description=f"Not supported: {NO_TOOLS}.", json_schema_extra={"maxItems": 0})
+    tools: NoTools = Field(None, description=f"Not supported: {NO_TOOLS}.", json_schema_extra={"maxItems": 0})
     tool_choice: str | dict | None = Field(
         None,
         description='Only "none" and "auto": there are no tools.',
@@ -152,13 +152,6 @@ class CreateResponse(Request):
         if not value:
             raise ValueError("the input must not be empty")
         return value
-
-    @field_validator("tools")
-    @classmethod
-    def _no_tools(cls, tools):
-        if tools:
-            raise ValueError(NO_TOOLS)
-        return tools
 
     @field_validator("tool_choice")
     @classmethod
