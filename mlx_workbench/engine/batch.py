@@ -6,6 +6,7 @@ from collections import deque
 
 from mlx_lm.generate import BatchGenerator
 
+from .batch_masks import MaskedModel
 from .config import EngineConfig
 from .pool import Entry
 from .submission import Choice, Submission
@@ -18,7 +19,7 @@ class Batch:
         self.entry = entry
         self.size = config.completion_batch_size
         self.generator = BatchGenerator(
-            entry.module,
+            MaskedModel(entry.module),  # pyright: ignore[reportArgumentType] (the generator only calls it)
             stop_tokens=[[t] for t in entry.stop_ids],
             completion_batch_size=config.completion_batch_size,
             prefill_step_size=config.prefill_step_size,

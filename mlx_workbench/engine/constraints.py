@@ -4,8 +4,8 @@ token by token with a mask on the logits of each of its choices.
 llguidance (used by vLLM and llama.cpp for the same job) compiles JSON schemas, regular
 expressions and Lark grammars against the model's own vocabulary, and refuses schema
 features it cannot enforce, so that nothing is silently loosened. Each choice owns a
-matcher (grammar state); the mask of its next token is computed on the CPU from the token
-the model just sampled.
+matcher (grammar state); `batch_masks.py` advances it by each token sampled and masks the
+whole batch's logits in one step.
 """
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ from __future__ import annotations
 import json
 import weakref
 from functools import lru_cache
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import llguidance
 import llguidance.hf
-import mlx.core as mx
-import numpy as np
 
 from .errors import InvalidRequest
 from .requests import Constraint
@@ -66,8 +64,8 @@ class MatcherFactory:
         if self._template.is_error():
             raise InvalidRequest(f"{param} cannot be enforced: {self._template.get_error()}", param=param)
 
-    def new(self) -> GrammarMask:
-        return GrammarMask(self._template.deep_copy())
+    def new(self) -> llguidance.LLMatcher:
+        return self._template.deep_copy()
 
 
 @lru_cache(maxsize=64)
@@ -83,21 +81,3 @@ def matcher_factory(constraint: Constraint, tokenizer: llguidance.LLTokenizer) -
     except ValueError as e:  # not a JSON object, for instance
         raise InvalidRequest(f"{constraint.param} cannot be enforced: {e}", param=constraint.param) from None
     return _factory(tokenizer, grammar, constraint.param)
-
-
-class GrammarMask:
-    """The logits processor of one choice: `(tokens, logits) -> logits` as mlx_lm calls it,
-    with `tokens` ending in the token sampled at the previous step (the prompt's last token
-    at the first step, which the grammar must not consume)."""
-
-    def __init__(self, matcher: llguidance.LLMatcher):
-        self.matcher = matcher
-        self._started = False
-
-    def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
-        if self._started:
-            self.matcher.consume_token(cast(int, tokens[-1].item()))
-        self._started = True
-        bits = np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8)
-        allowed = np.unpackbits(bits, bitorder="little")[: logits.shape[-1]].astype(bool)
-        return mx.where(mx.array(allowed), logits, -mx.inf)

@@ -20,6 +20,7 @@ from mlx_lm.utils import maybe_set_recommended_wired_limit
 
 from ..model_ids import format_id
 from .batch import Batch
+from .batch_masks import tagged, untagged
 from .cache import PromptCache
 from .config import EngineConfig
 from .constraints import grammar_tokenizer, matcher_factory
@@ -207,7 +208,8 @@ class Scheduler:
     def _fork_choices(self, batch: Batch, choice: Choice) -> None:
         """Choice 0 has processed all but the last prompt token: start the others from a copy."""
         ((kv, tokens),) = batch.generator.extract_cache([choice.uid]).values()
-        self._insert_into_generator(batch, choice.sub.choices[1:], choice.sub.prompt[len(tokens) :], kv, tokens)
+        rest = choice.sub.prompt[len(tokens) :]
+        self._insert_into_generator(batch, choice.sub.choices[1:], rest, untagged(kv), tokens)
 
     def _insert_into_generator(
         self, batch: Batch, choices: list[Choice], rest: list[int], kv, cached: list[int]
@@ -218,16 +220,15 @@ class Scheduler:
         max_tokens = min(params.max_tokens, self.config.max_tokens_cap)
         if entry.context_length is not None:
             max_tokens = min(max_tokens, entry.context_length - len(sub.prompt))
-        processors = make_logits_processors(params, len(sub.prompt))
         # A grammar's state is its choice's own: a matcher each.
-        per_choice = [processors + [sub.grammar.new()] for _ in choices] if sub.grammar else [processors] * len(choices)
+        matchers = [sub.grammar.new() if sub.grammar else None for _ in choices]
         uids = batch.generator.insert(
             [rest] * len(choices),
             max_tokens=[max_tokens] * len(choices),
-            caches=[copy.deepcopy(kv) if kv else None for _ in choices],  # pyright: ignore[reportArgumentType] (None: no cache, which mlx_lm's annotation omits)
+            caches=[tagged(entry.module, copy.deepcopy(kv), m, len(rest)) for m in matchers],
             all_tokens=[list(cached) for _ in choices],
             samplers=[make_sampler(params, c.index, sub.logit_bias) for c in choices],
-            logits_processors=per_choice,
+            logits_processors=[make_logits_processors(params, len(sub.prompt))] * len(choices),
         )
         for choice, uid in zip(choices, uids):
             choice.uid = uid
@@ -292,7 +293,7 @@ class Scheduler:
 
     def _cache_prompt(self, batch: Batch, tokens: list[int] | None, kv) -> None:
         if tokens and kv:
-            self.cache.store(batch.entry.id, tokens, kv)
+            self.cache.store(batch.entry.id, tokens, untagged(kv))
 
     # ---- endings -----------------------------------------------------------
 
