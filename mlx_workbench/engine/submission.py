@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import mlx.core as mx
+from mlx_lm.tokenizer_utils import BPEStreamingDetokenizer, SPMStreamingDetokenizer
 
 from .constraints import MatcherFactory
 from .pool import Entry
@@ -55,6 +56,16 @@ class Submission:
             self.dequeued()
 
 
+def keep_leading_space(detokenizer) -> None:
+    """mlx_lm's streaming detokenizers drop the leading space of their first text, as a chat
+    answer wants; a text completion continues its prompt, so there the space is the answer's
+    (" Paris" after "The capital of France is", as OpenAI and vLLM send it)."""
+    if isinstance(detokenizer, SPMStreamingDetokenizer):
+        detokenizer.trim_space = False
+    elif isinstance(detokenizer, BPEStreamingDetokenizer):  # trims while its text is empty
+        detokenizer.text, detokenizer.offset = "\0", 1  # text not sent: last_segment starts after it
+
+
 class Choice:
     """One generated sequence of a submission."""
 
@@ -79,6 +90,8 @@ class Choice:
         self.uid: int | None = None  # in the generator once set
         self.tokenizer = tokenizer
         self.detokenizer = tokenizer.detokenizer
+        if sub.request.messages is None:
+            keep_leading_space(self.detokenizer)
         self.stops = StopStrings(stop) if stop else None
         self.ids: list[int] = []  # tokens whose text is not sent yet
         self.logprobs: list | None = [] if sub.request.sampling.logprobs else None

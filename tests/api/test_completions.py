@@ -170,3 +170,16 @@ def test_scoring_a_batch_of_answers(openai_client, http):
         http.post("mlx/v1/completions", json={"model": "demo", "prompt": "x", "max_tokens": 0}).json()["error"]["param"]
         == "echo"
     )
+
+
+def test_a_completion_keeps_the_leading_space_of_its_first_token(openai_client):
+    """A text completion continues its prompt: " 4" after "1, 2, 3,", not "4" (a chat answer
+    drops it, as every template's answers start without one)."""
+    for stream in (False, True):
+        reply = openai_client.completions.create(
+            model="demo", prompt="1, 2, 3,", max_tokens=3, temperature=0, logprobs=0, stream=stream
+        )
+        chunks = list(reply) if stream else [reply]
+        text = "".join(c.choices[0].text for c in chunks)
+        tokens = [t for c in chunks if c.choices[0].logprobs for t in c.choices[0].logprobs.tokens]
+        assert text == "".join(tokens) and text.startswith(" 4"), (text, tokens)
