@@ -4,8 +4,9 @@ import { IEntryStatus, IPoolStatus } from './api';
 /** Memory use at or above this share of the budget is shown as a warning. */
 export const WARN_RATIO = 0.9;
 
+/** Binary units, named as such: the server's memory settings ("512MB") are binary too. */
 export function formatBytes(bytes: number): string {
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let value = bytes;
   let unit = 0;
   while (value >= 1024 && unit < units.length - 1) {
@@ -20,7 +21,7 @@ export function formatPercent(ratio: number): string {
   return `${Math.round(ratio * 100)}%`;
 }
 
-/** "12 MB / 8 GB", or "12 MB" without a budget. */
+/** "12 MiB / 8 GiB", or "12 MiB" without a budget. */
 export function formatMemory(status: IPoolStatus): string {
   const { active, budget } = status.memory;
   return budget ? `${formatBytes(active)} / ${formatBytes(budget)}` : formatBytes(active);
@@ -53,7 +54,7 @@ export function describeEntries(entries: IEntryStatus[]): string {
   return names.length ? names.join(', ') : 'no model';
 }
 
-/** The status bar's text: "MLX: demo · 12 MB / 8 GB". */
+/** The status bar's text: "MLX: demo · 12 MiB / 8 GiB". */
 export function statusText(status: IPoolStatus | null, error: string | null): string {
   if (!status) {
     return error ? 'MLX: unavailable' : 'MLX: …';

@@ -1,4 +1,4 @@
-/** The status bar item: "MLX: demo · 12 MB / 8 GB", coloured near the budget. */
+/** The status bar item: "MLX: demo · 12 MiB / 8 GiB", coloured near the budget. */
 import { VDomRenderer } from '@jupyterlab/ui-components';
 import * as React from 'react';
 

@@ -25,7 +25,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-MEMORY_LIMIT = "512MB"  # the tests expect the status bar to show "/ 512 MB"
+MEMORY_LIMIT = "512MB"  # the tests expect the status bar to show "/ 512 MiB"
 
 
 def lab_environment(home: Path, server_config: dict) -> dict:

@@ -18,8 +18,8 @@ import pytest
 from pixels import assert_drawn
 from playwright.sync_api import Locator, Page, expect
 
-BUDGET = "512 MB"  # conftest's MEMORY_LIMIT, as the extension formats it
-SIZE = r"[\d.]+ (B|KB|MB)"
+BUDGET = "512 MiB"  # conftest's MEMORY_LIMIT, as the extension formats it
+SIZE = r"[\d.]+ (B|KiB|MiB)"
 LIVE = 10_000  # ms: the extension polls every second
 
 
@@ -87,7 +87,7 @@ def test_warning_colour_near_the_budget(page, status_item, screenshot):
     page.route(status_url, near_budget)
     try:
         expect(text).to_have_attribute("data-level", "warn", timeout=LIVE)
-        expect(text).to_contain_text(f"486 MB / {BUDGET}")
+        expect(text).to_contain_text(f"486 MiB / {BUDGET}")
         assert text.evaluate("node => getComputedStyle(node).color") != normal
         screenshot("warn", of=status_item)
     finally:
@@ -135,9 +135,9 @@ def test_smollm2_loads_and_unloads_through_the_sidebar(lab, panel, status_item, 
     smollm2.get_by_role("button", name="Load").click()
     expect(smollm2).to_have_attribute("data-state", "loaded", timeout=300_000)
     memory = smollm2.locator(".mlx-Model-memory")
-    expect(memory).to_have_text(re.compile(r"^\d+ MB$"), timeout=LIVE)
-    megabytes = int(memory.inner_text().removesuffix(" MB"))
-    assert 60 <= megabytes <= 250, f"smollm2 shown as {megabytes} MB, not ~115 MB"
+    expect(memory).to_have_text(re.compile(r"^\d+ MiB$"), timeout=LIVE)
+    mebibytes = int(memory.inner_text().removesuffix(" MiB"))
+    assert 60 <= mebibytes <= 250, f"smollm2 shown as {mebibytes} MiB, not ~110 MiB"
     expect(smollm2.locator(".mlx-Detail")).to_contain_text("chatml")
     expect(smollm2.locator(".mlx-Error")).to_have_count(0)
     expect(status_item).to_have_text(re.compile(rf"^MLX: smollm2 · {SIZE} / {BUDGET}$"), timeout=LIVE)
