@@ -20,7 +20,7 @@ from typing import Protocol
 
 from tornado import web
 
-from ..engine import errors
+from ..engine import errors, metrics
 from ..engine.conversations import Conversation
 from ..engine.requests import (
     Delta,
@@ -43,6 +43,7 @@ from .errors import ApiError, api_error
 from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
 from .responses import CreateResponse, DeletedResponse, Response, ResponsesBuilder, template_message
 from .sse import ClientGone, EventStream
+from .tracing import RequestSpan
 
 
 class GenerationBody(Protocol):
@@ -78,6 +79,23 @@ class GenerationHandler(BaseHandler):
     _request_ids: tuple[str, ...] = ()
     _client_gone = False
     _tokens = 0  # completion tokens received from the engine
+    _model: tuple[str, str | None] = ("", None)  # what the request asked for, once read
+    _last: Done | Failed | None = None  # the engine's last event (None: the client left)
+    span: RequestSpan | None = None
+
+    async def prepare(self):
+        self.span = RequestSpan(self.request.headers, self.endpoint)
+        await super().prepare()
+
+    def on_finish(self) -> None:
+        """Count the request by its outcome, end its span."""
+        error = self.answered_error
+        if error is None and isinstance(self._last, Failed):  # reported in the stream
+            error = api_error(self._last.error)
+        outcome = (error.detail.code or error.detail.type) if error else "cancelled" if self._client_gone else "ok"
+        metrics.request_answered(self.endpoint, *self._model, outcome)
+        if self.span is not None:
+            self.span.end(self._last, error)
 
     def on_connection_close(self) -> None:
         super().on_connection_close()
@@ -87,6 +105,8 @@ class GenerationHandler(BaseHandler):
 
     async def generate(self, body: GenerationBody, requests: list[GenerationRequest], builder: ResponseBuilder) -> None:
         request = requests[0]  # the others differ only in their prompt
+        span = self.span
+        assert span is not None  # prepare made it
         if self._client_gone:  # hung up while the request was read or authenticated: nothing to run
             self.log.info("%s: client gone before the request was queued", self._describe(body, request))
             return
@@ -101,19 +121,21 @@ class GenerationHandler(BaseHandler):
             first, *rest = await anext(batches)
         except errors.EngineError as e:
             raise api_error(e) from None
-        stream = None
+        stream, stream_started = None, 0
         try:
             if isinstance(first, Failed):
                 raise api_error(first.error)
             if not isinstance(first, Started):  # Done: cancelled while it queued, the client hung up
                 raise ClientGone()
             builder.begin(first)
+            span.started = first
             if body.stream:
                 stream = EventStream(self, self.workbench.sse_keepalive, named=builder.named_events)
                 stream.start()
+                stream_started = time.time_ns()
+                answer = functools.partial(self._stream, stream, builder, body.include_usage)
                 for chunk in builder.opening_chunks():
                     stream.write(chunk)
-                answer = functools.partial(self._stream, stream, builder, body.include_usage)
             else:
                 answer = functools.partial(self._collect, builder)
             batch = rest
@@ -124,7 +146,9 @@ class GenerationHandler(BaseHandler):
         finally:
             if stream is not None:
                 stream.close()
+                span.wrote_stream(stream_started, time.time_ns())
             await batches.aclose()  # cancels the request unless it ended
+        self._last = last
         self._log_generation(body, request, last, time.monotonic() - submitted)
 
     # Each answer takes the events in the batches they arrive in, and returns the
@@ -138,6 +162,7 @@ class GenerationHandler(BaseHandler):
             elif isinstance(event, PromptLogprobs):
                 builder.add_prompt_logprobs(event)
             elif isinstance(event, Finished):
+                self.span.finish_reasons.append(event.reason)  # pyright: ignore[reportOptionalMemberAccess] (set in prepare)
                 builder.finish(event.index, event.reason, event.stop_sequence)
             elif isinstance(event, Failed):
                 raise api_error(event.error)
@@ -162,6 +187,7 @@ class GenerationHandler(BaseHandler):
             elif isinstance(event, PromptLogprobs):
                 stream.write(builder.prompt_logprobs_chunk(event))
             elif isinstance(event, Finished):
+                self.span.finish_reasons.append(event.reason)  # pyright: ignore[reportOptionalMemberAccess] (set in prepare)
                 builder.finish(event.index, event.reason, event.stop_sequence)
                 if (chunk := builder.finish_chunk(event.index, event.reason)) is not None:
                     stream.write(chunk)
@@ -204,10 +230,13 @@ class GenerationHandler(BaseHandler):
         return f"mlx {self.endpoint} {model} ({'stream' if body.stream else 'json'})"
 
     def request_for(self, body: GenerationBody, **prompt) -> GenerationRequest:
-        model, adapter = self.model_id(body.model, body.adapter)
-        return GenerationRequest(
+        model, adapter = self._model = self.model_id(body.model, body.adapter)
+        request = GenerationRequest(
             model=model, adapter=adapter, sampling=body.sampling(self.workbench.max_tokens_cap), n=body.n, **prompt
         )
+        if self.span is not None:
+            self.span.request(request, bool(body.stream))
+        return request
 
 
 class ChatCompletionsHandler(GenerationHandler):
@@ -314,6 +343,8 @@ class MessagesHandler(AnthropicHandler):
 
 class CountTokensHandler(AnthropicHandler):
     """The prompt's tokens, counted by the engine as it would read them (nothing generated)."""
+
+    endpoint = "count_tokens"
 
     @web.authenticated
     async def post(self):
