@@ -80,7 +80,7 @@ class GenerationHandler(BaseHandler):
     _client_gone = False
     _tokens = 0  # completion tokens received from the engine
     _model: tuple[str, str | None] = ("", None)  # what the request asked for, once read
-    _last: Done | Failed | None = None  # the engine's last event (None: the client left)
+    _last: Done | Failed | None = None  # the engine's last event, once answered (None: the client left)
     span: RequestSpan | None = None
 
     async def prepare(self):
@@ -121,7 +121,7 @@ class GenerationHandler(BaseHandler):
             first, *rest = await anext(batches)
         except errors.EngineError as e:
             raise api_error(e) from None
-        stream, stream_started = None, 0
+        stream = None
         try:
             if isinstance(first, Failed):
                 raise api_error(first.error)
@@ -132,7 +132,7 @@ class GenerationHandler(BaseHandler):
             if body.stream:
                 stream = EventStream(self, self.workbench.sse_keepalive, named=builder.named_events)
                 stream.start()
-                stream_started = time.time_ns()
+                span.stream_started = time.time_ns()
                 answer = functools.partial(self._stream, stream, builder, body.include_usage)
                 for chunk in builder.opening_chunks():
                     stream.write(chunk)
@@ -146,9 +146,7 @@ class GenerationHandler(BaseHandler):
         finally:
             if stream is not None:
                 stream.close()
-                span.wrote_stream(stream_started, time.time_ns())
             await batches.aclose()  # cancels the request unless it ended
-        self._last = last
         self._log_generation(body, request, last, time.monotonic() - submitted)
 
     # Each answer takes the events in the batches they arrive in, and returns the
@@ -169,6 +167,7 @@ class GenerationHandler(BaseHandler):
             elif isinstance(event, Done):
                 if self._client_gone:  # cancelled by the disconnect
                     raise ClientGone()
+                self._last = event
                 self.send(builder.response(event.usage))
                 return event
         return None
@@ -193,11 +192,13 @@ class GenerationHandler(BaseHandler):
                     stream.write(chunk)
             elif isinstance(event, Failed):
                 # The 200 is gone: report in-band, as OpenAI does, and end without [DONE].
+                self._last = event
                 stream.fail(builder.failure_chunk(api_error(event.error)))
                 return event
             elif isinstance(event, Done):
                 for chunk in builder.closing_chunks(event.usage, include_usage):
                     stream.write(chunk)
+                self._last = event
                 stream.done()
                 return event
             else:

@@ -98,6 +98,7 @@ class RequestSpan:
         self.model = ""
         self.submitted = 0  # time.time_ns() when the engine got the request
         self.started: Started | None = None
+        self.stream_started = 0  # time.time_ns() when an event stream sent its headers
         self.finish_reasons: list[FinishReason] = []
         if trace is None:
             return
@@ -136,16 +137,13 @@ class RequestSpan:
         span.set_attributes(attributes)
         self.submitted = time.time_ns()
 
-    def wrote_stream(self, start: int, end: int) -> None:
-        """The event stream, from its headers to its close (time.time_ns())."""
-        if self.span is not None:
-            self._child("stream write", start, end)
-
     def end(self, last: Done | Failed | None, error: ApiError | None) -> None:
         """`last`: the engine's last event (None if the client left); `error`: what was answered."""
         span = self.span
         if span is None:
             return
+        if self.stream_started:
+            self._child("stream write", self.stream_started, time.time_ns())
         started = self.started
         if started is not None:
             queued = self.submitted + _ns(started.queue_seconds)
