@@ -1,4 +1,4 @@
-"""The six figures. Each measures every system on the same prompts in the same
+"""The seven figures. Each measures every system on the same prompts in the same
 run, interleaved (system A, B, C, D, then the next repetition) so the noise of
 a shared machine falls on all of them alike; results are keyed by system label.
 """
@@ -167,3 +167,20 @@ async def constrained(workload: Workload, pools: list, streams: int = 8) -> dict
             "failed": sum(r["failed"] for k in kinds.values() for r in k),
         }
     return result
+
+
+async def tracing(workload: Workload, plain, traced, streams: int = 8) -> dict:
+    """Figure 7: `streams` streams through the endpoint with OpenTelemetry tracing on
+    (console exporter, into the server's log) against the same without: aggregate tokens/s
+    and their ratio (the cost of tracing)."""
+    runs: dict[str, list[float]] = {"off": [], "on": []}
+    failed = 0
+    for _ in range(workload.reps):
+        chats = [workload.fresh_prompt() for _ in range(streams)]
+        for kind, system in (("off", plain), ("on", traced)):
+            summary = concurrent_summary(await system.streams(workload, chats, workload.max_tokens))
+            failed += summary["failed"]
+            if "aggregate_tps" in summary:
+                runs[kind].append(summary["aggregate_tps"])
+    off, on = median(runs["off"]), median(runs["on"])
+    return {"streams": streams, "off_tps": off, "on_tps": on, "cost": 1 - on / off, "failed": failed}

@@ -83,6 +83,8 @@ def targets(name: str, fig: dict) -> list[dict]:
             )
     for system, values in fig.get("constrained", {}).items():
         target(f"{system}: {values['streams']} constrained streams / as many free", values["ratio"], 0.95, True)
+    if traced := fig.get("tracing"):
+        target(f"endpoint: cost of tracing on {traced['streams']} streams", traced["cost"], 0.03, False)
     return rows
 
 
@@ -253,6 +255,22 @@ def tables(results: dict) -> str:
                             v["failed"],
                         ]
                         for s, v in bound.items()
+                    ],
+                )
+            )
+        if traced := fig.get("tracing"):
+            out.append(
+                _table(
+                    "Figure 7: OpenTelemetry tracing on (console exporter) vs off, endpoint, aggregate tok/s",
+                    ["streams", "off", "on", "cost", "failed"],
+                    [
+                        [
+                            traced["streams"],
+                            _fmt(traced["off_tps"]),
+                            _fmt(traced["on_tps"]),
+                            f"{traced['cost'] * 100:.1f}%",
+                            traced["failed"],
+                        ]
                     ],
                 )
             )

@@ -105,6 +105,9 @@ async def benchmark(names: list[str], quick: bool, scratch: Path) -> dict:
                     )
                 progress(f"{workload.name}: figure 6, 8 constrained streams against 8 free ones")
                 fig["constrained"] = await figures.constrained(workload, pools)
+                if workload.name == "demo":
+                    progress(f"{workload.name}: figure 7, 8 streams with tracing on against tracing off")
+                    fig["tracing"] = await traced_against_plain(workload, models, pools[1])
             finally:
                 await server.close()
                 await raw.close()
@@ -115,6 +118,17 @@ async def benchmark(names: list[str], quick: bool, scratch: Path) -> dict:
     results["targets"] = [t for name, fig in results["models"].items() for t in report.targets(name, fig)]
     results["unequal_work"] = report.unequal_work(results)
     return results
+
+
+async def traced_against_plain(workload, models: dict, plain: Workbench) -> dict:
+    """Figure 7, on a second endpoint that traces every request to the console (its log)."""
+    traced = Workbench(models, traces_exporter="console")
+    try:
+        await traced.load(workload.name)
+        await figures.warm_up(workload, [traced])
+        return await figures.tracing(workload, plain, traced)
+    finally:
+        await traced.close()
 
 
 def main(argv: list[str] | None = None) -> None:
