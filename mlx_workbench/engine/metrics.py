@@ -30,9 +30,18 @@ LABELS = ("model", "adapter")
 
 # Buckets for a tiny model on a GPU (sub-millisecond tokens) up to a large one on a laptop:
 # vLLM's, with the small end extended.
-TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560)  # fmt: skip
-TOKEN_TIME_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 10, 20, 80)  # fmt: skip
-REQUEST_TIME_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680)  # fmt: skip
+TTFT_BUCKETS = (
+    *(0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75),
+    *(1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560),
+)
+TOKEN_TIME_BUCKETS = (
+    *(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2),
+    *(0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 10, 20, 80),
+)
+REQUEST_TIME_BUCKETS = (
+    *(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5),
+    *(10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680),
+)
 TOKEN_COUNT_BUCKETS = tuple(m * 10**e for e in range(7) for m in (1, 2, 5))  # 1, 2, 5, 10 ... 5M
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 LOAD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
@@ -52,9 +61,10 @@ REQUESTS = _counter(
     "requests", "HTTP generation requests by endpoint and outcome.", ("endpoint", "model", "adapter", "outcome")
 )
 FINISHED = _counter(
-    "request_success", "Requests the engine ended, by finish reason (stop, length, cancelled, error).",
-    LABELS + ("finished_reason",),
-)  # fmt: skip
+    "request_success",
+    "Requests the engine ended, by finish reason (stop, length, cancelled, error).",
+    (*LABELS, "finished_reason"),
+)
 PROMPT_TOKENS = _counter("prompt_tokens", "Prompt tokens of the requests started.")
 GENERATION_TOKENS = _counter("generation_tokens", "Completion tokens of the requests ended.")
 TTFT = _histogram("time_to_first_token_seconds", "Seconds from submit to a request's first token.", TTFT_BUCKETS)
@@ -114,7 +124,7 @@ def children(model: str, adapter: str | None) -> _Children:
     key = (model, adapter or "")
     bound = _children.get(key)
     if bound is None:
-        bound = _children[key] = _Children(*(m.labels(*key) for m in _METRICS))
+        bound = _children[key] = _Children._make(m.labels(*key) for m in _METRICS)
     return bound
 
 
