@@ -169,15 +169,19 @@ async def constrained(workload: Workload, pools: list, streams: int = 8) -> dict
     return result
 
 
-async def tracing(workload: Workload, plain, traced, streams: int = 8) -> dict:
+async def tracing(workload: Workload, plain, traced, streams: int = 8, reps: int = 5) -> dict:
     """Figure 7: `streams` streams through the endpoint with OpenTelemetry tracing on
     (console exporter, into the server's log) against the same without: aggregate tokens/s
-    and their ratio (the cost of tracing)."""
+    and their ratio (the cost of tracing). Both first run the batch once unmeasured (the
+    traced server is new); the order alternates, so drift on a loaded machine hits both."""
+    pair = [("off", plain), ("on", traced)]
+    for _, system in pair:
+        await system.streams(workload, [workload.fresh_prompt() for _ in range(streams)], workload.max_tokens)
     runs: dict[str, list[float]] = {"off": [], "on": []}
     failed = 0
-    for _ in range(workload.reps):
+    for rep in range(max(reps, workload.reps)):
         chats = [workload.fresh_prompt() for _ in range(streams)]
-        for kind, system in (("off", plain), ("on", traced)):
+        for kind, system in pair if rep % 2 == 0 else pair[::-1]:
             summary = concurrent_summary(await system.streams(workload, chats, workload.max_tokens))
             failed += summary["failed"]
             if "aggregate_tps" in summary:

@@ -81,11 +81,10 @@ class GenerationHandler(BaseHandler):
     _tokens = 0  # completion tokens received from the engine
     _model: tuple[str, str | None] = ("", None)  # what the request asked for, once read
     _last: Done | Failed | None = None  # the engine's last event, once answered (None: the client left)
-    span: RequestSpan | None = None
+    span: RequestSpan
 
-    async def prepare(self):
+    def initialize(self) -> None:
         self.span = RequestSpan(self.request.headers, self.endpoint)
-        await super().prepare()
 
     def on_finish(self) -> None:
         """Count the request by its outcome, end its span."""
@@ -94,8 +93,7 @@ class GenerationHandler(BaseHandler):
             error = api_error(self._last.error)
         outcome = (error.detail.code or error.detail.type) if error else "cancelled" if self._client_gone else "ok"
         metrics.request_answered(self.endpoint, *self._model, outcome)
-        if self.span is not None:
-            self.span.end(self._last, error)
+        self.span.end(self._last, error)
 
     def on_connection_close(self) -> None:
         super().on_connection_close()
@@ -106,7 +104,6 @@ class GenerationHandler(BaseHandler):
     async def generate(self, body: GenerationBody, requests: list[GenerationRequest], builder: ResponseBuilder) -> None:
         request = requests[0]  # the others differ only in their prompt
         span = self.span
-        assert span is not None  # prepare made it
         if self._client_gone:  # hung up while the request was read or authenticated: nothing to run
             self.log.info("%s: client gone before the request was queued", self._describe(body, request))
             return
@@ -160,7 +157,7 @@ class GenerationHandler(BaseHandler):
             elif isinstance(event, PromptLogprobs):
                 builder.add_prompt_logprobs(event)
             elif isinstance(event, Finished):
-                self.span.finish_reasons.append(event.reason)  # pyright: ignore[reportOptionalMemberAccess] (set in prepare)
+                self.span.finish_reasons.append(event.reason)
                 builder.finish(event.index, event.reason, event.stop_sequence)
             elif isinstance(event, Failed):
                 raise api_error(event.error)
@@ -186,7 +183,7 @@ class GenerationHandler(BaseHandler):
             elif isinstance(event, PromptLogprobs):
                 stream.write(builder.prompt_logprobs_chunk(event))
             elif isinstance(event, Finished):
-                self.span.finish_reasons.append(event.reason)  # pyright: ignore[reportOptionalMemberAccess] (set in prepare)
+                self.span.finish_reasons.append(event.reason)
                 builder.finish(event.index, event.reason, event.stop_sequence)
                 if (chunk := builder.finish_chunk(event.index, event.reason)) is not None:
                     stream.write(chunk)
@@ -235,8 +232,7 @@ class GenerationHandler(BaseHandler):
         request = GenerationRequest(
             model=model, adapter=adapter, sampling=body.sampling(self.workbench.max_tokens_cap), n=body.n, **prompt
         )
-        if self.span is not None:
-            self.span.request(request, bool(body.stream))
+        self.span.request(request, bool(body.stream))
         return request
 
 
