@@ -24,6 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 from openai import AsyncOpenAI
 
 from tests.server import JupyterProcess, free_port, start_jupyter
@@ -192,6 +193,11 @@ class Workbench(OpenAIClientSystem):
                 return
             await asyncio.sleep(0.025)
         raise RuntimeError(f"{entry_id} never showed as {state} in mlx/api/status")
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used, all its threads."""
+        times = psutil.Process(self.server.proc.pid).cpu_times()
+        return times.user + times.system
 
     async def memory(self) -> int:
         """MLX active bytes of the server process, as its status reports them."""

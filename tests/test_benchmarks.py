@@ -63,6 +63,7 @@ def test_every_figure_measures_every_system(run):
     traced = demo["tracing"]
     assert traced["streams"] == 8 and traced["failed"] == 0
     assert traced["off_tps"] > 0 and traced["on_tps"] > 0
+    assert traced["off_cpu_ms_per_token"] > 0 and traced["on_cpu_ms_per_token"] > 0
 
 
 def test_every_system_does_the_same_work(run):
@@ -81,7 +82,7 @@ def test_report_prints_ratios_and_targets(run):
     for title in ("Figure 1", "Figure 2", "Figure 3", "Figure 4", "Figure 5", "Figure 6", "Figure 7", "Targets"):
         assert title in stdout
     names = [t["target"] for t in results["targets"]]
-    assert len(names) == 13, names  # 4 one-stream, 2 concurrency, 2 conversation, 2 memory, 2 constrained, tracing
+    assert len(names) == 14, names  # 4 one-stream, 2 concurrency, 2 conversation, 2 memory, 2 constrained, 2 tracing
     assert all(t["met"] in (True, False) for t in results["targets"])
     assert all(name in stdout for name in names)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
