@@ -31,8 +31,11 @@ from ..model_ids import format_id
 try:
     from opentelemetry import propagate, trace
     from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    # A proxy until a provider is installed, then that provider's tracer.
+    tracer = trace.get_tracer("mlx_workbench")
 except ImportError:  # the API is optional too
-    trace = None
+    trace = tracer = None
 
 if TYPE_CHECKING:
     from .errors import ApiError
@@ -100,9 +103,9 @@ class RequestSpan:
         self.started: Started | None = None
         self.stream_started = 0  # time.time_ns() when an event stream sent its headers
         self.finish_reasons: list[FinishReason] = []
-        if trace is None:
+        if tracer is None:
             return
-        span = trace.get_tracer("mlx_workbench").start_span(
+        span = tracer.start_span(
             self.operation,
             context=propagate.extract(headers),
             kind=SpanKind.SERVER,
@@ -179,8 +182,8 @@ class RequestSpan:
         span.end()
 
     def _child(self, name: str, start: int, end: int, parent=None):
-        assert trace is not None and self.span is not None
+        assert trace is not None and tracer is not None and self.span is not None
         context = trace.set_span_in_context(parent or self.span)
-        child = trace.get_tracer("mlx_workbench").start_span(name, context=context, start_time=start)
+        child = tracer.start_span(name, context=context, start_time=start)
         child.end(end_time=max(start, end))
         return child
