@@ -88,6 +88,8 @@ class GenerationHandler(BaseHandler):
 
     def on_finish(self) -> None:
         """Count the request by its outcome, end its span."""
+        if self.request.method == "OPTIONS":  # a CORS preflight: no request yet (its span is dropped unended)
+            return
         error = self.answered_error
         if error is None and isinstance(self._last, Failed):  # reported in the stream
             error = api_error(self._last.error)

@@ -84,9 +84,14 @@ def test_metrics_count_a_known_set_of_requests(console_server, answers):
     with pytest.raises(openai.BadRequestError) as invalid:
         c.chat.completions.create(model="demo", messages=messages(row), temperature=7)
 
+    # A CORS preflight is no request.
+    preflight = {"Origin": "http://example.com", "Access-Control-Request-Method": "POST"}
+    httpx.options(console_server.openai_base_url + "/chat/completions", headers=preflight, timeout=60)
+
     samples = scrape(console_server)
     demo = {"model": "demo", "adapter": ""}
     assert value(samples, "requests_total", endpoint="chat", outcome="ok", **demo) == 3
+    assert value(samples, "requests_total", endpoint="chat", model="", adapter="", outcome="ok") == 0
     assert value(samples, "requests_total", endpoint="chat", model="demo", adapter="upper", outcome="ok") == 1
     assert missing.value.code == "model_not_found"
     unknown = {"model": "no-such-model", "adapter": ""}
