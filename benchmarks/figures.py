@@ -1,4 +1,4 @@
-"""The six figures. Each measures every system on the same prompts in the same
+"""The seven figures. Each measures every system on the same prompts in the same
 run, interleaved (system A, B, C, D, then the next repetition) so the noise of
 a shared machine falls on all of them alike; results are keyed by system label.
 """
@@ -167,3 +167,38 @@ async def constrained(workload: Workload, pools: list, streams: int = 8) -> dict
             "failed": sum(r["failed"] for k in kinds.values() for r in k),
         }
     return result
+
+
+async def tracing(workload: Workload, plain, traced, streams: int = 8, reps: int = 7) -> dict:
+    """Figure 7: `streams` streams through the endpoint with OpenTelemetry tracing on
+    (console exporter, into the server's log) against the same without: aggregate tokens/s,
+    and the server's CPU seconds per generated token (its process's, all threads: what a
+    loaded machine's scheduling moves much less than wall time). Both first run the batch
+    once unmeasured; the order alternates, so drift hits both."""
+    pair = [("off", plain), ("on", traced)]
+    for _, system in pair:
+        await system.streams(workload, [workload.fresh_prompt() for _ in range(streams)], workload.max_tokens)
+    tps: dict[str, list[float]] = {"off": [], "on": []}
+    cpu: dict[str, list[float]] = {"off": [], "on": []}
+    failed = 0
+    for rep in range(max(reps, workload.reps)):
+        chats = [workload.fresh_prompt() for _ in range(streams)]
+        for kind, system in pair if rep % 2 == 0 else pair[::-1]:
+            before = system.cpu_seconds()
+            summary = concurrent_summary(await system.streams(workload, chats, workload.max_tokens))
+            failed += summary["failed"]
+            if "aggregate_tps" in summary:
+                tps[kind].append(summary["aggregate_tps"])
+                cpu[kind].append((system.cpu_seconds() - before) / summary["tokens"])
+    off, on = median(tps["off"]), median(tps["on"])
+    cpu_off, cpu_on = median(cpu["off"]), median(cpu["on"])
+    return {
+        "streams": streams,
+        "off_tps": off,
+        "on_tps": on,
+        "cost": 1 - on / off,
+        "off_cpu_ms_per_token": cpu_off * 1000,
+        "on_cpu_ms_per_token": cpu_on * 1000,
+        "cpu_cost": cpu_on / cpu_off - 1,
+        "failed": failed,
+    }

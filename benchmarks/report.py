@@ -83,6 +83,9 @@ def targets(name: str, fig: dict) -> list[dict]:
             )
     for system, values in fig.get("constrained", {}).items():
         target(f"{system}: {values['streams']} constrained streams / as many free", values["ratio"], 0.95, True)
+    if traced := fig.get("tracing"):
+        target(f"endpoint: throughput cost of tracing, {traced['streams']} streams", traced["cost"], 0.03, False)
+        target(f"endpoint: CPU per token cost of tracing, {traced['streams']} streams", traced["cpu_cost"], 0.03, False)
     return rows
 
 
@@ -253,6 +256,25 @@ def tables(results: dict) -> str:
                             v["failed"],
                         ]
                         for s, v in bound.items()
+                    ],
+                )
+            )
+        if traced := fig.get("tracing"):
+            out.append(
+                _table(
+                    "Figure 7: OpenTelemetry tracing on (console exporter) vs off, endpoint, aggregate tok/s",
+                    ["streams", "off", "on", "cost", "CPU ms/token off", "on", "CPU cost", "failed"],
+                    [
+                        [
+                            traced["streams"],
+                            _fmt(traced["off_tps"]),
+                            _fmt(traced["on_tps"]),
+                            f"{traced['cost'] * 100:.1f}%",
+                            _fmt(traced["off_cpu_ms_per_token"], digits=3),
+                            _fmt(traced["on_cpu_ms_per_token"], digits=3),
+                            f"{traced['cpu_cost'] * 100:.1f}%",
+                            traced["failed"],
+                        ]
                     ],
                 )
             )

@@ -105,6 +105,9 @@ async def benchmark(names: list[str], quick: bool, scratch: Path) -> dict:
                     )
                 progress(f"{workload.name}: figure 6, 8 constrained streams against 8 free ones")
                 fig["constrained"] = await figures.constrained(workload, pools)
+                if workload.name == "demo":
+                    progress(f"{workload.name}: figure 7, 8 streams with tracing on against tracing off")
+                    fig["tracing"] = await traced_against_plain(workload, models[workload.name])
             finally:
                 await server.close()
                 await raw.close()
@@ -115,6 +118,21 @@ async def benchmark(names: list[str], quick: bool, scratch: Path) -> dict:
     results["targets"] = [t for name, fig in results["models"].items() for t in report.targets(name, fig)]
     results["unequal_work"] = report.unequal_work(results)
     return results
+
+
+async def traced_against_plain(workload, model: dict) -> dict:
+    """Figure 7, on two new endpoints serving only `model`, one tracing every request to the
+    console (its log): a server that ran the other figures holds more (adapters, a second
+    model, prompt caches), which moved its throughput more than tracing does."""
+    pair = [Workbench({workload.name: model}), Workbench({workload.name: model}, traces_exporter="console")]
+    try:
+        for system in pair:
+            await system.load(workload.name)
+        await figures.warm_up(workload, pair)
+        return await figures.tracing(workload, *pair)
+    finally:
+        for system in pair:
+            await system.close()
 
 
 def main(argv: list[str] | None = None) -> None:

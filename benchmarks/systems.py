@@ -24,6 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 from openai import AsyncOpenAI
 
 from tests.server import JupyterProcess, free_port, start_jupyter
@@ -145,13 +146,17 @@ def _answers(url: str) -> bool:
 class Workbench(OpenAIClientSystem):
     label = "mlx_workbench endpoint"
 
-    def __init__(self, models: dict[str, dict]):
+    def __init__(self, models: dict[str, dict], traces_exporter: str | None = None):
+        """`traces_exporter`: OpenTelemetry tracing on, to this exporter (MLXWorkbench.traces_exporter)."""
+        if traces_exporter:
+            self.label += ", traced"
         self.config_dir = Path(tempfile.mkdtemp(prefix="mlxwb-bench-"))
         config = self.config_dir / "jupyter_server_config.py"
         config.write_text(
             "c.ServerApp.jpserver_extensions = {'mlx_workbench': True}\n"
             f"c.MLXWorkbench.models = {models!r}\n"
             f"c.MLXWorkbench.max_loaded_models = {4 * len(models)}\n"
+            f"c.MLXWorkbench.traces_exporter = {traces_exporter or 'none'!r}\n"
         )
         self.server: JupyterProcess = start_jupyter(f"--config={config}")
         self.headers = {"Authorization": f"token {self.server.token}", "Content-Type": "application/json"}
@@ -188,6 +193,11 @@ class Workbench(OpenAIClientSystem):
                 return
             await asyncio.sleep(0.025)
         raise RuntimeError(f"{entry_id} never showed as {state} in mlx/api/status")
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used, all its threads."""
+        times = psutil.Process(self.server.proc.pid).cpu_times()
+        return times.user + times.system
 
     async def memory(self) -> int:
         """MLX active bytes of the server process, as its status reports them."""

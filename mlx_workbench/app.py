@@ -25,7 +25,9 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Dict, Float, Int, List, TraitError, Unicode, Union, default, validate
 
 from ._version import __version__
+from .api import tracing
 from .api.handlers import HANDLERS
+from .engine import metrics
 from .engine.config import EngineConfig, ModelSpec
 from .model_ids import check_names
 
@@ -151,6 +153,16 @@ class MLXWorkbench(ExtensionApp):
         of device memory; the least recently used go first. Default: no bound but the size.""",
     )
 
+    traces_exporter = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="""Where OpenTelemetry spans of the requests go: "console", "otlp" (to
+        OTEL_EXPORTER_OTLP_ENDPOINT), a comma list, or "none". Default: OTEL_TRACES_EXPORTER,
+        else no tracing. Needs opentelemetry-sdk (pip install 'mlx_workbench[otel]'); a tracer
+        provider installed already (opentelemetry-instrument, LogFire) is used as it is.""",
+    )
+
     @default("models")
     def _demo_models(self):
         from .demo import default_models
@@ -214,6 +226,8 @@ class MLXWorkbench(ExtensionApp):
         self.generations: set[asyncio.Task] = set()  # handlers answering a generation
         self._key_user = None
         self.engine.start()
+        self._metrics = metrics.register_status(self.engine.status)  # gauges at Jupyter's /metrics
+        tracing.configure(self.traces_exporter)
         atexit.register(self.engine.stop)  # when the server exits without stop_extension
         if self.serverapp is not None and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             # Without a terminal Jupyter leaves SIGINT to KeyboardInterrupt, which stops the
@@ -255,6 +269,7 @@ class MLXWorkbench(ExtensionApp):
         try:
             loaded = [e.id for e in self.engine.status().entries if e.state == "loaded"]
             await asyncio.to_thread(self.engine.stop, 10)
+            metrics.unregister(self._metrics)
             if self.generations:
                 await asyncio.wait(self.generations, timeout=5)
             self.log.info(

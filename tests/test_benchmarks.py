@@ -60,6 +60,10 @@ def test_every_figure_measures_every_system(run):
     bound = demo["constrained"]
     assert set(bound) == POOLS
     assert all(v["free_tps"] > 0 and v["constrained_tps"] > 0 and v["failed"] == 0 for v in bound.values())
+    traced = demo["tracing"]
+    assert traced["streams"] == 8 and traced["failed"] == 0
+    assert traced["off_tps"] > 0 and traced["on_tps"] > 0
+    assert traced["off_cpu_ms_per_token"] > 0 and traced["on_cpu_ms_per_token"] > 0
 
 
 def test_every_system_does_the_same_work(run):
@@ -75,10 +79,10 @@ def test_every_system_does_the_same_work(run):
 
 def test_report_prints_ratios_and_targets(run):
     stdout, results, png = run
-    for title in ("Figure 1", "Figure 2", "Figure 3", "Figure 4", "Figure 5", "Figure 6", "Targets"):
+    for title in ("Figure 1", "Figure 2", "Figure 3", "Figure 4", "Figure 5", "Figure 6", "Figure 7", "Targets"):
         assert title in stdout
     names = [t["target"] for t in results["targets"]]
-    assert len(names) == 12, names  # 4 one-stream, 2 concurrency, 2 conversation, 2 memory, 2 constrained
+    assert len(names) == 14, names  # 4 one-stream, 2 concurrency, 2 conversation, 2 memory, 2 constrained, 2 tracing
     assert all(t["met"] in (True, False) for t in results["targets"])
     assert all(name in stdout for name in names)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

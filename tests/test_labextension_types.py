@@ -18,6 +18,7 @@ INTERFACES = {
     "IPoolStatus": "StatusResponse",
     "IEntryStatus": "EntryStatus",
     "IMemoryStatus": "MemoryStatus",
+    "IRecentStatus": "RecentStatus",
     "IConfiguredModel": "ConfiguredModel",
 }
 TS_TYPES = {"string": "string", "number": "number", "boolean": "boolean"}

@@ -31,6 +31,17 @@ export interface IMemoryStatus {
   device: string;
 }
 
+/** Figures over the last minutes: requests that ended in the window, tokens/s per bucket. */
+export interface IRecentStatus {
+  window_seconds: number;
+  bucket_seconds: number;
+  requests: number;
+  ttft_p50: number | null;
+  ttft_p90: number | null;
+  ttft_p99: number | null;
+  tokens_per_second: number[];
+}
+
 export interface IConfiguredModel {
   name: string;
   path: string;
@@ -55,6 +66,7 @@ export interface IPoolStatus {
   prompt_cache_hits: number;
   prompt_cache_misses: number;
   prompt_cache_bytes: number;
+  recent: IRecentStatus;
   restarts: number;
   error: string | null;
 }

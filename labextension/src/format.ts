@@ -1,5 +1,5 @@
 /** Plain-text views of the pool status shared by the status bar and the panel. */
-import { IEntryStatus, IPoolStatus } from './api';
+import { IEntryStatus, IPoolStatus, IRecentStatus } from './api';
 
 /** Memory use at or above this share of the budget is shown as a warning. */
 export const WARN_RATIO = 0.9;
@@ -63,4 +63,33 @@ export function statusText(status: IPoolStatus | null, error: string | null): st
     return `MLX: ${status.state}`;
   }
   return `MLX: ${describeEntries(status.entries)} · ${formatMemory(status)}`;
+}
+
+/** "12 ms", or "1.50 s" from a second on; "-" for none. */
+export function formatSeconds(seconds: number | null): string {
+  if (seconds === null) {
+    return '-';
+  }
+  return seconds < 1 ? `${Math.round(seconds * 1000)} ms` : `${seconds.toFixed(2)} s`;
+}
+
+/** "3 requests · TTFT p50 12 ms · p90 30 ms · p99 40 ms", or "no requests". */
+export function formatRecent(recent: IRecentStatus): string {
+  if (!recent.requests) {
+    return 'no requests';
+  }
+  const plural = recent.requests === 1 ? '' : 's';
+  return (
+    `${recent.requests} request${plural} · TTFT p50 ${formatSeconds(recent.ttft_p50)}` +
+    ` · p90 ${formatSeconds(recent.ttft_p90)} · p99 ${formatSeconds(recent.ttft_p99)}`
+  );
+}
+
+/** The SVG polyline points of a sparkline of `values`, `width` x `height`. */
+export function sparklinePoints(values: number[], width: number, height: number): string {
+  const top = Math.max(...values, 0) || 1;
+  const step = width / Math.max(values.length - 1, 1);
+  return values
+    .map((v, i) => `${(i * step).toFixed(1)},${(height - 1 - (v / top) * (height - 2)).toFixed(1)}`)
+    .join(' ');
 }

@@ -4,7 +4,15 @@ import { Button, VDomRenderer, refreshIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import { IPoolStatus } from './api';
-import { formatBytes, formatMemory, formatPercent, memoryRatio, statusLevel } from './format';
+import {
+  formatBytes,
+  formatMemory,
+  formatPercent,
+  formatRecent,
+  memoryRatio,
+  sparklinePoints,
+  statusLevel
+} from './format';
 import { mlxIcon } from './icon';
 import { IPoolRow, PoolModel } from './model';
 
@@ -69,6 +77,18 @@ function EngineSection({ status }: { status: IPoolStatus }): JSX.Element {
         <dt>Throughput</dt>
         <dd className="mlx-Engine-throughput">
           {status.tokens_per_second.toFixed(1)} tok/s · {status.generated_tokens} tokens generated
+        </dd>
+        <dt>Last {Math.round(status.recent.window_seconds / 60)} min</dt>
+        <dd className="mlx-Engine-recent">
+          <svg width={120} height={16} className="mlx-Sparkline">
+            <title>tokens/s per {status.recent.bucket_seconds} s</title>
+            <polyline
+              points={sparklinePoints(status.recent.tokens_per_second, 120, 16)}
+              fill="none"
+              stroke="currentColor"
+            />
+          </svg>
+          <span className="mlx-Detail">{formatRecent(status.recent)}</span>
         </dd>
         <dt>Prompt cache</dt>
         <dd>

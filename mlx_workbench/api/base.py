@@ -51,6 +51,7 @@ def _token_names_no_user(provider: IdentityProvider) -> bool:
 
 class BaseHandler(APIHandler):
     _key_in_header = False  # the request names its credential in a header
+    answered_error: ApiError | None = None  # the error this request was answered with
 
     @property
     def workbench(self) -> MLXWorkbench:
@@ -134,7 +135,7 @@ class BaseHandler(APIHandler):
     def write_error(self, status_code: int, **kwargs) -> None:
         """Every error OpenAI-shaped, never an HTML page."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        error = error_for(status_code, exc, anonymous=lambda: not self.current_user)
+        error = self.answered_error = error_for(status_code, exc, anonymous=lambda: not self.current_user)
         if hasattr(self, "_jupyter_current_user"):  # prepare got as far as the credential
             self.set_cors_headers()  # send_error cleared them: a browser client reads the error too
         if status_code != error.status_code:

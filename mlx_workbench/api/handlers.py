@@ -20,7 +20,7 @@ from typing import Protocol
 
 from tornado import web
 
-from ..engine import errors
+from ..engine import errors, metrics
 from ..engine.conversations import Conversation
 from ..engine.requests import (
     Delta,
@@ -43,6 +43,7 @@ from .errors import ApiError, api_error
 from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
 from .responses import CreateResponse, DeletedResponse, Response, ResponsesBuilder, template_message
 from .sse import ClientGone, EventStream
+from .tracing import RequestSpan
 
 
 class GenerationBody(Protocol):
@@ -78,6 +79,23 @@ class GenerationHandler(BaseHandler):
     _request_ids: tuple[str, ...] = ()
     _client_gone = False
     _tokens = 0  # completion tokens received from the engine
+    _model: tuple[str, str | None] = ("", None)  # what the request asked for, once read
+    _last: Done | Failed | None = None  # the engine's last event, once answered (None: the client left)
+    span: RequestSpan
+
+    def initialize(self) -> None:
+        self.span = RequestSpan(self.request.headers, self.endpoint)
+
+    def on_finish(self) -> None:
+        """Count the request by its outcome, end its span."""
+        if self.request.method == "OPTIONS":  # a CORS preflight: no request yet (its span is dropped unended)
+            return
+        error = self.answered_error
+        if error is None and isinstance(self._last, Failed):  # reported in the stream
+            error = api_error(self._last.error)
+        outcome = (error.detail.code or error.detail.type) if error else "cancelled" if self._client_gone else "ok"
+        metrics.request_answered(self.endpoint, *self._model, outcome)
+        self.span.end(self._last, error)
 
     def on_connection_close(self) -> None:
         super().on_connection_close()
@@ -87,6 +105,7 @@ class GenerationHandler(BaseHandler):
 
     async def generate(self, body: GenerationBody, requests: list[GenerationRequest], builder: ResponseBuilder) -> None:
         request = requests[0]  # the others differ only in their prompt
+        span = self.span
         if self._client_gone:  # hung up while the request was read or authenticated: nothing to run
             self.log.info("%s: client gone before the request was queued", self._describe(body, request))
             return
@@ -108,12 +127,14 @@ class GenerationHandler(BaseHandler):
             if not isinstance(first, Started):  # Done: cancelled while it queued, the client hung up
                 raise ClientGone()
             builder.begin(first)
+            span.started = first
             if body.stream:
                 stream = EventStream(self, self.workbench.sse_keepalive, named=builder.named_events)
                 stream.start()
+                span.stream_started = time.time_ns()
+                answer = functools.partial(self._stream, stream, builder, body.include_usage)
                 for chunk in builder.opening_chunks():
                     stream.write(chunk)
-                answer = functools.partial(self._stream, stream, builder, body.include_usage)
             else:
                 answer = functools.partial(self._collect, builder)
             batch = rest
@@ -138,12 +159,14 @@ class GenerationHandler(BaseHandler):
             elif isinstance(event, PromptLogprobs):
                 builder.add_prompt_logprobs(event)
             elif isinstance(event, Finished):
+                self.span.finish_reasons.append(event.reason)
                 builder.finish(event.index, event.reason, event.stop_sequence)
             elif isinstance(event, Failed):
                 raise api_error(event.error)
             elif isinstance(event, Done):
                 if self._client_gone:  # cancelled by the disconnect
                     raise ClientGone()
+                self._last = event
                 self.send(builder.response(event.usage))
                 return event
         return None
@@ -162,16 +185,19 @@ class GenerationHandler(BaseHandler):
             elif isinstance(event, PromptLogprobs):
                 stream.write(builder.prompt_logprobs_chunk(event))
             elif isinstance(event, Finished):
+                self.span.finish_reasons.append(event.reason)
                 builder.finish(event.index, event.reason, event.stop_sequence)
                 if (chunk := builder.finish_chunk(event.index, event.reason)) is not None:
                     stream.write(chunk)
             elif isinstance(event, Failed):
                 # The 200 is gone: report in-band, as OpenAI does, and end without [DONE].
+                self._last = event
                 stream.fail(builder.failure_chunk(api_error(event.error)))
                 return event
             elif isinstance(event, Done):
                 for chunk in builder.closing_chunks(event.usage, include_usage):
                     stream.write(chunk)
+                self._last = event
                 stream.done()
                 return event
             else:
@@ -204,10 +230,12 @@ class GenerationHandler(BaseHandler):
         return f"mlx {self.endpoint} {model} ({'stream' if body.stream else 'json'})"
 
     def request_for(self, body: GenerationBody, **prompt) -> GenerationRequest:
-        model, adapter = self.model_id(body.model, body.adapter)
-        return GenerationRequest(
+        model, adapter = self._model = self.model_id(body.model, body.adapter)
+        request = GenerationRequest(
             model=model, adapter=adapter, sampling=body.sampling(self.workbench.max_tokens_cap), n=body.n, **prompt
         )
+        self.span.request(request, bool(body.stream))
+        return request
 
 
 class ChatCompletionsHandler(GenerationHandler):
@@ -314,6 +342,8 @@ class MessagesHandler(AnthropicHandler):
 
 class CountTokensHandler(AnthropicHandler):
     """The prompt's tokens, counted by the engine as it would read them (nothing generated)."""
+
+    endpoint = "count_tokens"
 
     @web.authenticated
     async def post(self):

@@ -134,6 +134,7 @@ class Engine:
         snapshot = self._scheduler.snapshot if self._scheduler else EngineStatus(state="stopped")
         return replace(
             snapshot,
+            recent=self._scheduler.metrics.recent.summary() if self._scheduler else snapshot.recent,
             state=self._state,
             queued_requests=self._queued,
             queue_limit=self.config.queue_limit,

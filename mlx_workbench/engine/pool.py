@@ -30,6 +30,7 @@ from mlx_lm.tuner.utils import load_adapters
 from mlx_lm.utils import load_config, load_model, load_tokenizer
 
 from ..model_ids import format_id
+from . import metrics
 from .config import EngineConfig, ModelSpec
 from .errors import EngineError, LoadFailed, MemoryBudgetExceeded, ModelNotFound
 from .families import Family, detect_family
@@ -54,6 +55,7 @@ class Entry:
     pinned: bool = False
     memory_bytes: int = 0
     last_used: float | None = None
+    load_started: float = 0.0  # time.perf_counter()
     active_requests: int = 0  # kept by the scheduler
     error: str | None = None
     path: Path | None = None  # local model folder once known
@@ -178,6 +180,7 @@ class Pool:
         if entry.state == "loading":
             return
         entry.state, entry.progress, entry.error = "loading", 0.0, None
+        entry.load_started = time.perf_counter()
         self.changed()
         if adapter is None:
             self._fetch(entry)
@@ -251,6 +254,7 @@ class Pool:
 
     def _loaded(self, entry: Entry) -> None:
         entry.state, entry.progress = "loaded", 1.0
+        metrics.model_loaded(entry.model, entry.adapter, time.perf_counter() - entry.load_started)
         self.touch(entry)
         self._done(entry, None)
 
@@ -300,6 +304,7 @@ class Pool:
     def _done(self, entry: Entry, error: EngineError | None) -> None:
         if error is not None:
             entry.state, entry.error, entry.progress = "failed", error.message, 0.0
+            metrics.model_load_failed(entry.model, entry.adapter)
             self._release(entry)
             if entry.model in self._named and not isinstance(error, MemoryBudgetExceeded):
                 error = self._forget(entry, error)
@@ -349,6 +354,7 @@ class Pool:
                     "(pinned or in use)."
                 )
             log.info("evicting %s to load %s", victims[0].id, entry.id)
+            metrics.model_evicted(victims[0].model, victims[0].adapter)
             self.unload(victims[0])
 
     def _evictable(self, entry: Entry) -> bool:

@@ -51,6 +51,9 @@ class MergedEvents:
                 Started(
                     prompt_tokens=sum(s.prompt_tokens for s in started),
                     cached_tokens=sum(s.cached_tokens for s in started),
+                    queue_seconds=max(s.queue_seconds for s in started),
+                    load_seconds=max(s.load_seconds for s in started),
+                    batch_size=max(s.batch_size for s in started),
                 ),
                 *self._held,
                 *out,

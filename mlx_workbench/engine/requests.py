@@ -90,6 +90,9 @@ class Started:
 
     prompt_tokens: int
     cached_tokens: int = 0
+    queue_seconds: float = 0.0  # from submit to joining its batch
+    load_seconds: float = 0.0  # of which waiting for its model to load
+    batch_size: int = 0  # sequences in its batch once it joined
 
 
 @dataclass

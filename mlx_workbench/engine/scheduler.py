@@ -26,6 +26,7 @@ from .config import EngineConfig
 from .constraints import grammar_tokenizer, matcher_factory
 from .delivery import Outbox
 from .errors import EngineError, GenerationFailed, QueueFull
+from .metrics import EngineMetrics, RequestTimes
 from .pool import Entry, Pool
 from .prompts import prompt_tokens, unwritten_tokens
 from .requests import Done, Event, Failed, Finished, FinishReason, Progress, PromptLogprobs, Started, Usage
@@ -46,6 +47,7 @@ class Scheduler:
         self.pool = Pool(config, self._post, self._release_entry)
         self.pool.changed = self.publish
         self.cache = PromptCache(config.prompt_cache_size, config.prompt_cache_bytes)
+        self.metrics = EngineMetrics()
         self.batches: dict[str, Batch] = {}
         self.submissions: dict[str, Submission] = {}
         self.busy = False  # some batch has sequences to step
@@ -75,20 +77,25 @@ class Scheduler:
             self._fail_request(sub, QueueFull(self.config.queue_limit))
         else:
             self.submissions[sub.request.id] = sub
+            loading = self._entry_state(sub) != "loaded"
             self.pool.acquire(
                 sub.model,
                 sub.adapter,
-                lambda entry, error: self._run_or_fail(sub, self._queue_for_batch, sub, entry, error),
+                lambda entry, error: self._run_or_fail(sub, self._queue_for_batch, sub, entry, error, loading),
             )
         self._after_job()
 
     def _must_wait(self, sub: Submission) -> bool:
         """`sub` cannot join a batch now: its model must load first, or the batch is full."""
-        entry = self.pool.entries.get(format_id(sub.model, sub.adapter))
-        if entry is None or entry.state != "loaded":
+        if self._entry_state(sub) != "loaded":
             return True
+        entry = self.pool.entries[format_id(sub.model, sub.adapter)]
         batch = self.batches.get(entry.id)
         return batch is not None and bool(batch.waiting or not batch.has_room(sub.request.n))
+
+    def _entry_state(self, sub: Submission) -> str | None:
+        entry = self.pool.entries.get(format_id(sub.model, sub.adapter))
+        return entry and entry.state
 
     def _queued_count(self) -> int:
         return sum(1 for s in self.submissions.values() if s.queued)
@@ -137,7 +144,10 @@ class Scheduler:
 
     # ---- admission ---------------------------------------------------------
 
-    def _queue_for_batch(self, sub: Submission, entry: Entry, error: EngineError | None) -> None:
+    def _queue_for_batch(self, sub: Submission, entry: Entry, error: EngineError | None, loading: bool) -> None:
+        """`loading`: the entry was not loaded when `sub` asked for it."""
+        if loading:
+            sub.load_seconds = time.perf_counter() - sub.submitted
         if sub.ended:  # cancelled while its model was loading
             return
         if error is not None:
@@ -172,7 +182,16 @@ class Scheduler:
         # A prompt to score is computed from its first token: its pass replaces the prefill.
         cache, rest = self.cache.fetch(entry.id, sub.prompt) if top is None else (None, sub.prompt)
         sub.cached_tokens = len(sub.prompt) - len(rest)
-        self._emit(sub, Started(prompt_tokens=len(sub.prompt), cached_tokens=sub.cached_tokens))
+        sub.admitted = time.perf_counter()
+        self.metrics.admitted(sub.model, sub.adapter, len(sub.prompt), sub.cached_tokens, looked_up=top is None)
+        started = Started(
+            prompt_tokens=len(sub.prompt),
+            cached_tokens=sub.cached_tokens,
+            queue_seconds=sub.admitted - sub.submitted,
+            load_seconds=sub.load_seconds,
+            batch_size=len(batch.choices) + n,
+        )
+        self._emit(sub, started)
         self._changed = True
         if top is None:
             return self._start_generation(batch, sub, cache, rest)
@@ -270,6 +289,8 @@ class Scheduler:
         self.generated_tokens += len(responses)
         self._window_tokens += len(responses)
         now = time.perf_counter()
+        if responses:
+            self.metrics.step(batch.entry.model, batch.entry.adapter, len(responses), now)
         stopped = []
         for r in responses:
             choice = batch.choices.get(r.uid)
@@ -304,7 +325,7 @@ class Scheduler:
         sub = choice.sub
         self._emit(sub, Finished(choice.index, reason, choice.stops.matched if choice.stops else None))
         if not any(c.open for c in sub.choices):
-            self._end_request(sub, Done(self._usage(sub)))
+            self._end_request(sub, Done(self._usage(sub)), reason)
 
     def _usage(self, sub: Submission) -> Usage:
         first, last = sub.first_token, sub.last_token
@@ -323,14 +344,17 @@ class Scheduler:
         for choice in sub.choices:
             if choice.open:
                 self._emit(sub, Finished(choice.index, "cancelled"))
-        self._end_request(sub, Done(self._usage(sub)))
+        self._end_request(sub, Done(self._usage(sub)), "cancelled")
 
     def _fail_request(self, sub: Submission, error: EngineError) -> None:
-        self._end_request(sub, Failed(error))
+        self._end_request(sub, Failed(error), "error")
 
-    def _end_request(self, sub: Submission, event: Event) -> None:
-        """The request's last event: whatever of it is still queued or in a batch leaves."""
+    def _end_request(self, sub: Submission, event: Event, reason: str) -> None:
+        """The request's last event: whatever of it is still queued or in a batch leaves.
+        `reason`: its last choice's finish reason, "cancelled" or "error" (for the metrics)."""
         sub.ended, self._changed = True, True
+        times = RequestTimes(sub.submitted, sub.admitted, sub.first_token, sub.last_token, time.perf_counter())
+        self.metrics.ended(sub.model, sub.adapter, reason, sum(c.tokens for c in sub.choices), times)
         sub.leave_queue()
         batch = self.batches.get(sub.entry.id) if sub.entry else None
         if batch is not None:

@@ -37,6 +37,20 @@ class MemoryStatus:
 
 
 @dataclass
+class RecentStatus:
+    """Figures over the last `window_seconds` (the requests that ended in it)."""
+
+    window_seconds: float = 300.0
+    bucket_seconds: float = 10.0
+    requests: int = 0
+    ttft_p50: float | None = None  # seconds; None without a request
+    ttft_p90: float | None = None
+    ttft_p99: float | None = None
+    # Generated tokens/s per bucket, oldest first; the last is the bucket under way.
+    tokens_per_second: list[float] = field(default_factory=list)
+
+
+@dataclass
 class EngineStatus:
     state: Literal["starting", "running", "stopping", "stopped", "failed"]
     entries: list[EntryStatus] = field(default_factory=list)
@@ -53,5 +67,6 @@ class EngineStatus:
     prompt_cache_hits: int = 0
     prompt_cache_misses: int = 0
     prompt_cache_bytes: int = 0  # KV caches kept for prefix reuse, part of memory.active
+    recent: RecentStatus = field(default_factory=RecentStatus)
     restarts: int = 0  # device thread restarts after a crash
     error: str | None = None  # why the device thread last died (restarted, or "failed" once given up)

@@ -34,6 +34,8 @@ class Submission:
     dequeued: Callable[[], None]  # tells the engine the request left the queue
     loop: asyncio.AbstractEventLoop | None = None  # where `send` must run; None: any thread
     submitted: float = field(default_factory=time.perf_counter)
+    load_seconds: float = 0.0  # waited for its model to load
+    admitted: float | None = None  # joined its batch
     entry: Entry | None = None
     prompt: list[int] = field(default_factory=list)
     cached_tokens: int = 0  # prompt tokens the prompt cache held

@@ -79,6 +79,35 @@ def prompt_cache_summary(status: dict) -> str:
     )
 
 
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float]) -> str:
+    """One bar per value, scaled to the largest (all low when every value is 0)."""
+    top = max(values, default=0) or 1
+    return "".join(BARS[min(len(BARS) - 1, int(v / top * (len(BARS) - 1) + 0.5))] for v in values)
+
+
+def seconds(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return f"{t * 1000:.0f} ms" if t < 1 else f"{t:.2f} s"
+
+
+def recent_summary(recent: dict) -> str:
+    """The requests of the last minutes: how many, and their time to first token."""
+    if not recent["requests"]:
+        return "no requests"
+    ttft = ", ".join(f"p{p} {seconds(recent[f'ttft_p{p}'])}" for p in (50, 90, 99))
+    n = recent["requests"]
+    return f"{n} request{'' if n == 1 else 's'}, TTFT {ttft}"
+
+
+def window(recent: dict) -> str:
+    """ "last 5 min" """
+    return f"last {recent['window_seconds'] / 60:.0f} min"
+
+
 def table(rows: list[list[str]]) -> str:
     """Left-aligned columns, the first row as the header."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

@@ -18,7 +18,7 @@ from ..model_ids import format_id, with_adapter
 from . import schemas
 from .chat import Conversation, Interrupted, default_model, stream_answer
 from .client import Endpoint, WorkbenchError, connect, discover, probe
-from .display import LiveArea, human_bytes, prompt_cache_summary, table
+from .display import LiveArea, human_bytes, prompt_cache_summary, recent_summary, sparkline, table, window
 
 DEFAULT_CHAT = "default"
 SAMPLING = ("temperature", "top_p", "max_tokens", "seed", "stop")  # options named as in the OpenAI API
@@ -226,6 +226,7 @@ class MLXMagics(Magics):
     def mlx_status(self, line: str):
         """The server's engine: memory, queue, throughput."""
         status = self.endpoint.status()
+        recent = status["recent"]
         loaded = [entry["id"] for entry in status["entries"] if entry["state"] == "loaded"]
         rows = [
             ("server", f"{self.endpoint.server_url} (mlx_workbench {status['version']})"),
@@ -242,6 +243,7 @@ class MLXMagics(Magics):
                 f"{status['tokens_per_second']:.1f} tokens/s, {status['generated_tokens']} tokens generated",
             ),
             ("prompt cache", prompt_cache_summary(status)),
+            (window(recent), f"{sparkline(recent['tokens_per_second'])} tokens/s, {recent_summary(recent)}"),
             ("restarts", str(status["restarts"])),
         ]
         print(table([[f"{key}:", value] for key, value in rows]))

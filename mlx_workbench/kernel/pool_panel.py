@@ -17,7 +17,7 @@ import ipywidgets as widgets
 from ..model_ids import format_id
 from .client import Endpoint, WorkbenchError, discover
 from .compare import CompareView
-from .display import human_bytes, prompt_cache_summary
+from .display import human_bytes, prompt_cache_summary, recent_summary, window
 
 SHARE_COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7"]
 MUTED = "var(--jp-ui-font-color2, #777)"
@@ -183,6 +183,25 @@ def queue_line(status: dict) -> str:
     )
 
 
+def recent_line(recent: dict) -> str:
+    """Throughput over the last minutes as a sparkline, and the time to first token."""
+    rates = recent["tokens_per_second"]
+    line = sparkline_svg(rates, f"tokens/s per {recent['bucket_seconds']:.0f} s")
+    now = rates[-1] if rates else 0.0
+    return f"{window(recent)}: {line} <b>{now:.1f}</b> tok/s now · {html.escape(recent_summary(recent))}"
+
+
+def sparkline_svg(values: list[float], title: str, width: int = 120, height: int = 16) -> str:
+    top = max(values, default=0) or 1
+    step = width / max(len(values) - 1, 1)
+    points = " ".join(f"{i * step:.1f},{height - 1 - v / top * (height - 2):.1f}" for i, v in enumerate(values))
+    return (
+        f'<svg width="{width}" height="{height}" style="vertical-align:middle">'
+        f"<title>{html.escape(title)}</title>"
+        f'<polyline points="{points}" fill="none" stroke="{SHARE_COLORS[0]}" stroke-width="1.5"/></svg>'
+    )
+
+
 class PoolPanel(widgets.VBox):
     """`mlx_workbench.panel()`: the model pool of the server this kernel talks to."""
 
@@ -195,6 +214,7 @@ class PoolPanel(widgets.VBox):
         self.message = widgets.HTML()
         self.gauge = MemoryGauge()
         self.queue = widgets.HTML()
+        self.recent = widgets.HTML()
         self.table = widgets.VBox()
         self.other_model = widgets.Text(
             placeholder="another model: a local folder or a Hugging Face repo id", layout=_width("30em")
@@ -218,6 +238,7 @@ class PoolPanel(widgets.VBox):
                 self.header,
                 self.gauge,
                 self.queue,
+                self.recent,
                 self.table,
                 widgets.HBox([self.other_model, self.other_load_button]),
                 self.message,
@@ -255,6 +276,7 @@ class PoolPanel(widgets.VBox):
         )
         self.gauge.show(status["memory"], status["entries"])
         self.queue.value = queue_line(status)
+        self.recent.value = recent_line(status["recent"])
         entries = {e["id"]: e for e in status["entries"]}
         targets = row_targets(status)
         for gone in set(self.rows) - set(targets):

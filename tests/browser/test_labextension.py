@@ -108,6 +108,11 @@ def test_load_pin_unload_through_the_sidebar(lab, panel, status_item, screenshot
     assert entry["state"] == "loaded" and entry["memory_bytes"] > 0
     expect(demo.locator(".mlx-Model-memory")).to_have_text(re.compile(rf"^{SIZE}$"))
     expect(panel.locator(".mlx-Engine-state")).to_contain_text("running")
+    chat = {"model": "demo", "messages": [{"role": "user", "content": "Count to 5."}], "temperature": 0}
+    api(lab, "mlx/v1/chat/completions", chat)
+    recent = panel.locator(".mlx-Engine-recent")
+    expect(recent).to_contain_text(re.compile(r"[1-9]\d* requests? · TTFT p50 \d"), timeout=LIVE)
+    expect(recent.locator("polyline")).to_have_count(1)
     assert_drawn(screenshot("loaded"), min_colors=600)
 
     demo.get_by_role("button", name="Pin").click()

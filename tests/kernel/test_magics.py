@@ -43,12 +43,17 @@ def test_models_lists_every_configured_model_and_adapter(kernel, server):
 def test_status_shows_memory_queue_and_throughput(kernel, server):
     reply(kernel.execute("%%mlx_chat --new --model demo\nCount to 5."))
     lines = dict(line.split(":", 1) for line in kernel.execute("%mlx_status").stdout.splitlines())
-    assert list(lines) == ["server", "engine", "loaded", "memory", "requests", "throughput", "prompt cache", "restarts"]
+    assert list(lines) == [
+        "server", "engine", "loaded", "memory", "requests", "throughput", "prompt cache", "last 5 min", "restarts"
+    ]  # fmt: skip
     assert lines["server"].strip().startswith(server.url)
     assert lines["engine"].strip() == "running"
     assert "demo" in lines["loaded"]
     assert re.fullmatch(r" +0 active, 0 queued \(queue limit \d+\)", lines["requests"])
     assert re.fullmatch(r" +\d+\.\d tokens/s, [1-9]\d* tokens generated", lines["throughput"])
+    # The chat above, in the figures of the last minutes: a sparkline of tokens/s and its TTFT.
+    t = r"(\d+ ms|\d+\.\d\d s)"
+    assert re.fullmatch(rf" +[▁-█]{{30}} tokens/s, \d+ requests?, TTFT p50 {t}, p90 {t}, p99 {t}", lines["last 5 min"])
 
 
 def test_loading_an_unknown_adapter_lists_the_known_models(kernel):

@@ -90,6 +90,11 @@ def test_shown_panel_follows_the_server_and_stops_when_closed(kernel, api):
     kernel.wait_for(
         f"p.status['generated_tokens'] == {generated} and '{generated:,} tokens generated' in p.queue.value"
     )
+    # ... and the last minutes' line: the requests counted, their TTFT, a sparkline.
+    recent = api.status()["recent"]
+    assert recent["requests"] >= 1
+    kernel.wait_for(f"'{recent['requests']} request' in p.recent.value and 'TTFT p50' in p.recent.value")
+    assert "<polyline" in kernel.value("p.recent.value")
 
     kernel.run("p.close(); p._poller.join(5)")
     assert kernel.value("p._poller.is_alive()") is False
