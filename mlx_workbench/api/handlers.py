@@ -40,6 +40,7 @@ from . import response_schemas as res
 from .admin import HealthHandler, LoadHandler, OpenAPIHandler, PinHandler, StatusHandler, UnloadHandler
 from .base import BaseHandler
 from .errors import ApiError, api_error
+from .proxy import forwarded
 from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
 from .responses import CreateResponse, DeletedResponse, Response, ResponsesBuilder, template_message
 from .sse import ClientGone, EventStream
@@ -78,12 +79,19 @@ class GenerationHandler(BaseHandler):
     _request_ids: tuple[str, ...] = ()
     _client_gone = False
     _tokens = 0  # completion tokens received from the engine
+    relay: asyncio.Future | None = None  # the answer of a remote entry being relayed (proxy.py)
+
+    @property
+    def client_gone(self) -> bool:
+        return self._client_gone
 
     def on_connection_close(self) -> None:
         super().on_connection_close()
         self._client_gone = True
         for request_id in self._request_ids:
             self.engine.cancel(request_id)
+        if self.relay is not None:
+            self.relay.cancel()
 
     async def generate(self, body: GenerationBody, requests: list[GenerationRequest], builder: ResponseBuilder) -> None:
         request = requests[0]  # the others differ only in their prompt
@@ -215,6 +223,8 @@ class ChatCompletionsHandler(GenerationHandler):
 
     @web.authenticated
     async def post(self):
+        if await forwarded(self, "chat/completions"):
+            return
         body: req.ChatCompletionRequest = self.parse(req.ChatCompletionRequest)
         request = self.request_for(body, messages=[m.for_template() for m in body.messages])
         await self.generate(body, [request], ChatBuilder(body.model, body.n, body.logprobs))
@@ -225,6 +235,8 @@ class CompletionsHandler(GenerationHandler):
 
     @web.authenticated
     async def post(self):
+        if await forwarded(self, "completions"):
+            return
         body: req.CompletionRequest = self.parse(req.CompletionRequest)
         prompts = req.as_prompts(body.prompt)
         echoes = [prompt if body.echo else "" for prompt in prompts for _ in range(body.n)]  # one per choice
@@ -340,13 +352,13 @@ class ModelsHandler(BaseHandler):
     @web.authenticated
     def get(self):
         created = self.workbench.started_at
-        self.send(res.ModelList(data=[res.Model(id=i, created=created) for i in self.engine.model_ids()]))
+        self.send(res.ModelList(data=[res.Model(id=i, created=created) for i in self.workbench.model_ids()]))
 
 
 class ModelHandler(BaseHandler):
     @web.authenticated
     def get(self, model_id: str):
-        known = self.engine.model_ids()
+        known = self.workbench.model_ids()
         if model_id not in known:
             raise api_error(errors.ModelNotFound(model_id, known))
         self.send(res.Model(id=model_id, created=self.workbench.started_at))
