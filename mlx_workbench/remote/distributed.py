@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import os
 import shutil
 import signal
@@ -48,6 +49,13 @@ class DistributedSpec:
             raise ValueError(f"model {name!r}: a distributed model needs two hosts or more, got {hosts!r}")
         return cls(str(Path(path).expanduser()) if Path(path).expanduser().exists() else path, hosts, value.get("backend", "ring"))
 
+    def first_host(self) -> str:
+        """Rank 0's host: the first of the list, or of the hostfile (mlx.launch's JSON list
+        of {"ssh": host, "ips": [...]})."""
+        if isinstance(self.hosts, list):
+            return self.hosts[0]
+        return json.loads(Path(self.hosts).expanduser().read_text())[0]["ssh"]
+
 
 def launcher() -> str:
     """MLX's `mlx.launch`, from this interpreter's environment first."""
@@ -67,7 +75,8 @@ class DistributedServer:
     def __init__(self, spec: DistributedSpec):
         self.spec = spec
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.host = spec.first_host()  # rank 0 serves HTTP there
+        self.url = f"http://{self.host}:{self.port}/v1"
         self.progress = 0.0
         self.proc: subprocess.Popen | None = None
         self.log_path = Path(tempfile.mkstemp(prefix="mlxwb-distributed-", suffix=".log")[1])
@@ -78,9 +87,9 @@ class DistributedServer:
         return [
             launcher(),
             *where,
-            *["--backend", self.spec.backend, "--starting-port", str(free_port())],
+            *["--backend", self.spec.backend, "--starting-port", str(free_port()), "--"],
             *[sys.executable, "-m", "mlx_lm", "server", "--model", self.spec.path],
-            *["--host", "127.0.0.1", "--port", str(self.port)],
+            *["--host", self.host, "--port", str(self.port)],
         ]
 
     async def start(self, client: httpx.AsyncClient) -> None:
