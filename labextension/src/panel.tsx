@@ -4,7 +4,14 @@ import { Button, VDomRenderer, refreshIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import { IPoolStatus } from './api';
-import { formatBytes, formatMemory, formatPercent, memoryRatio, statusLevel } from './format';
+import {
+  describeRemote,
+  formatBytes,
+  formatMemory,
+  formatPercent,
+  memoryRatio,
+  statusLevel
+} from './format';
 import { mlxIcon } from './icon';
 import { IPoolRow, PoolModel } from './model';
 
@@ -96,6 +103,7 @@ function ModelRow({ row, model }: { row: IPoolRow; model: PoolModel }): JSX.Elem
   const error = model.actionError(row.id) ?? entry?.error;
   const active = state === 'loaded' || state === 'loading';
   const details = [
+    entry ? describeRemote(entry) : null,
     entry?.family,
     entry?.context_length ? `context ${entry.context_length}` : null,
     entry?.active_requests ? `${entry.active_requests} running` : null

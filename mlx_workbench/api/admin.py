@@ -14,10 +14,10 @@ from tornado import web
 from ..engine import errors
 from ..engine.status import EntryStatus
 from ..model_ids import format_id
+from ..remote.backend import RemoteError
 from . import request_schemas as req
 from . import response_schemas as res
 from .base import BaseHandler
-from ..remote.backend import RemoteError
 from .errors import ApiError, api_error
 
 
@@ -75,7 +75,9 @@ class EntryHandler(BaseHandler):
         backend = self.workbench.remote
         try:
             if adapter or action == "pin":
-                raise RemoteError(400, f"The model '{model}' is remote: it has no adapters and cannot be pinned.", "remote_model")
+                raise RemoteError(
+                    400, f"The model '{model}' is remote: it has no adapters and cannot be pinned.", "remote_model"
+                )
             if action == "load" and not wait:
                 backend.begin_load(model)
                 entry = backend.entries[model].status()

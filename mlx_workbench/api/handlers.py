@@ -40,8 +40,8 @@ from . import response_schemas as res
 from .admin import HealthHandler, LoadHandler, OpenAPIHandler, PinHandler, StatusHandler, UnloadHandler
 from .base import BaseHandler
 from .errors import ApiError, api_error
-from .proxy import forwarded
 from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
+from .proxy import forwarded
 from .responses import CreateResponse, DeletedResponse, Response, ResponsesBuilder, template_message
 from .sse import ClientGone, EventStream
 

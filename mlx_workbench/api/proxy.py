@@ -70,15 +70,21 @@ async def forward(handler: GenerationHandler, name: str, path: str) -> None:
             outcome = "answered"
     except RemoteError as e:
         outcome = f"failed: {e.message}"
-        raise ApiError(e.status, e.message, "server_error" if e.status >= 500 else "invalid_request_error", code=e.code) from None
+        raise ApiError(
+            e.status, e.message, "server_error" if e.status >= 500 else "invalid_request_error", code=e.code
+        ) from None
     except httpx.HTTPError as e:  # the upstream failed while answering
         outcome = f"failed: {e!r}"
-        raise ApiError(502, f"The remote server failed while answering: {e!r}", "server_error", code="upstream_error") from None
+        raise ApiError(
+            502, f"The remote server failed while answering: {e!r}", "server_error", code="upstream_error"
+        ) from None
     except (ClientGone, asyncio.CancelledError):
         pass
     finally:
         seconds = time.monotonic() - started
-        handler.log.info("mlx %s %s (remote, %s): %s after %.2fs", handler.endpoint, name, _mode(body), outcome, seconds)
+        handler.log.info(
+            "mlx %s %s (remote, %s): %s after %.2fs", handler.endpoint, name, _mode(body), outcome, seconds
+        )
 
 
 async def _relay_stream(handler: GenerationHandler, response: httpx.Response, name: str) -> None:

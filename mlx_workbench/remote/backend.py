@@ -150,7 +150,9 @@ class RemoteBackend:
                 response = await self.client.send(request, stream=True)
             except httpx.HTTPError as e:
                 self._down(entry, e)
-                raise RemoteError(502 if isinstance(e, httpx.ProtocolError) else 503, self._why(entry, e), "upstream_unavailable") from e
+                raise RemoteError(
+                    502 if isinstance(e, httpx.ProtocolError) else 503, self._why(entry, e), "upstream_unavailable"
+                ) from e
             try:
                 yield response
             finally:
@@ -169,7 +171,9 @@ class RemoteBackend:
         if entry.state != "loaded":
             await self.load(entry.spec.name)
         if entry.state != "loaded":
-            raise RemoteError(503, f"The distributed model '{entry.spec.name}' failed: {entry.error}", "model_load_failed")
+            raise RemoteError(
+                503, f"The distributed model '{entry.spec.name}' failed: {entry.error}", "model_load_failed"
+            )
 
     # ---- pool admin -------------------------------------------------------------------
 
@@ -249,9 +253,13 @@ class RemoteBackend:
                 return
         started = time.monotonic()
         try:
-            response = await self.client.get(f"{entry.url}/models", headers=self._headers(entry), timeout=CONNECT_TIMEOUT * 2)
+            response = await self.client.get(
+                f"{entry.url}/models", headers=self._headers(entry), timeout=CONNECT_TIMEOUT * 2
+            )
             if response.status_code >= 500:
-                raise httpx.HTTPStatusError(f"{response.status_code} from {entry.url}", request=response.request, response=response)
+                raise httpx.HTTPStatusError(
+                    f"{response.status_code} from {entry.url}", request=response.request, response=response
+                )
         except httpx.HTTPError as e:
             self._down(entry, e)
             return

@@ -43,11 +43,16 @@ class DistributedSpec:
         unknown = set(value) - {"hosts", "hostfile", "backend"}
         if unknown or not hosts or ("hosts" in value and "hostfile" in value):
             raise ValueError(
-                f"model {name!r}: 'distributed' is {{'hosts': [...] or 'hostfile': ..., 'backend': 'ring'}}, got {value!r}"
+                f"model {name!r}: 'distributed' is {{'hosts': [...] or 'hostfile': ..., 'backend': 'ring'}},"
+                f" got {value!r}"
             )
         if isinstance(hosts, list) and len(hosts) < 2:
             raise ValueError(f"model {name!r}: a distributed model needs two hosts or more, got {hosts!r}")
-        return cls(str(Path(path).expanduser()) if Path(path).expanduser().exists() else path, hosts, value.get("backend", "ring"))
+        return cls(
+            str(Path(path).expanduser()) if Path(path).expanduser().exists() else path,
+            hosts,
+            value.get("backend", "ring"),
+        )
 
     def first_host(self) -> str:
         """Rank 0's host: the first of the list, or of the hostfile (mlx.launch's JSON list

@@ -115,7 +115,9 @@ def test_a_client_that_hangs_up_stops_the_upstream(server, upstream, http):
     assert "BrokenPipeError" in upstream.log()[since:], upstream.log()[since:][-3000:]
     assert "mlx chat big (remote, stream): client gone" in server.log()
     # And it serves the next request: nothing is left generating on it.
-    reply = http.post("mlx/v1/chat/completions", json={"model": "big", "messages": body["messages"][:1], "max_tokens": 4})
+    reply = http.post(
+        "mlx/v1/chat/completions", json={"model": "big", "messages": body["messages"][:1], "max_tokens": 4}
+    )
     assert reply.status_code == 200
 
 
