@@ -187,7 +187,7 @@ class MLXMagics(Magics):
         finally:
             live.close()
         pinned = ", pinned" if entry["pinned"] else ""
-        print(f"Loaded {entry['id']} ({human_bytes(entry['memory_bytes'])}{pinned}).")
+        print(f"Loaded {entry['id']} ({remote_summary(entry) or human_bytes(entry['memory_bytes'])}{pinned}).")
 
     def _model_id(self, model: str, adapter: str | None) -> str:
         """The id of `adapter` over the model `model` names ("model" or "model:adapter"), or `model`."""
