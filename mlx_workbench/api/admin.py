@@ -18,7 +18,8 @@ from ..remote.backend import RemoteError
 from . import request_schemas as req
 from . import response_schemas as res
 from .base import BaseHandler
-from .errors import ApiError, api_error
+from .errors import api_error
+from .proxy import remote_error
 
 
 class HealthHandler(BaseHandler):
@@ -85,7 +86,7 @@ class EntryHandler(BaseHandler):
                 return True
             entry = await (backend.load(model) if action == "load" else backend.unload(model))
         except RemoteError as e:
-            raise ApiError(e.status, e.message, code=e.code) from None
+            raise remote_error(e) from None
         self.send(res.EntryResponse(entry=entry))
         return True
 

@@ -42,6 +42,7 @@ from .base import BaseHandler
 from .errors import ApiError, api_error
 from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
 from .proxy import forwarded
+from .remote_events import remote_events
 from .responses import CreateResponse, DeletedResponse, Response, ResponsesBuilder, template_message
 from .sse import ClientGone, EventStream
 
@@ -98,14 +99,15 @@ class GenerationHandler(BaseHandler):
         if self._client_gone:  # hung up while the request was read or authenticated: nothing to run
             self.log.info("%s: client gone before the request was queued", self._describe(body, request))
             return
-        self._request_ids = tuple(r.id for r in requests)
+        remote = request.model in self.workbench.remote.entries  # never the device thread's
+        self._request_ids = () if remote else tuple(r.id for r in requests)
         submitted = time.monotonic()
         task = asyncio.current_task()  # so that server shutdown waits for this answer
         assert task is not None  # a handler runs in a task
         self.workbench.generations.add(task)
         task.add_done_callback(self.workbench.generations.discard)
         try:
-            batches = self.engine.astream_batch(requests)
+            batches = remote_events(self.workbench.remote, request) if remote else self.engine.astream_batch(requests)
             first, *rest = await anext(batches)
         except errors.EngineError as e:
             raise api_error(e) from None

@@ -70,9 +70,10 @@ async def forward(handler: GenerationHandler, name: str, path: str) -> None:
             outcome = "answered"
     except RemoteError as e:
         outcome = f"failed: {e.message}"
-        raise ApiError(
-            e.status, e.message, "server_error" if e.status >= 500 else "invalid_request_error", code=e.code
-        ) from None
+        raise remote_error(e) from None
+    except ApiError as e:
+        outcome = f"refused: {e.detail.message}"
+        raise
     except httpx.HTTPError as e:  # the upstream failed while answering
         outcome = f"failed: {e!r}"
         raise ApiError(
@@ -119,6 +120,12 @@ def _renamed(answer, name: str):
     if isinstance(answer, dict) and "model" in answer:
         answer["model"] = name
     return answer
+
+
+def remote_error(error: RemoteError) -> ApiError:
+    """What the remote backend refused or could not reach, in our shape."""
+    kind = "server_error" if error.status >= 500 else "invalid_request_error"
+    return ApiError(error.status, error.message, kind, code=error.code)
 
 
 def upstream_error(status: int, content: bytes) -> ApiError:

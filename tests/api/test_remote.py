@@ -164,3 +164,39 @@ def test_the_upstreams_refusal_comes_back_in_our_shape(http, client):
 def test_without_a_token_a_remote_entry_is_refused(server):
     response = httpx.post(server.openai_base_url + "/chat/completions", json={"model": "big", "messages": []})
     assert response.status_code == 401
+
+
+def test_responses_api_serves_a_remote_entry(client, answers):
+    for row in answers()[:2]:
+        response = client.responses.create(model="big", input=row["user"], temperature=0)
+        assert response.output_text == row["answer"]
+        assert response.usage.output_tokens > 0
+    row = answers()[2]
+    with client.responses.stream(model="big", input=row["user"], temperature=0) as stream:
+        deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert "".join(deltas) == final.output_text == row["answer"]
+    # The stored response continues like a local one's.
+    follow = client.responses.create(model="big", input="What is 3 + 4?", previous_response_id=final.id, temperature=0)
+    assert follow.output_text
+
+
+def test_messages_api_serves_a_remote_entry(server, answers):
+    import anthropic
+
+    claude = anthropic.Anthropic(base_url=server.url + "mlx", api_key=server.token, max_retries=0)
+    row = answers()[0]
+    message = claude.messages.create(
+        model="big", max_tokens=32, messages=[{"role": "user", "content": row["user"]}], extra_body={"temperature": 0}
+    )
+    assert message.content[0].text == row["answer"] and message.stop_reason == "end_turn"
+    with claude.messages.stream(
+        model="big", max_tokens=32, messages=[{"role": "user", "content": row["user"]}], extra_body={"temperature": 0}
+    ) as stream:
+        assert "".join(stream.text_stream) == row["answer"]
+
+
+def test_responses_of_an_upstream_that_is_down_is_a_503(client):
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.responses.create(model="gone", input="Hi")
+    assert caught.value.status_code == 503
