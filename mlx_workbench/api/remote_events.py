@@ -12,7 +12,7 @@ as `Failed`. Closing the generator closes the upstream connection.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import get_args
 
 import httpx
@@ -52,7 +52,7 @@ def chat_body(request: GenerationRequest) -> dict:
     return body
 
 
-async def remote_events(backend: RemoteBackend, request: GenerationRequest) -> AsyncIterator[list]:
+async def remote_events(backend: RemoteBackend, request: GenerationRequest) -> AsyncGenerator[list, None]:
     """The events of `request` answered by the remote entry `request.model`, in batches."""
     try:
         async with backend.open(request.model, "chat/completions", chat_body(request)) as response:

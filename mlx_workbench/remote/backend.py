@@ -153,6 +153,8 @@ class RemoteBackend:
                 raise RemoteError(
                     502 if isinstance(e, httpx.ProtocolError) else 503, self._why(entry, e), "upstream_unavailable"
                 ) from e
+            if entry.spec.distributed is None:  # it answers: up again before the next health check
+                entry.state, entry.error = "loaded", None
             try:
                 yield response
             finally:
@@ -234,7 +236,10 @@ class RemoteBackend:
 
     async def _poll(self) -> None:
         while True:
-            await asyncio.gather(*(self.check(entry) for entry in self.entries.values()))
+            results = await asyncio.gather(*(self.check(e) for e in self.entries.values()), return_exceptions=True)
+            for entry, result in zip(self.entries.values(), results):
+                if isinstance(result, Exception) and self.log:  # the poll goes on for the others
+                    self.log.error("mlx_workbench: health check of %s failed: %r", entry.spec.name, result)
             await asyncio.sleep(HEALTH_INTERVAL)
 
     async def check(self, entry: RemoteEntry) -> None:
