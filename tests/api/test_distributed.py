@@ -106,3 +106,26 @@ def test_a_rank_that_dies_fails_the_entry_with_its_log(http, client, answers):
     reply = client.chat.completions.create(model="sharded", messages=messages(row), temperature=0)
     assert reply.choices[0].message.content == row["answer"]
     http.post("mlx/api/models/unload", json={"model": "sharded"})
+
+
+def test_an_idle_group_stops_after_the_idle_timeout(answers):
+    models = {"sharded": SHARDED}
+    jupyter = start_jupyter(
+        f"--MLXWorkbench.models={json.dumps(models)}",
+        "--MLXWorkbench.default_model=sharded",
+        "--MLXWorkbench.idle_timeout=3",
+    )
+    try:
+        client = openai.OpenAI(base_url=jupyter.openai_base_url, api_key=jupyter.token, max_retries=0, timeout=300)
+        row = answers()[0]
+        reply = client.chat.completions.create(model="sharded", messages=messages(row), temperature=0)
+        assert reply.choices[0].message.content == row["answer"]
+        with httpx.Client(base_url=jupyter.url, headers={"Authorization": f"token {jupyter.token}"}) as h:
+            port = urlparse(entry(h)["remote"]).port
+            deadline = time.monotonic() + 90  # idle for 3 s, seen by the next health check (every 10 s)
+            while entry(h)["state"] != "unloaded" and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert entry(h)["state"] == "unloaded"
+        assert ranks_gone(port) == []
+    finally:
+        jupyter.stop()
