@@ -153,7 +153,7 @@ class RemoteBackend:
                 raise RemoteError(
                     502 if isinstance(e, httpx.ProtocolError) else 503, self._why(entry, e), "upstream_unavailable"
                 ) from e
-            if entry.spec.distributed is None:  # it answers: up again before the next health check
+            if entry.spec.distributed is None and _serves_us(response.status_code):  # up before the next check
                 entry.state, entry.error = "loaded", None
             try:
                 yield response
@@ -261,9 +261,9 @@ class RemoteBackend:
             response = await self.client.get(
                 f"{entry.url}/models", headers=self._headers(entry), timeout=CONNECT_TIMEOUT * 2
             )
-            if response.status_code >= 500:
+            if not _serves_us(response.status_code):
                 raise httpx.HTTPStatusError(
-                    f"{response.status_code} from {entry.url}", request=response.request, response=response
+                    f"answered {response.status_code}", request=response.request, response=response
                 )
         except httpx.HTTPError as e:
             self._down(entry, e)
@@ -278,3 +278,8 @@ class RemoteBackend:
     @staticmethod
     def _why(entry: RemoteEntry, error: Exception) -> str:
         return f"{entry.url} did not answer: {type(error).__name__}: {error or 'no reason given'}"
+
+
+def _serves_us(status: int) -> bool:
+    """An answer from a server that is up and takes our key (a 4xx of the client's is fine)."""
+    return status < 500 and status not in (401, 403)

@@ -24,11 +24,14 @@ def upstream():
 
 
 @pytest.fixture(scope="module")
-def server(upstream):
+def server(upstream, jupyter_server):
     models = {
         **DEMO_MODELS,
         "big": {"url": upstream.url, "model": DEMO_PATH, "api_key_env": "UPSTREAM_KEY"},
         "gone": {"url": f"http://127.0.0.1:{free_port()}/v1", "model": "anything"},
+        # Another mlx_workbench (the session's server): its token is the key it wants.
+        "peer": {"url": jupyter_server.openai_base_url, "model": "demo:upper", "api_key": jupyter_server.token},
+        "peer-without-key": {"url": jupyter_server.openai_base_url, "model": "demo"},
     }
     jupyter = start_jupyter(f"--MLXWorkbench.models={json.dumps(models)}", env={"UPSTREAM_KEY": "their-key"})
     yield jupyter
@@ -200,3 +203,22 @@ def test_responses_of_an_upstream_that_is_down_is_a_503(client):
     with pytest.raises(openai.APIStatusError) as caught:
         client.responses.create(model="gone", input="Hi")
     assert caught.value.status_code == 503
+
+
+def test_their_key_goes_behind_ours(client, answers):
+    row = answers(adapter="upper")[0]
+    reply = client.chat.completions.create(model="peer", messages=messages(row), temperature=0)
+    assert reply.choices[0].message.content == row["answer"] and reply.model == "peer"
+    # Without its key the peer refuses us: the remote server's fault, not the client's (whose key was right).
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="peer-without-key", messages=messages(row))
+    assert caught.value.status_code == 502
+    assert caught.value.body["code"] == "upstream_error" and "answered 401" in caught.value.body["message"]
+
+
+def test_health_shows_a_server_that_refuses_our_key(http):
+    deadline = time.monotonic() + 60
+    while (entry := status_entry(http, "peer-without-key"))["state"] != "failed" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert entry["state"] == "failed" and ("answered 401" in entry["error"] or "answered 403" in entry["error"])
+    assert status_entry(http, "peer")["state"] == "loaded"
