@@ -44,7 +44,7 @@ test: $(STAMP) browser
 
 # The quick tier while changing code: engine and API (one real server), no kernels, browser,
 # fuzzing or reliability runs. `make test` still runs everything, as CI does.
-FAST_TESTS := tests/engine tests/api tests/test_architecture.py tests/test_model_ids.py tests/test_labextension_types.py
+FAST_TESTS := tests/engine tests/api tests/test_architecture.py tests/test_remote_pieces.py tests/test_model_ids.py tests/test_labextension_types.py
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not (slow or kernel or browser)" $(FAST_TESTS)
 

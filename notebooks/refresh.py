@@ -22,13 +22,14 @@ NOTEBOOKS = [
     "magics_and_memory.ipynb",
     "structured_output.ipynb",
     "real_model.ipynb",
+    "remote_models.ipynb",
 ]
 
 
 def main(paths: list[str]) -> None:
     try:
         for path in [Path(p) for p in paths or [HERE / name for name in NOTEBOOKS]]:
-            restart_server()
+            restart_server(path.name)
             notebook = nbformat.read(path, as_version=4)
             NotebookClient(
                 notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}

@@ -59,6 +59,7 @@ MARKERS_BY_PATH = {
     "tests/widgets/": ["kernel"],
     "notebooks/": ["kernel", "slow"],
     "tests/fuzz/": ["slow"],
+    "tests/api/test_distributed.py": ["slow"],  # two MLX ranks per group, groups started and stopped
     "tests/reliability/": ["slow"],
     "tests/test_benchmarks.py": ["slow"],
 }

@@ -22,6 +22,7 @@ FORBIDDEN = {
     "api": {"mlx", "mlx_lm"},
     "kernel": {"mlx", "mlx_lm"},
     "engine": {"tornado", "jupyter_server", "IPython", "ipywidgets"},
+    "remote": {"mlx", "mlx_lm", "tornado", "jupyter_server", "IPython", "ipywidgets"},
 }
 
 
@@ -82,6 +83,13 @@ def test_layers_import_only_what_they_may(layer):
         if name.split(".")[0] in FORBIDDEN[layer]
         or (layer == "engine" and name.startswith(("mlx_workbench.api", "mlx_workbench.kernel")))
         or (layer == "kernel" and name.startswith(("mlx_workbench.engine", "mlx_workbench.api")))
+        or (layer == "engine" and name.startswith("mlx_workbench.remote"))
+        or (layer == "remote" and name.startswith(("mlx_workbench.api", "mlx_workbench.kernel")))
+        or (
+            layer == "remote"
+            and name.startswith("mlx_workbench.engine.")
+            and name.split(".")[2] not in PLAIN_ENGINE_MODULES
+        )
     }
     assert not wrong, f"{layer}/ imports what the layering rule forbids: {sorted(wrong)}"
 
@@ -102,7 +110,8 @@ def test_api_uses_only_the_engines_plain_modules():
 def test_importing_the_api_and_the_kernel_loads_no_mlx():
     """What the import graph says, checked in a fresh interpreter."""
     probe = (
-        "import sys, mlx_workbench.api.handlers, mlx_workbench.kernel.magics, mlx_workbench.kernel.widgets;"
+        "import sys, mlx_workbench.api.handlers, mlx_workbench.kernel.magics, mlx_workbench.kernel.widgets,"
+        " mlx_workbench.remote.backend;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mlx', 'mlx_lm')))"
     )
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "[]\n"

@@ -21,6 +21,8 @@ export interface IEntryStatus {
   last_used: number | null;
   active_requests: number;
   error: string | null;
+  remote: string | null;
+  latency_ms: number | null;
 }
 
 export interface IMemoryStatus {

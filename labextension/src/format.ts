@@ -54,6 +54,16 @@ export function describeEntries(entries: IEntryStatus[]): string {
   return names.length ? names.join(', ') : 'no model';
 }
 
+/** A remote entry's server and the round trip of its last health check:
+ * "remote http://gpu-box:8000/v1 · 12 ms"; null for a local entry. */
+export function describeRemote(entry: IEntryStatus): string | null {
+  if (!entry.remote) {
+    return null;
+  }
+  const latency = entry.latency_ms === null ? '' : ` · ${Math.round(entry.latency_ms)} ms`;
+  return `remote ${entry.remote}${latency}`;
+}
+
 /** The status bar's text: "MLX: demo · 12 MiB / 8 GiB". */
 export function statusText(status: IPoolStatus | null, error: string | null): string {
   if (!status) {

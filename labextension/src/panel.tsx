@@ -5,6 +5,7 @@ import * as React from 'react';
 
 import { IPoolStatus } from './api';
 import {
+  describeRemote,
   formatBytes,
   formatMemory,
   formatPercent,
@@ -116,6 +117,7 @@ function ModelRow({ row, model }: { row: IPoolRow; model: PoolModel }): JSX.Elem
   const error = model.actionError(row.id) ?? entry?.error;
   const active = state === 'loaded' || state === 'loading';
   const details = [
+    entry ? describeRemote(entry) : null,
     entry?.family,
     entry?.context_length ? `context ${entry.context_length}` : null,
     entry?.active_requests ? `${entry.active_requests} running` : null

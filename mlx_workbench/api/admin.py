@@ -14,10 +14,12 @@ from tornado import web
 from ..engine import errors
 from ..engine.status import EntryStatus
 from ..model_ids import format_id
+from ..remote.backend import RemoteError
 from . import request_schemas as req
 from . import response_schemas as res
 from .base import BaseHandler
 from .errors import api_error
+from .proxy import remote_error
 
 
 class HealthHandler(BaseHandler):
@@ -45,14 +47,16 @@ class StatusHandler(BaseHandler):
         config = self.workbench.engine_config
         configured = [
             res.ConfiguredModel(name=m.name, path=m.path, adapters=list(m.adapters)) for m in config.models.values()
-        ]
+        ] + [res.ConfiguredModel(name=e.id, path=e.remote or "", adapters=[]) for e in self.workbench.remote.status()]
         info = res.ServerInfo(
             version=self.workbench.version,
             openai_base_url=url_path_join(self.base_url, "mlx/v1"),
             default_model=config.default_model,
             configured=configured,
         )
-        self.send(res.StatusResponse(**info.model_dump(), **vars(self.engine.status())))
+        status = self.engine.status()
+        status.entries = status.entries + self.workbench.remote.status()
+        self.send(res.StatusResponse(**info.model_dump(), **vars(status)))
 
 
 class EntryHandler(BaseHandler):
@@ -63,6 +67,28 @@ class EntryHandler(BaseHandler):
             return await asyncio.wrap_future(future)
         except errors.EngineError as e:
             raise api_error(e) from None
+
+    async def remote(self, action: str, model: str, adapter: str | None, wait: bool = True) -> bool:
+        """Answers for a remote entry (True): a distributed one starts or stops its group,
+        anything else is a 400."""
+        if model not in self.workbench.remote.entries:
+            return False
+        backend = self.workbench.remote
+        try:
+            if adapter or action == "pin":
+                raise RemoteError(
+                    400, f"The model '{model}' is remote: it has no adapters and cannot be pinned.", "remote_model"
+                )
+            if action == "load" and not wait:
+                backend.begin_load(model)
+                entry = backend.entries[model].status()
+                self.send(res.EntryResponse(entry=entry), 200 if entry.state == "loaded" else 202)
+                return True
+            entry = await (backend.load(model) if action == "load" else backend.unload(model))
+        except RemoteError as e:
+            raise remote_error(e) from None
+        self.send(res.EntryResponse(entry=entry))
+        return True
 
     def call(self, action, *args, **kwargs):
         try:
@@ -75,6 +101,8 @@ class LoadHandler(EntryHandler):
     @web.authenticated
     async def post(self):
         body: req.LoadRequest = self.parse(req.LoadRequest)
+        if await self.remote("load", body.model, body.adapter, body.wait):
+            return
         model, adapter = self.model_id(body.model, body.adapter)
         entry_id = format_id(model, adapter)
         known = self.engine.model_ids()
@@ -96,6 +124,8 @@ class UnloadHandler(EntryHandler):
     @web.authenticated
     async def post(self):
         body: req.UnloadRequest = self.parse(req.UnloadRequest)
+        if await self.remote("unload", body.model, body.adapter):
+            return
         model, adapter = self.model_id(body.model, body.adapter)
         self.send(res.EntryResponse(entry=await self.entry(self.call(self.engine.unload, model, adapter))))
 
@@ -104,6 +134,8 @@ class PinHandler(EntryHandler):
     @web.authenticated
     async def post(self):
         body: req.PinRequest = self.parse(req.PinRequest)
+        if await self.remote("pin", body.model, body.adapter):
+            return
         model, adapter = self.model_id(body.model, body.adapter)
         future = self.call(self.engine.pin, model, adapter, pinned=body.pinned)
         self.send(res.EntryResponse(entry=await self.entry(future)))

@@ -41,6 +41,8 @@ from .admin import HealthHandler, LoadHandler, OpenAPIHandler, PinHandler, Statu
 from .base import BaseHandler
 from .errors import ApiError, api_error
 from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
+from .proxy import forwarded
+from .remote_events import remote_events
 from .responses import CreateResponse, DeletedResponse, Response, ResponsesBuilder, template_message
 from .sse import ClientGone, EventStream
 from .tracing import RequestSpan
@@ -82,6 +84,11 @@ class GenerationHandler(BaseHandler):
     _model: tuple[str, str | None] = ("", None)  # what the request asked for, once read
     _last: Done | Failed | None = None  # the engine's last event, once answered (None: the client left)
     span: RequestSpan
+    relay: asyncio.Future | None = None  # the answer of a remote entry being relayed (proxy.py)
+
+    @property
+    def client_gone(self) -> bool:
+        return self._client_gone
 
     def initialize(self) -> None:
         self.span = RequestSpan(self.request.headers, self.endpoint)
@@ -102,6 +109,8 @@ class GenerationHandler(BaseHandler):
         self._client_gone = True
         for request_id in self._request_ids:
             self.engine.cancel(request_id)
+        if self.relay is not None:
+            self.relay.cancel()
 
     async def generate(self, body: GenerationBody, requests: list[GenerationRequest], builder: ResponseBuilder) -> None:
         request = requests[0]  # the others differ only in their prompt
@@ -109,14 +118,15 @@ class GenerationHandler(BaseHandler):
         if self._client_gone:  # hung up while the request was read or authenticated: nothing to run
             self.log.info("%s: client gone before the request was queued", self._describe(body, request))
             return
-        self._request_ids = tuple(r.id for r in requests)
+        remote = request.model in self.workbench.remote.entries  # never the device thread's
+        self._request_ids = () if remote else tuple(r.id for r in requests)
         submitted = time.monotonic()
         task = asyncio.current_task()  # so that server shutdown waits for this answer
         assert task is not None  # a handler runs in a task
         self.workbench.generations.add(task)
         task.add_done_callback(self.workbench.generations.discard)
         try:
-            batches = self.engine.astream_batch(requests)
+            batches = remote_events(self.workbench.remote, request) if remote else self.engine.astream_batch(requests)
             first, *rest = await anext(batches)
         except errors.EngineError as e:
             raise api_error(e) from None
@@ -243,6 +253,8 @@ class ChatCompletionsHandler(GenerationHandler):
 
     @web.authenticated
     async def post(self):
+        if await forwarded(self, "chat/completions"):
+            return
         body: req.ChatCompletionRequest = self.parse(req.ChatCompletionRequest)
         request = self.request_for(body, messages=[m.for_template() for m in body.messages])
         await self.generate(body, [request], ChatBuilder(body.model, body.n, body.logprobs))
@@ -253,6 +265,8 @@ class CompletionsHandler(GenerationHandler):
 
     @web.authenticated
     async def post(self):
+        if await forwarded(self, "completions"):
+            return
         body: req.CompletionRequest = self.parse(req.CompletionRequest)
         prompts = req.as_prompts(body.prompt)
         echoes = [prompt if body.echo else "" for prompt in prompts for _ in range(body.n)]  # one per choice
@@ -370,13 +384,13 @@ class ModelsHandler(BaseHandler):
     @web.authenticated
     def get(self):
         created = self.workbench.started_at
-        self.send(res.ModelList(data=[res.Model(id=i, created=created) for i in self.engine.model_ids()]))
+        self.send(res.ModelList(data=[res.Model(id=i, created=created) for i in self.workbench.model_ids()]))
 
 
 class ModelHandler(BaseHandler):
     @web.authenticated
     def get(self, model_id: str):
-        known = self.engine.model_ids()
+        known = self.workbench.model_ids()
         if model_id not in known:
             raise api_error(errors.ModelNotFound(model_id, known))
         self.send(res.Model(id=model_id, created=self.workbench.started_at))

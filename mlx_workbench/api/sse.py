@@ -53,6 +53,14 @@ class EventStream:
         name = f"event: {event.type}\n" if self.named else ""  # pyright: ignore[reportAttributeAccessIssue]  (named events have one)
         self._write(f"{name}data: {event.model_dump_json()}\n\n")
 
+    def relay(self, event: str) -> None:
+        """An event already framed (`data: ...\\n\\n`), from an upstream server."""
+        self._write(event)
+
+    def end(self) -> None:
+        """The end of a relayed stream, which carried its own [DONE]."""
+        self._finish()
+
     async def flush(self) -> None:
         try:
             await self.handler.flush()

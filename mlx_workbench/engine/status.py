@@ -25,6 +25,8 @@ class EntryStatus:
     last_used: float | None = None  # time.time()
     active_requests: int = 0
     error: str | None = None
+    remote: str | None = None  # a remote entry: the OpenAI base URL of the server that serves it
+    latency_ms: float | None = None  # a remote entry: its last health check's round trip
 
 
 @dataclass

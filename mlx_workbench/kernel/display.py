@@ -71,6 +71,15 @@ def human_bytes(n: int | None) -> str:
     return f"{size / 1000:.1f} TB"
 
 
+def remote_summary(entry: dict) -> str:
+    """Where a remote entry is served and how fast its server last answered a health check:
+    "remote http://gpu-box:8000/v1, 12 ms"; "" for a local entry."""
+    if not entry.get("remote"):
+        return ""
+    latency = entry.get("latency_ms")
+    return f"remote {entry['remote']}" + ("" if latency is None else f", {latency:.0f} ms")
+
+
 def prompt_cache_summary(status: dict) -> str:
     """The prompt cache's lookups and the KV memory it keeps for them."""
     return (

@@ -18,7 +18,7 @@ from ..model_ids import format_id, with_adapter
 from . import schemas
 from .chat import Conversation, Interrupted, default_model, stream_answer
 from .client import Endpoint, WorkbenchError, connect, discover, probe
-from .display import LiveArea, human_bytes, prompt_cache_summary, recent_summary, sparkline, table, window
+from .display import LiveArea, human_bytes, prompt_cache_summary, recent_summary, remote_summary, sparkline, table, window
 
 DEFAULT_CHAT = "default"
 SAMPLING = ("temperature", "top_p", "max_tokens", "seed", "stop")  # options named as in the OpenAI API
@@ -167,6 +167,7 @@ class MLXMagics(Magics):
         for id in ids:
             entry = entries.get(id, {"state": "unloaded", "memory_bytes": 0, "pinned": False})
             memory = human_bytes(entry["memory_bytes"]) if entry["state"] == "loaded" else ""
+            memory = remote_summary(entry) or memory
             default = " (default)" if id == status.get("default_model") else ""
             rows.append([id + default, entry["state"], memory, "yes" if entry["pinned"] else ""])
         print(table(rows))
@@ -186,7 +187,7 @@ class MLXMagics(Magics):
         finally:
             live.close()
         pinned = ", pinned" if entry["pinned"] else ""
-        print(f"Loaded {entry['id']} ({human_bytes(entry['memory_bytes'])}{pinned}).")
+        print(f"Loaded {entry['id']} ({remote_summary(entry) or human_bytes(entry['memory_bytes'])}{pinned}).")
 
     def _model_id(self, model: str, adapter: str | None) -> str:
         """The id of `adapter` over the model `model` names ("model" or "model:adapter"), or `model`."""
@@ -232,6 +233,11 @@ class MLXMagics(Magics):
             ("server", f"{self.endpoint.server_url} (mlx_workbench {status['version']})"),
             ("engine", status["state"] + (f": {status['error']}" if status.get("error") else "")),
             ("loaded", ", ".join(loaded) or "nothing"),
+            *[
+                (f"remote {e['id']}", e["state"] + (f": {e['error']}" if e.get("error") else f", {remote_summary(e)}"))
+                for e in status["entries"]
+                if e.get("remote")
+            ],
             ("memory", memory_summary(status["memory"])),
             (
                 "requests",

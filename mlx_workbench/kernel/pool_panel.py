@@ -17,7 +17,7 @@ import ipywidgets as widgets
 from ..model_ids import format_id
 from .client import Endpoint, WorkbenchError, discover
 from .compare import CompareView
-from .display import human_bytes, prompt_cache_summary, recent_summary, window
+from .display import human_bytes, prompt_cache_summary, recent_summary, remote_summary, window
 
 SHARE_COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7"]
 MUTED = "var(--jp-ui-font-color2, #777)"
@@ -53,6 +53,8 @@ def describe_state(entry: dict | None) -> str:
     if entry["state"] == "failed":  # why: on the row's own line (ModelRow.error)
         return f'<span style="color:{ERROR}">failed</span>'
     parts = ["<b>loaded</b>"]
+    if entry.get("remote"):
+        parts.append(html.escape(remote_summary(entry)))
     if entry.get("pinned"):
         parts.append("pinned")
     if entry.get("active_requests"):
