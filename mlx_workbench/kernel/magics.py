@@ -18,7 +18,16 @@ from ..model_ids import format_id, with_adapter
 from . import schemas
 from .chat import Conversation, Interrupted, default_model, stream_answer
 from .client import Endpoint, WorkbenchError, connect, discover, probe
-from .display import LiveArea, human_bytes, prompt_cache_summary, recent_summary, remote_summary, sparkline, table, window
+from .display import (
+    LiveArea,
+    human_bytes,
+    prompt_cache_summary,
+    recent_summary,
+    remote_summary,
+    sparkline,
+    table,
+    window,
+)
 
 DEFAULT_CHAT = "default"
 SAMPLING = ("temperature", "top_p", "max_tokens", "seed", "stop")  # options named as in the OpenAI API
