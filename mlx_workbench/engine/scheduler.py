@@ -1,5 +1,6 @@
-"""Continuous batching: one mlx_lm BatchGenerator per loaded entry; requests join
-and leave between steps. Device thread only.
+"""Continuous batching: one mlx_lm BatchGenerator per loaded base model, whose rows may
+each run one of its adapters (`adapters.py`); requests join and leave between steps.
+Device thread only.
 
 Each request (a `Submission`) becomes `n` sequences in its entry's batch, one
 `Choice` each (`submission.py`: text, stop strings, logprobs; `batch.py`: the
@@ -86,7 +87,7 @@ class Scheduler:
         entry = self.pool.entries.get(format_id(sub.model, sub.adapter))
         if entry is None or entry.state != "loaded":
             return True
-        batch = self.batches.get(entry.id)
+        batch = self.batches.get(entry.model)
         return batch is not None and bool(batch.waiting or not batch.has_room(sub.request.n))
 
     def _queued_count(self) -> int:
@@ -144,7 +145,9 @@ class Scheduler:
         sub.prompt = prompt_tokens(entry, sub.request)  # an EngineError fails sub alone (_run_or_fail)
         sub.entry = entry
         entry.active_requests += 1
-        batch = self.batches.get(entry.id) or self.batches.setdefault(entry.id, Batch(entry, self.config))
+        batch = self.batches.get(entry.model) or self.batches.setdefault(
+            entry.model, Batch(self.pool.entry(entry.model), self.config)
+        )
         batch.waiting.append(sub)
         self._admit_waiting(batch)
 
@@ -169,14 +172,14 @@ class Scheduler:
         sub.choices = [Choice(sub, i, entry.tokenizer, sub.request.sampling.stop, self._emit) for i in range(n)]
         top = sub.request.prompt_logprobs  # set: the prompt is scored
         # A prompt to score is computed from its first token: its pass replaces the prefill.
-        cache, rest = self.cache.fetch(entry.id, sub.prompt) if top is None else (None, sub.prompt)
+        cache, rest = self.cache.fetch(sub.entry.id, sub.prompt) if top is None else (None, sub.prompt)
         sub.cached_tokens = len(sub.prompt) - len(rest)
         self._emit(sub, Started(prompt_tokens=len(sub.prompt), cached_tokens=sub.cached_tokens))
         self._changed = True
         if top is None:
             return self._start_generation(batch, sub, cache, rest)
         batch.scoring = sub
-        sub.score = PromptScore(entry.module, sub.prompt, top, entry.tokenizer)
+        sub.score = PromptScore(sub.entry.runner, sub.prompt, top, entry.tokenizer)
         self._post(self._run_or_fail, sub, self._score_chunk, batch, sub)
 
     def _score_chunk(self, batch: Batch, sub: Submission) -> None:
@@ -224,7 +227,7 @@ class Scheduler:
         uids = batch.generator.insert(
             [rest] * len(choices),
             max_tokens=[max_tokens] * len(choices),
-            caches=[copy.deepcopy(kv) if kv else None for _ in choices],  # pyright: ignore[reportArgumentType] (None: no cache, which mlx_lm's annotation omits)
+            caches=[copy.deepcopy(kv) if kv else sub.entry.runner.make_cache() for _ in choices],
             all_tokens=[list(cached) for _ in choices],
             samplers=[make_sampler(params, c.index, sub.logit_bias) for c in choices],
             logits_processors=per_choice,
@@ -281,18 +284,19 @@ class Scheduler:
                 self._fail_request(choice.sub, GenerationFailed(f"{type(e).__name__}: {e}"))
                 continue
             if r.finish_reason is not None:
-                self._cache_prompt(batch, r.all_tokens, r.prompt_cache)
+                self._cache_prompt(choice.sub, r.all_tokens, r.prompt_cache)
                 self._finish_choice(batch, choice, "stop" if stop_string or r.finish_reason == "stop" else "length")
             elif stop_string:
                 stopped.append(r.uid)  # the generator does not know: remove it
         if stopped:
             for uid, (kv, tokens) in batch.generator.remove(stopped, return_prompt_caches=True).items():
-                self._cache_prompt(batch, tokens, kv)
+                self._cache_prompt(batch.choices[uid].sub, tokens, kv)
                 self._finish_choice(batch, batch.choices[uid], "stop")
 
-    def _cache_prompt(self, batch: Batch, tokens: list[int] | None, kv) -> None:
-        if tokens and kv:
-            self.cache.store(batch.entry.id, tokens, kv)
+    def _cache_prompt(self, sub: Submission, tokens: list[int] | None, kv) -> None:
+        """Keyed on (base, adapter): a prefix one adapter computed is never another's."""
+        if tokens and kv and sub.entry is not None:
+            self.cache.store(sub.entry.id, tokens, kv)
 
     # ---- endings -----------------------------------------------------------
 
@@ -331,7 +335,7 @@ class Scheduler:
         """The request's last event: whatever of it is still queued or in a batch leaves."""
         sub.ended, self._changed = True, True
         sub.leave_queue()
-        batch = self.batches.get(sub.entry.id) if sub.entry else None
+        batch = self.batches.get(sub.entry.model) if sub.entry else None
         if batch is not None:
             if sub in batch.waiting:
                 batch.waiting.remove(sub)
@@ -358,8 +362,9 @@ class Scheduler:
 
     def _release_entry(self, entry: Entry) -> None:
         """The pool drops `entry` (never while it serves a request): nothing of ours
-        may keep its arrays alive."""
-        self._close_batch(entry.id)
+        may keep its arrays alive. An adapter's rows run in its base's batch."""
+        if entry.adapter is None:
+            self._close_batch(entry.id)
         self.cache.drop(entry.id)
 
     def _close_batch(self, key: str) -> None:

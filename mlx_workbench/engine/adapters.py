@@ -1,0 +1,238 @@
+"""LoRA adapters applied in their base model's own batch: rows of several adapters
+(and of the base) share every forward pass, so the base's weights are read once per
+step however many adapters are compared.
+
+Every linear layer that a loaded adapter trains becomes a `MultiLoRALinear`: the base
+layer plus a table of each adapter's low-rank factors, stacked and padded with zeros to
+the largest rank (zeros add nothing: the update is exact). Slot 0 of every table is
+zeros: the base's rows, and the adapters that do not train that layer. A forward pass
+gathers each row's factors (`mx.gather_mm`), so no Python loop runs over the rows.
+
+Which adapter a row runs travels with the row's KV cache: `AdapterRows`, one entry after
+the layers' caches, is merged, filtered, extended, split and extracted by mlx_lm's
+BatchGenerator together with them. `AdapterModel`, what the generator calls, reads it
+before each pass, so the prefill of new rows and the decode of the others each see
+their own rows. Device thread only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_unflatten
+from mlx_lm.models.cache import _BaseCache, make_prompt_cache
+
+FACTORS = ("lora_a", "lora_b")
+
+
+class AdapterRows(_BaseCache):
+    """Not a cache: the adapter of each row (None: the base), kept in step with the rows."""
+
+    def __init__(self, adapters: list[str | None]):
+        self.adapters = adapters
+
+    @classmethod
+    def merge(cls, caches: list[AdapterRows]) -> AdapterRows:
+        return cls([a for c in caches for a in c.adapters])
+
+    def extend(self, other: AdapterRows) -> None:
+        self.adapters = self.adapters + other.adapters
+
+    def filter(self, keep: list[int]) -> None:
+        self.adapters = [self.adapters[i] for i in keep]
+
+    def extract(self, idx: int) -> AdapterRows:
+        return AdapterRows([self.adapters[idx]])
+
+    def prepare(self, **_) -> None:
+        pass
+
+    def finalize(self) -> None:
+        pass
+
+    def is_trimmable(self) -> bool:
+        return True
+
+    def trim(self, n: int) -> int:
+        return n
+
+    def empty(self) -> bool:
+        return True
+
+    @property
+    def nbytes(self) -> int:
+        return 0
+
+
+class _Slots:
+    """Each row's slot in the tables during one forward pass (None: all rows are the base's)."""
+
+    slots: mx.array | None = None
+
+
+class MultiLoRALinear(nn.Module):
+    """A base linear layer plus the low-rank updates of several adapters, one per row."""
+
+    def __init__(self, linear: nn.Module, current: _Slots):
+        super().__init__()
+        self.linear = linear
+        out_dims, in_dims = linear.weight.shape
+        if isinstance(linear, nn.QuantizedLinear):
+            in_dims = in_dims * 32 // linear.bits
+        self.in_dims, self.out_dims = in_dims, out_dims
+        self._current = current
+        self._ranks = [0]  # per slot; slot 0 (the base) is zeros
+        self.lora_a = mx.zeros((1, in_dims, 1))  # (slots, in, max rank)
+        self.lora_b = mx.zeros((1, 1, out_dims))  # (slots, max rank, out)
+        self.scales = mx.zeros((1,))
+
+    def __call__(self, x: mx.array) -> mx.array:
+        y = self.linear(x)
+        slots = self._current.slots
+        if slots is None:
+            return y
+        z = mx.gather_mm(x, self.lora_a, rhs_indices=slots)
+        z = mx.gather_mm(z, self.lora_b, rhs_indices=slots)
+        return y + (self.scales[slots][:, None, None] * z).astype(x.dtype)
+
+    def append(self, factors: tuple[mx.array, mx.array] | None, scale: float) -> None:
+        """A new last slot: `factors` (a: in x r, b: r x out), or zeros."""
+        a, b = factors if factors is not None else (mx.zeros((self.in_dims, 1)), mx.zeros((1, self.out_dims)))
+        rank = max(self.lora_a.shape[2], a.shape[1])
+        self.lora_a = mx.concatenate([_pad(self.lora_a, 2, rank), _pad(a, 1, rank)[None]])
+        self.lora_b = mx.concatenate([_pad(self.lora_b, 1, rank), _pad(b, 0, rank)[None]])
+        self.scales = mx.concatenate([self.scales, mx.array([scale if factors is not None else 0.0])])
+        self._ranks.append(a.shape[1] if factors is not None else 0)
+
+    def remove(self, slot: int) -> None:
+        keep = [i for i in range(len(self._ranks)) if i != slot]
+        self._ranks = [self._ranks[i] for i in keep]
+        rank, index = max(max(self._ranks), 1), mx.array(keep)
+        self.lora_a = self.lora_a[index][:, :, :rank]
+        self.lora_b = self.lora_b[index][:, :rank]
+        self.scales = self.scales[index]
+
+    @property
+    def used(self) -> bool:
+        return any(self._ranks)
+
+
+def _pad(x: mx.array, axis: int, size: int) -> mx.array:
+    """`x` padded with zeros along `axis` to `size`."""
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (0, size - x.shape[axis])
+    return mx.pad(x, widths)
+
+
+class AdapterTable:
+    """The LoRA adapters loaded over one base module, and the views a batch runs."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+        self.adapters: list[str] = []  # slot i + 1 of every layer
+        self.layers: dict[str, MultiLoRALinear] = {}
+        self._current = _Slots()
+
+    def model(self, adapter: str | None = None) -> AdapterModel:
+        return AdapterModel(self, adapter)
+
+    def add(self, name: str, folder: Path) -> int:
+        """Load the adapter in `folder` as `name`; the bytes of its weights."""
+        factors, scale = read_adapter(folder)
+        modules = dict(self.module.named_modules())
+        for path, (a, b) in factors.items():
+            layer = modules.get(path)
+            base = layer.linear if isinstance(layer, MultiLoRALinear) else layer
+            if not isinstance(base, (nn.Linear, nn.QuantizedLinear)):
+                raise ValueError(f"{path}: not a linear layer of the model ({type(base).__name__})")
+            out_dims, in_dims = base.weight.shape
+            if isinstance(base, nn.QuantizedLinear):
+                in_dims = in_dims * 32 // base.bits
+            if a.shape[0] != in_dims or b.shape[1] != out_dims or a.shape[1] != b.shape[0]:
+                raise ValueError(f"{path}: factors {a.shape} and {b.shape} do not fit a {in_dims} x {out_dims} layer")
+        new = [(path, MultiLoRALinear(modules[path], self._current)) for path in factors if path not in self.layers]
+        for path, layer in new:  # earlier adapters do not train these layers: zeros for them
+            for _ in self.adapters:
+                layer.append(None, 0.0)
+            self.layers[path] = layer
+        if new:
+            self.module.update_modules(tree_unflatten(new))
+        for path, layer in self.layers.items():
+            layer.append(factors.get(path), scale)
+        self.adapters.append(name)
+        mx.eval([layer.parameters() for layer in self.layers.values()])
+        return sum(a.nbytes + b.nbytes for a, b in factors.values())
+
+    def remove(self, name: str) -> None:
+        """Forget adapter `name` (no row may run it any more); unwrap the layers no adapter trains."""
+        if name not in self.adapters:
+            return
+        slot = self.adapters.index(name) + 1
+        self.adapters.remove(name)
+        for layer in self.layers.values():
+            layer.remove(slot)
+        unused = [(path, layer.linear) for path, layer in self.layers.items() if not layer.used]
+        if unused:
+            self.module.update_modules(tree_unflatten(unused))
+            for path, _ in unused:
+                del self.layers[path]
+        mx.eval([layer.parameters() for layer in self.layers.values()])
+
+    @contextmanager
+    def rows(self, adapters: list[str | None]) -> Iterator[None]:
+        """During the block, the wrapped layers apply each row's adapter."""
+        if not any(adapters):  # base rows only: the layers add nothing, at no cost
+            yield
+            return
+        self._current.slots = mx.array([0 if a is None else self.adapters.index(a) + 1 for a in adapters])
+        try:
+            yield
+        finally:
+            self._current.slots = None
+
+
+class AdapterModel:
+    """The base module as a batch runs it: rows of `adapter` (None: the base) and, in a
+    batch, of any other adapter of the table, each as its cache's last entry says."""
+
+    def __init__(self, table: AdapterTable, adapter: str | None):
+        self.table, self.adapter = table, adapter
+
+    @property
+    def layers(self):
+        return self.table.module.layers
+
+    def make_cache(self) -> list:
+        """A new row of this model's adapter (mlx_lm's `make_prompt_cache` asks for it)."""
+        return make_prompt_cache(self.table.module) + [AdapterRows([self.adapter])]
+
+    def __call__(self, inputs: mx.array, cache: list, **kwargs) -> mx.array:
+        *layers, rows = cache
+        with self.table.rows(rows.adapters):
+            return self.table.module(inputs, cache=layers, **kwargs)
+
+
+def read_adapter(folder: Path) -> tuple[dict[str, tuple[mx.array, mx.array]], float]:
+    """The LoRA factors (a, b) of each layer an mlx_lm adapter trains, and its scale."""
+    config = json.loads((folder / "adapter_config.json").read_text())
+    kind = config.get("fine_tune_type", "lora")
+    if kind != "lora":
+        raise ValueError(f"a '{kind}' adapter cannot share its base's batch; only LoRA adapters are supported")
+    weights = mx.load(str(folder / "adapters.safetensors"))
+    assert isinstance(weights, dict)
+    factors: dict[str, dict[str, mx.array]] = {}
+    for key, array in weights.items():
+        path, _, leaf = key.rpartition(".")
+        if leaf not in FACTORS:
+            raise ValueError(f"{key}: not a LoRA factor")
+        factors.setdefault(path, {})[leaf] = array
+    missing = [p for p, f in factors.items() if len(f) != 2]
+    if missing:
+        raise ValueError(f"{missing[0]}: lora_a or lora_b missing")
+    return {p: (f["lora_a"], f["lora_b"]) for p, f in factors.items()}, float(config["lora_parameters"]["scale"])
+
