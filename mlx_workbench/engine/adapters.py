@@ -78,13 +78,10 @@ class _Slots:
 class MultiLoRALinear(nn.Module):
     """A base linear layer plus the low-rank updates of several adapters, one per row."""
 
-    def __init__(self, linear: nn.Module, current: _Slots):
+    def __init__(self, linear: nn.Linear | nn.QuantizedLinear, current: _Slots):
         super().__init__()
         self.linear = linear
-        out_dims, in_dims = linear.weight.shape
-        if isinstance(linear, nn.QuantizedLinear):
-            in_dims = in_dims * 32 // linear.bits
-        self.in_dims, self.out_dims = in_dims, out_dims
+        self.in_dims, self.out_dims = in_dims, out_dims = linear_dims(linear)
         self._current = current
         self._ranks = [0]  # per slot; slot 0 (the base) is zeros
         self.lora_a = mx.zeros((1, in_dims, 1))  # (slots, in, max rank)
@@ -122,6 +119,14 @@ class MultiLoRALinear(nn.Module):
         return any(self._ranks)
 
 
+def linear_dims(linear: nn.Linear | nn.QuantizedLinear) -> tuple[int, int]:
+    """(inputs, outputs) of a linear layer, quantized or not."""
+    out_dims, in_dims = linear.weight.shape
+    if isinstance(linear, nn.QuantizedLinear):
+        in_dims = in_dims * 32 // linear.bits
+    return in_dims, out_dims
+
+
 def _pad(x: mx.array, axis: int, size: int) -> mx.array:
     """`x` padded with zeros along `axis` to `size`."""
     widths = [(0, 0)] * x.ndim
@@ -150,9 +155,7 @@ class AdapterTable:
             base = layer.linear if isinstance(layer, MultiLoRALinear) else layer
             if not isinstance(base, (nn.Linear, nn.QuantizedLinear)):
                 raise ValueError(f"{path}: not a linear layer of the model ({type(base).__name__})")
-            out_dims, in_dims = base.weight.shape
-            if isinstance(base, nn.QuantizedLinear):
-                in_dims = in_dims * 32 // base.bits
+            in_dims, out_dims = linear_dims(base)
             if a.shape[0] != in_dims or b.shape[1] != out_dims or a.shape[1] != b.shape[0]:
                 raise ValueError(f"{path}: factors {a.shape} and {b.shape} do not fit a {in_dims} x {out_dims} layer")
         new = [(path, MultiLoRALinear(modules[path], self._current)) for path in factors if path not in self.layers]
@@ -235,4 +238,3 @@ def read_adapter(folder: Path) -> tuple[dict[str, tuple[mx.array, mx.array]], fl
     if missing:
         raise ValueError(f"{missing[0]}: lora_a or lora_b missing")
     return {p: (f["lora_a"], f["lora_b"]) for p, f in factors.items()}, float(config["lora_parameters"]["scale"])
-

@@ -19,7 +19,7 @@ class Batch:
         self.entry = entry  # the base: its adapters' requests run here too
         self.size = config.completion_batch_size
         self.generator = BatchGenerator(
-            entry.runner,
+            entry.runner,  # pyright: ignore[reportArgumentType] (an AdapterModel: called as the module is)
             stop_tokens=[[t] for t in entry.stop_ids],
             completion_batch_size=config.completion_batch_size,
             prefill_step_size=config.prefill_step_size,

@@ -163,6 +163,7 @@ class Scheduler:
         self.busy = self.busy or bool(batch.choices or batch.waiting)
 
     def _start_request(self, batch: Batch, sub: Submission) -> None:
+        assert sub.entry is not None  # set by _queue_for_batch
         entry, n = batch.entry, sub.request.n
         bias, constraint = sub.request.sampling.logit_bias, sub.request.sampling.constraint
         sub.logit_bias = LogitBias(bias, entry.config["vocab_size"]) if bias else None
@@ -217,7 +218,8 @@ class Scheduler:
     ) -> None:
         """Put `choices` into the generator: `rest` of the prompt on top of `kv` (holding `cached`)."""
         sub, entry = choices[0].sub, batch.entry
-        params = sub.request.sampling
+        assert sub.entry is not None and sub.entry.runner is not None  # loaded: its rows' model
+        runner, params = sub.entry.runner, sub.request.sampling
         max_tokens = min(params.max_tokens, self.config.max_tokens_cap)
         if entry.context_length is not None:
             max_tokens = min(max_tokens, entry.context_length - len(sub.prompt))
@@ -227,7 +229,7 @@ class Scheduler:
         uids = batch.generator.insert(
             [rest] * len(choices),
             max_tokens=[max_tokens] * len(choices),
-            caches=[copy.deepcopy(kv) if kv else sub.entry.runner.make_cache() for _ in choices],
+            caches=[copy.deepcopy(kv) if kv else runner.make_cache() for _ in choices],
             all_tokens=[list(cached) for _ in choices],
             samplers=[make_sampler(params, c.index, sub.logit_bias) for c in choices],
             logits_processors=per_choice,
