@@ -105,6 +105,8 @@ async def benchmark(names: list[str], quick: bool, scratch: Path) -> dict:
                     )
                 progress(f"{workload.name}: figure 6, 8 constrained streams against 8 free ones")
                 fig["constrained"] = await figures.constrained(workload, pools)
+                progress(f"{workload.name}: figure 7, 8 streams over the base and its adapters against the base alone")
+                fig["adapters_in_one_batch"] = await figures.adapters_in_one_batch(workload, pools)
             finally:
                 await server.close()
                 await raw.close()

@@ -60,6 +60,10 @@ def test_every_figure_measures_every_system(run):
     bound = demo["constrained"]
     assert set(bound) == POOLS
     assert all(v["free_tps"] > 0 and v["constrained_tps"] > 0 and v["failed"] == 0 for v in bound.values())
+    mixed = demo["adapters_in_one_batch"]
+    assert set(mixed) == POOLS
+    assert all(v["adapters"] == ["upper", "pirate"] and v["failed"] == 0 for v in mixed.values())
+    assert all(v["base_tps"] > 0 and v["mixed_tps"] > 0 and v["compare_s"] > 0 for v in mixed.values())
 
 
 def test_every_system_does_the_same_work(run):
@@ -75,7 +79,7 @@ def test_every_system_does_the_same_work(run):
 
 def test_report_prints_ratios_and_targets(run):
     stdout, results, png = run
-    for title in ("Figure 1", "Figure 2", "Figure 3", "Figure 4", "Figure 5", "Figure 6", "Targets"):
+    for title in ("Figure 1", "Figure 2", "Figure 3", "Figure 4", "Figure 5", "Figure 6", "Figure 7", "Targets"):
         assert title in stdout
     names = [t["target"] for t in results["targets"]]
     assert len(names) == 12, names  # 4 one-stream, 2 concurrency, 2 conversation, 2 memory, 2 constrained

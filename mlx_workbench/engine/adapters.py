@@ -3,10 +3,12 @@
 step however many adapters are compared.
 
 Every linear layer that a loaded adapter trains becomes a `MultiLoRALinear`: the base
-layer plus a table of each adapter's low-rank factors, stacked and padded with zeros to
-the largest rank (zeros add nothing: the update is exact). Slot 0 of every table is
-zeros: the base's rows, and the adapters that do not train that layer. A forward pass
-gathers each row's factors (`mx.gather_mm`), so no Python loop runs over the rows.
+layer plus a table of each adapter's low-rank factors, a slot per adapter, stacked and
+padded with zeros to the largest rank (zeros add nothing: the update is exact). An
+adapter that does not train the layer has zeros there and a scale of 0. A forward pass
+gathers each row's factors (`mx.gather_mm`), so no Python loop runs over the rows; the
+base's rows take slot 0 with a scale of 0 (y + 0 is y, exactly), so the base costs no
+slot of zeros.
 
 Which adapter a row runs travels with the row's KV cache: `AdapterRows`, one entry after
 the layers' caches, is merged, filtered, extended, split and extracted by mlx_lm's
@@ -70,9 +72,11 @@ class AdapterRows(_BaseCache):
 
 
 class _Slots:
-    """Each row's slot in the tables during one forward pass (None: all rows are the base's)."""
+    """Each row's slot in the tables during one forward pass (None: all rows are the base's),
+    and 1 for an adapter's row, 0 for the base's."""
 
     slots: mx.array | None = None
+    adapter_rows: mx.array | None = None
 
 
 class MultiLoRALinear(nn.Module):
@@ -83,19 +87,20 @@ class MultiLoRALinear(nn.Module):
         self.linear = linear
         self.in_dims, self.out_dims = in_dims, out_dims = linear_dims(linear)
         self._current = current
-        self._ranks = [0]  # per slot; slot 0 (the base) is zeros
-        self.lora_a = mx.zeros((1, in_dims, 1))  # (slots, in, max rank)
-        self.lora_b = mx.zeros((1, 1, out_dims))  # (slots, max rank, out)
-        self.scales = mx.zeros((1,))
+        self._ranks: list[int] = []  # per slot; 0: the adapter does not train this layer
+        self.lora_a = mx.zeros((0, in_dims, 1))  # (slots, in, max rank)
+        self.lora_b = mx.zeros((0, 1, out_dims))  # (slots, max rank, out)
+        self.scales = mx.zeros((0,))
 
     def __call__(self, x: mx.array) -> mx.array:
         y = self.linear(x)
-        slots = self._current.slots
-        if slots is None:
+        current = self._current
+        if current.slots is None:
             return y
-        z = mx.gather_mm(x, self.lora_a, rhs_indices=slots)
-        z = mx.gather_mm(z, self.lora_b, rhs_indices=slots)
-        return y + (self.scales[slots][:, None, None] * z).astype(x.dtype)
+        z = mx.gather_mm(x, self.lora_a, rhs_indices=current.slots)
+        z = mx.gather_mm(z, self.lora_b, rhs_indices=current.slots)
+        scales = self.scales[current.slots] * current.adapter_rows
+        return y + (scales[:, None, None] * z).astype(x.dtype)
 
     def append(self, factors: tuple[mx.array, mx.array] | None, scale: float) -> None:
         """A new last slot: `factors` (a: in x r, b: r x out), or zeros."""
@@ -109,7 +114,7 @@ class MultiLoRALinear(nn.Module):
     def remove(self, slot: int) -> None:
         keep = [i for i in range(len(self._ranks)) if i != slot]
         self._ranks = [self._ranks[i] for i in keep]
-        rank, index = max(max(self._ranks), 1), mx.array(keep)
+        rank, index = max(max(self._ranks, default=0), 1), mx.array(keep, dtype=mx.uint32)
         self.lora_a = self.lora_a[index][:, :, :rank]
         self.lora_b = self.lora_b[index][:, :rank]
         self.scales = self.scales[index]
@@ -139,7 +144,7 @@ class AdapterTable:
 
     def __init__(self, module: nn.Module):
         self.module = module
-        self.adapters: list[str] = []  # slot i + 1 of every layer
+        self.adapters: list[str] = []  # adapter i has slot i in every layer
         self.layers: dict[str, MultiLoRALinear] = {}
         self._current = _Slots()
 
@@ -175,7 +180,7 @@ class AdapterTable:
         """Forget adapter `name` (no row may run it any more); unwrap the layers no adapter trains."""
         if name not in self.adapters:
             return
-        slot = self.adapters.index(name) + 1
+        slot = self.adapters.index(name)
         self.adapters.remove(name)
         for layer in self.layers.values():
             layer.remove(slot)
@@ -192,11 +197,12 @@ class AdapterTable:
         if not any(adapters):  # base rows only: the layers add nothing, at no cost
             yield
             return
-        self._current.slots = mx.array([0 if a is None else self.adapters.index(a) + 1 for a in adapters])
+        self._current.slots = mx.array([0 if a is None else self.adapters.index(a) for a in adapters])
+        self._current.adapter_rows = mx.array([0.0 if a is None else 1.0 for a in adapters])
         try:
             yield
         finally:
-            self._current.slots = None
+            self._current.slots = self._current.adapter_rows = None
 
 
 class AdapterModel:
