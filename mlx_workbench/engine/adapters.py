@@ -5,10 +5,10 @@ step however many adapters are compared.
 Every linear layer that a loaded adapter trains becomes a `MultiLoRALinear`: the base
 layer plus a table of each adapter's low-rank factors, a slot per adapter, stacked and
 padded with zeros to the largest rank (zeros add nothing: the update is exact). An
-adapter that does not train the layer has zeros there and a scale of 0. A forward pass
-gathers each row's factors (`mx.gather_mm`), so no Python loop runs over the rows; the
-base's rows take slot 0 with a scale of 0 (y + 0 is y, exactly), so the base costs no
-slot of zeros.
+adapter that does not train the layer has zeros there. A forward pass gathers each row's
+factors (`mx.gather_mm`), so no Python loop runs over the rows, and scales each row by
+its adapter's scale; the base's rows take slot 0 with a scale of 0 (y + 0 is y,
+exactly), so the base costs no slot of zeros.
 
 Which adapter a row runs travels with the row's KV cache: `AdapterRows`, one entry after
 the layers' caches, is merged, filtered, extended, split and extracted by mlx_lm's
@@ -72,11 +72,10 @@ class AdapterRows(_BaseCache):
 
 
 class _Slots:
-    """Each row's slot in the tables during one forward pass (None: all rows are the base's),
-    and 1 for an adapter's row, 0 for the base's."""
+    """During one forward pass, each row's slot in the tables and its adapter's scale (0
+    for the base's rows), shaped (rows, 1, 1); None while all rows are the base's."""
 
-    slots: mx.array | None = None
-    adapter_rows: mx.array | None = None
+    rows: tuple[mx.array, mx.array] | None = None
 
 
 class MultiLoRALinear(nn.Module):
@@ -90,25 +89,22 @@ class MultiLoRALinear(nn.Module):
         self._ranks: list[int] = []  # per slot; 0: the adapter does not train this layer
         self.lora_a = mx.zeros((0, in_dims, 1))  # (slots, in, max rank)
         self.lora_b = mx.zeros((0, 1, out_dims))  # (slots, max rank, out)
-        self.scales = mx.zeros((0,))
 
     def __call__(self, x: mx.array) -> mx.array:
         y = self.linear(x)
-        current = self._current
-        if current.slots is None:
+        if self._current.rows is None:
             return y
-        z = mx.gather_mm(x, self.lora_a, rhs_indices=current.slots)
-        z = mx.gather_mm(z, self.lora_b, rhs_indices=current.slots)
-        scales = self.scales[current.slots] * current.adapter_rows
-        return y + (scales[:, None, None] * z).astype(x.dtype)
+        slots, scales = self._current.rows
+        z = mx.gather_mm(x, self.lora_a, rhs_indices=slots)
+        z = mx.gather_mm(z, self.lora_b, rhs_indices=slots)
+        return y + (scales * z).astype(x.dtype)
 
-    def append(self, factors: tuple[mx.array, mx.array] | None, scale: float) -> None:
+    def append(self, factors: tuple[mx.array, mx.array] | None) -> None:
         """A new last slot: `factors` (a: in x r, b: r x out), or zeros."""
         a, b = factors if factors is not None else (mx.zeros((self.in_dims, 1)), mx.zeros((1, self.out_dims)))
         rank = max(self.lora_a.shape[2], a.shape[1])
         self.lora_a = mx.concatenate([_pad(self.lora_a, 2, rank), _pad(a, 1, rank)[None]])
         self.lora_b = mx.concatenate([_pad(self.lora_b, 1, rank), _pad(b, 0, rank)[None]])
-        self.scales = mx.concatenate([self.scales, mx.array([scale if factors is not None else 0.0])])
         self._ranks.append(a.shape[1] if factors is not None else 0)
 
     def remove(self, slot: int) -> None:
@@ -117,7 +113,6 @@ class MultiLoRALinear(nn.Module):
         rank, index = max(max(self._ranks, default=0), 1), mx.array(keep, dtype=mx.uint32)
         self.lora_a = self.lora_a[index][:, :, :rank]
         self.lora_b = self.lora_b[index][:, :rank]
-        self.scales = self.scales[index]
 
     @property
     def used(self) -> bool:
@@ -145,6 +140,7 @@ class AdapterTable:
     def __init__(self, module: nn.Module):
         self.module = module
         self.adapters: list[str] = []  # adapter i has slot i in every layer
+        self.scales: list[float] = []  # of each adapter
         self.layers: dict[str, MultiLoRALinear] = {}
         self._current = _Slots()
 
@@ -166,13 +162,14 @@ class AdapterTable:
         new = [(path, MultiLoRALinear(modules[path], self._current)) for path in factors if path not in self.layers]
         for path, layer in new:  # earlier adapters do not train these layers: zeros for them
             for _ in self.adapters:
-                layer.append(None, 0.0)
+                layer.append(None)
             self.layers[path] = layer
         if new:
             self.module.update_modules(tree_unflatten(new))
         for path, layer in self.layers.items():
-            layer.append(factors.get(path), scale)
+            layer.append(factors.get(path))
         self.adapters.append(name)
+        self.scales.append(scale)
         mx.eval([layer.parameters() for layer in self.layers.values()])
         return sum(a.nbytes + b.nbytes for a, b in factors.values())
 
@@ -181,7 +178,7 @@ class AdapterTable:
         if name not in self.adapters:
             return
         slot = self.adapters.index(name)
-        self.adapters.remove(name)
+        del self.adapters[slot], self.scales[slot]
         for layer in self.layers.values():
             layer.remove(slot)
         unused = [(path, layer.linear) for path, layer in self.layers.items() if not layer.used]
@@ -197,12 +194,13 @@ class AdapterTable:
         if not any(adapters):  # base rows only: the layers add nothing, at no cost
             yield
             return
-        self._current.slots = mx.array([0 if a is None else self.adapters.index(a) for a in adapters])
-        self._current.adapter_rows = mx.array([0.0 if a is None else 1.0 for a in adapters])
+        slots = [0 if a is None else self.adapters.index(a) for a in adapters]
+        scales = [0.0 if a is None else self.scales[slot] for a, slot in zip(adapters, slots)]
+        self._current.rows = mx.array(slots), mx.array(scales)[:, None, None]
         try:
             yield
         finally:
-            self._current.slots = self._current.adapter_rows = None
+            self._current.rows = None
 
 
 class AdapterModel:
