@@ -82,7 +82,8 @@ def test_report_prints_ratios_and_targets(run):
     for title in ("Figure 1", "Figure 2", "Figure 3", "Figure 4", "Figure 5", "Figure 6", "Figure 7", "Targets"):
         assert title in stdout
     names = [t["target"] for t in results["targets"]]
-    assert len(names) == 12, names  # 4 one-stream, 2 concurrency, 2 conversation, 2 memory, 2 constrained
+    # 4 one-stream, 2 concurrency, 2 conversation, 2 memory, 2 constrained, 2 adapters in one batch
+    assert len(names) == 14, names
     assert all(t["met"] in (True, False) for t in results["targets"])
     assert all(name in stdout for name in names)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
