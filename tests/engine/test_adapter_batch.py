@@ -20,7 +20,15 @@ from tiny_model import build_tiny_adapter
 from mlx_workbench.engine.adapters import AdapterRows, AdapterTable, MultiLoRALinear
 from mlx_workbench.engine.config import ModelSpec
 from mlx_workbench.engine.errors import LoadFailed
-from mlx_workbench.engine.requests import Delta, Done, Failed, GenerationRequest, SamplingParams, Started
+from mlx_workbench.engine.requests import (
+    Delta,
+    Done,
+    Failed,
+    GenerationRequest,
+    PromptLogprobs,
+    SamplingParams,
+    Started,
+)
 
 ADAPTERS = ("a", "b", "c")
 
@@ -264,3 +272,18 @@ def test_a_non_lora_adapter_is_refused(make_engine, models, adapters, tmp_path):
     failed = events[-1]
     assert isinstance(failed, Failed) and "only LoRA adapters" in str(failed.error)
     assert isinstance(run(engine, ask("tiny", [5, 6]))[-1], Done)
+
+
+def test_an_adapters_prompt_is_scored_with_the_adapter(lora_engine, models, adapters):
+    """Echo with logprobs runs the prompt through the adapter's rows, then generates from it."""
+    prompt = [5, 6, 7, 8, 9, 10]
+    request = ask("tiny:c", prompt, max_tokens=3)
+    request.prompt_logprobs = 1
+    events = run(lora_engine, request)
+    assert isinstance(events[-1], Done)
+    (scored,) = [e for e in events if isinstance(e, PromptLogprobs)]
+    expected = log_softmax(reference(models, adapters["c"])(mx.array([prompt])))[0]
+    want = expected[mx.arange(len(prompt) - 1), mx.array(prompt[1:])]
+    assert close(mx.array([t.logprob for t in scored.tokens[1:]]), want)
+    generated = [t for e in events if isinstance(e, Delta) for t in e.token_ids]
+    assert generated[0] == expected[-1].argmax().item()
