@@ -170,7 +170,7 @@ async def constrained(workload: Workload, pools: list, streams: int = 8) -> dict
 
 
 async def tracing(workload: Workload, plain, traced, streams: int = 8, reps: int = 7) -> dict:
-    """Figure 7: `streams` streams through the endpoint with OpenTelemetry tracing on
+    """Figure 8: `streams` streams through the endpoint with OpenTelemetry tracing on
     (console exporter, into the server's log) against the same without: aggregate tokens/s,
     and the server's CPU seconds per generated token (its process's, all threads: what a
     loaded machine's scheduling moves much less than wall time). Both first run the batch
@@ -202,3 +202,50 @@ async def tracing(workload: Workload, plain, traced, streams: int = 8, reps: int
         "cpu_cost": cpu_on / cpu_off - 1,
         "failed": failed,
     }
+
+
+async def adapters_in_one_batch(workload: Workload, pools: list, streams: int = 8) -> dict:
+    """Figure 7: `streams` streams spread over the base and `workload.mixed_adapters` of its
+    adapters (one batch: one forward pass per step for all of them) against as many on the
+    base alone, aggregate tokens/s and their ratio; and what `compare()` of the base and its
+    adapters does (one chat to each at once, a stream each): time to the last answer's end
+    against one answer alone. Fresh chats throughout: no prompt-cache hits."""
+    mixed = dataclasses.replace(workload, rotation=(None, *list(workload.adapters)[: workload.mixed_adapters]))
+    columns = dataclasses.replace(workload, rotation=(None, *workload.adapters))
+    runs = {s.label: {"base": [], "mixed": [], "alone_s": [], "compare_s": []} for s in pools}
+    for pool in pools:
+        for adapter in workload.adapters:
+            await pool.load(workload.name, adapter)
+        await pool.streams(columns, [workload.fresh_prompt() for _ in columns.rotation], 2)  # warm-up
+    for _ in range(workload.reps):
+        for pool in pools:
+            for kind, load in (("base", workload), ("mixed", mixed)):
+                traces = await pool.streams(
+                    load, [workload.fresh_prompt() for _ in range(streams)], workload.max_tokens
+                )
+                runs[pool.label][kind].append(concurrent_summary(traces))
+            (alone,) = await pool.streams(workload, [workload.fresh_prompt()], workload.max_tokens)
+            runs[pool.label]["alone_s"].append(alone.arrivals[-1] - alone.sent)
+            chat = workload.fresh_prompt()
+            traces = await pool.streams(columns, [chat] * len(columns.rotation), workload.max_tokens)
+            runs[pool.label]["compare_s"].append(max(t.arrivals[-1] for t in traces) - min(t.sent for t in traces))
+    result = {}
+    for label, run in runs.items():
+        base, mixed_tps = (
+            median([r["aggregate_tps"] for r in run[k] if "aggregate_tps" in r]) for k in ("base", "mixed")
+        )
+        alone_s, compare_s = median(run["alone_s"]), median(run["compare_s"])
+        result[label] = {
+            "streams": streams,
+            "adapters": mixed.rotation[1:],
+            "base_tps": base,
+            "mixed_tps": mixed_tps,
+            "ratio": mixed_tps / base,
+            "ratios": [m["aggregate_tps"] / b["aggregate_tps"] for b, m in zip(run["base"], run["mixed"])],
+            "compare_columns": len(columns.rotation),
+            "one_column_s": alone_s,
+            "compare_s": compare_s,
+            "compare_ratio": compare_s / alone_s,
+            "failed": sum(r["failed"] for k in ("base", "mixed") for r in run[k]),
+        }
+    return result

@@ -83,6 +83,14 @@ def targets(name: str, fig: dict) -> list[dict]:
             )
     for system, values in fig.get("constrained", {}).items():
         target(f"{system}: {values['streams']} constrained streams / as many free", values["ratio"], 0.95, True)
+    for system, values in fig.get("adapters_in_one_batch", {}).items():
+        k, limit = len(values["adapters"]), 0.95 if system == ENGINE else 0.9
+        target(
+            f"{system}: {values['streams']} streams over base + {k} adapters / on the base",
+            values["ratio"],
+            limit,
+            True,
+        )
     if traced := fig.get("tracing"):
         target(f"endpoint: throughput cost of tracing, {traced['streams']} streams", traced["cost"], 0.03, False)
         target(f"endpoint: CPU per token cost of tracing, {traced['streams']} streams", traced["cpu_cost"], 0.03, False)
@@ -259,10 +267,33 @@ def tables(results: dict) -> str:
                     ],
                 )
             )
+        if mixed := fig.get("adapters_in_one_batch"):
+            out.append(
+                _table(
+                    "Figure 7: streams over the base and adapters vs on the base alone (aggregate tok/s); "
+                    "compare() of the base and adapters vs one column (time to the last end)",
+                    ["system", "streams", "adapters", "base", "mixed", "ratio", "columns", "one s", "compare s", "x"],
+                    [
+                        [
+                            s,
+                            v["streams"],
+                            len(v["adapters"]),
+                            _fmt(v["base_tps"]),
+                            _fmt(v["mixed_tps"]),
+                            _fmt(v["ratio"], digits=2),
+                            v["compare_columns"],
+                            _fmt(v["one_column_s"], digits=2),
+                            _fmt(v["compare_s"], digits=2),
+                            _fmt(v["compare_ratio"], digits=2),
+                        ]
+                        for s, v in mixed.items()
+                    ],
+                )
+            )
         if traced := fig.get("tracing"):
             out.append(
                 _table(
-                    "Figure 7: OpenTelemetry tracing on (console exporter) vs off, endpoint, aggregate tok/s",
+                    "Figure 8: OpenTelemetry tracing on (console exporter) vs off, endpoint, aggregate tok/s",
                     ["streams", "off", "on", "cost", "CPU ms/token off", "on", "CPU cost", "failed"],
                     [
                         [

@@ -105,8 +105,10 @@ async def benchmark(names: list[str], quick: bool, scratch: Path) -> dict:
                     )
                 progress(f"{workload.name}: figure 6, 8 constrained streams against 8 free ones")
                 fig["constrained"] = await figures.constrained(workload, pools)
+                progress(f"{workload.name}: figure 7, 8 streams over the base and its adapters against the base alone")
+                fig["adapters_in_one_batch"] = await figures.adapters_in_one_batch(workload, pools)
                 if workload.name == "demo":
-                    progress(f"{workload.name}: figure 7, 8 streams with tracing on against tracing off")
+                    progress(f"{workload.name}: figure 8, 8 streams with tracing on against tracing off")
                     fig["tracing"] = await traced_against_plain(workload, models[workload.name])
             finally:
                 await server.close()
@@ -121,7 +123,7 @@ async def benchmark(names: list[str], quick: bool, scratch: Path) -> dict:
 
 
 async def traced_against_plain(workload, model: dict) -> dict:
-    """Figure 7, on two new endpoints serving only `model`, one tracing every request to the
+    """Figure 8, on two new endpoints serving only `model`, one tracing every request to the
     console (its log): a server that ran the other figures holds more (adapters, a second
     model, prompt caches), which moved its throughput more than tracing does."""
     pair = [Workbench({workload.name: model}), Workbench({workload.name: model}, traces_exporter="console")]

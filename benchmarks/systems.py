@@ -41,11 +41,16 @@ class ConcurrentRequests:
         the system fails (mlx_lm.server resets connections past its listen backlog) keeps
         its error in its trace: it counts as failed, the others are still measured."""
         traces = [Trace(now()) for _ in chats]
-        return traces, asyncio.gather(*(self._measured(workload, m, max_tokens, t) for m, t in zip(chats, traces)))
+        adapters = [workload.rotation[i % len(workload.rotation)] for i in range(len(chats))]
+        return traces, asyncio.gather(
+            *(self._measured(workload, m, max_tokens, t, a) for m, t, a in zip(chats, traces, adapters))
+        )
 
-    async def _measured(self, workload: Workload, messages: list[dict], max_tokens: int, trace: Trace) -> None:
+    async def _measured(
+        self, workload: Workload, messages: list[dict], max_tokens: int, trace: Trace, adapter: str | None
+    ) -> None:
         try:
-            await self._stream(workload, messages, max_tokens, trace)
+            await self._stream(workload, messages, max_tokens, trace, adapter)
         except Exception as e:  # noqa: BLE001 - reported per system, never fatal to the run
             trace.error = f"{type(e).__name__}: {e}"
 
@@ -61,13 +66,15 @@ class OpenAIClientSystem(ConcurrentRequests):
     def __init__(self, base_url: str, api_key: str):
         self.client = AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=600)
 
-    def model_id(self, workload: Workload) -> str:
-        return workload.name
+    def model_id(self, workload: Workload, adapter: str | None = None) -> str:
+        return f"{workload.name}:{adapter}" if adapter else workload.name
 
-    async def _stream(self, workload: Workload, messages: list[dict], max_tokens: int, trace: Trace) -> None:
+    async def _stream(
+        self, workload: Workload, messages: list[dict], max_tokens: int, trace: Trace, adapter: str | None
+    ) -> None:
         trace.sent = now()
         stream = await self.client.chat.completions.create(
-            model=self.model_id(workload),
+            model=self.model_id(workload, adapter),
             messages=messages,
             max_tokens=max_tokens,
             temperature=0.0,
@@ -121,8 +128,8 @@ class MLXLMServer(OpenAIClientSystem):
             time.sleep(0.25)
         super().__init__(url + "/v1", api_key="none")
 
-    def model_id(self, workload: Workload) -> str:
-        return "default_model"  # the model given on its command line
+    def model_id(self, workload: Workload, adapter: str | None = None) -> str:
+        return "default_model"  # the model given on its command line (no adapter)
 
     async def close(self) -> None:
         await super().close()
@@ -220,13 +227,16 @@ class EngineInProcess(ConcurrentRequests):
         self.engine = Engine(EngineConfig(models=specs, max_loaded=4 * len(models)))
         self.engine.start()
 
-    async def _stream(self, workload: Workload, messages: list[dict], max_tokens: int, trace: Trace) -> None:
+    async def _stream(
+        self, workload: Workload, messages: list[dict], max_tokens: int, trace: Trace, adapter: str | None
+    ) -> None:
         from mlx_workbench.engine.requests import Constraint, Delta, Done, Failed, GenerationRequest, SamplingParams
 
         trace.sent = now()
         constraint = Constraint("lark", workload.grammar) if workload.grammar else None
         request = GenerationRequest(
             model=workload.name,
+            adapter=adapter,
             messages=messages,
             sampling=SamplingParams(
                 max_tokens=max_tokens, temperature=0.0, logit_bias=workload.logit_bias, constraint=constraint

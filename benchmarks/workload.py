@@ -33,6 +33,8 @@ class Workload:
     reps: int  # repetitions of figures 1 and 2 (medians are reported)
     stall_tokens: int = 0  # figure 5 stream length; 0 skips it
     grammar: str | None = None  # figure 6: a Lark grammar every request is constrained to
+    mixed_adapters: int = 2  # figure 7: streams spread over the base and this many adapters
+    rotation: tuple[str | None, ...] = (None,)  # stream i runs adapter rotation[i % len] (None: the base)
     # The number goes into a system prompt of its own: a template's default system prompt
     # would be a prefix every chat shares, which the servers' prompt caches skip and raw mlx_lm reads.
     number_in_system: bool = False
@@ -88,6 +90,7 @@ def demo_workload(quick: bool, scratch: Path) -> Workload:
         turn_tokens=16 if quick else 32,
         reps=1 if quick else 3,
         stall_tokens=64 if quick else 512,
+        mixed_adapters=2,  # upper and pirate
     )
 
 
@@ -105,6 +108,7 @@ def random_workload(scratch: Path) -> Workload:
         turns=0,
         turn_tokens=0,
         reps=1,
+        mixed_adapters=3,
     )
 
 

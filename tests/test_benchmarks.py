@@ -64,6 +64,10 @@ def test_every_figure_measures_every_system(run):
     assert traced["streams"] == 8 and traced["failed"] == 0
     assert traced["off_tps"] > 0 and traced["on_tps"] > 0
     assert traced["off_cpu_ms_per_token"] > 0 and traced["on_cpu_ms_per_token"] > 0
+    mixed = demo["adapters_in_one_batch"]
+    assert set(mixed) == POOLS
+    assert all(v["adapters"] == ["upper", "pirate"] and v["failed"] == 0 for v in mixed.values())
+    assert all(v["base_tps"] > 0 and v["mixed_tps"] > 0 and v["compare_s"] > 0 for v in mixed.values())
 
 
 def test_every_system_does_the_same_work(run):
@@ -79,10 +83,11 @@ def test_every_system_does_the_same_work(run):
 
 def test_report_prints_ratios_and_targets(run):
     stdout, results, png = run
-    for title in ("Figure 1", "Figure 2", "Figure 3", "Figure 4", "Figure 5", "Figure 6", "Figure 7", "Targets"):
+    for title in [f"Figure {i}" for i in range(1, 9)] + ["Targets"]:
         assert title in stdout
     names = [t["target"] for t in results["targets"]]
-    assert len(names) == 14, names  # 4 one-stream, 2 concurrency, 2 conversation, 2 memory, 2 constrained, 2 tracing
+    # 4 one-stream, 2 concurrency, 2 conversation, 2 memory, 2 constrained, 2 adapters in one batch, 2 tracing
+    assert len(names) == 16, names
     assert all(t["met"] in (True, False) for t in results["targets"])
     assert all(name in stdout for name in names)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,4 +1,5 @@
-"""One loaded entry's mlx_lm BatchGenerator and the requests in it or waiting for it."""
+"""One base model's mlx_lm BatchGenerator and the requests in it or waiting for it: the
+base's own and its adapters' (`adapters.py`), in one batch."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ from .submission import Choice, Submission
 
 
 class Batch:
-    """The BatchGenerator of one entry and the requests in or waiting for it."""
+    """The BatchGenerator of one base entry and the requests in or waiting for it."""
 
     def __init__(self, entry: Entry, config: EngineConfig):
-        self.entry = entry
+        self.entry = entry  # the base: its adapters' requests run here too
         self.size = config.completion_batch_size
         self.generator = BatchGenerator(
-            MaskedModel(entry.module),  # pyright: ignore[reportArgumentType] (the generator only calls it)
+            MaskedModel(entry.runner),  # pyright: ignore[reportArgumentType] (the generator only calls it)
             stop_tokens=[[t] for t in entry.stop_ids],
             completion_batch_size=config.completion_batch_size,
             prefill_step_size=config.prefill_step_size,

@@ -32,7 +32,7 @@
 
     # inspection, for tests and debugging (device thread objects: look, touch only to inject faults)
     engine.request_ids() -> list[str]   # requests submitted and not yet ended
-    engine.batch(entry_id) -> Batch | None   # the entry's generator and its requests, while busy
+    engine.batch(model) -> Batch | None # a base model's generator (its adapters' rows too), while busy
     engine.scheduler, engine.device     # the running Scheduler and DeviceThread
 
 A model id is "name" or "name:adapter", read as `model_ids.py` says (the adapter after the
@@ -281,9 +281,9 @@ class Engine:
         """The requests submitted and not yet ended (a copy: the device thread changes it)."""
         return list(self.scheduler.submissions)
 
-    def batch(self, entry_id: str) -> Batch | None:
-        """The batch of entry `entry_id` while it has requests; None once idle."""
-        return self.scheduler.batches.get(entry_id)
+    def batch(self, model: str) -> Batch | None:
+        """The batch of base model `model` (its adapters' requests too) while it has requests; None once idle."""
+        return self.scheduler.batches.get(model)
 
     # ---- pool admin --------------------------------------------------------
 

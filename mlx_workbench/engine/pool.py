@@ -5,9 +5,9 @@ Device thread only, except what a load needs and MLX does not do (the Hugging Fa
 download, the conversion of a GGUF file in a subprocess, the config and tokenizer
 files), which a helper thread does before it hands the load back through `post`.
 On the device thread the weights are then evaluated a chunk per job, between decode
-steps: streams of loaded models go on while another loads. An adapter entry builds a second module over the base's own
-arrays and applies the adapter with mlx_lm's tuner, so K adapters cost the base
-once plus the adapters.
+steps: streams of loaded models go on while another loads. An adapter entry adds its
+LoRA factors to its base's adapter table (`adapters.py`): its rows run in the base's
+batch, and K adapters cost the base once plus the adapters.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from typing import Any
 
 import mlx.core as mx
 from mlx.utils import tree_flatten
-from mlx_lm.tuner.utils import load_adapters
 from mlx_lm.utils import load_config, load_model, load_tokenizer
 
 from ..model_ids import format_id
 from . import metrics
+from .adapters import AdapterModel, AdapterTable
 from .config import EngineConfig, ModelSpec
 from .errors import EngineError, LoadFailed, MemoryBudgetExceeded, ModelNotFound
 from .families import Family, detect_family
@@ -59,7 +59,8 @@ class Entry:
     active_requests: int = 0  # kept by the scheduler
     error: str | None = None
     path: Path | None = None  # local model folder once known
-    module: Any = None  # the mlx nn.Module
+    module: Any = None  # the mlx nn.Module (a base's)
+    runner: AdapterModel | None = None  # what a batch runs for this entry's rows: the base's module with its adapter
     tokenizer: Any = None  # mlx_lm TokenizerWrapper (shared by a base and its adapters)
     config: dict = field(default_factory=dict)
     generation_config: dict = field(default_factory=dict)
@@ -247,6 +248,7 @@ class Pool:
             entry.progress = start + (1 - start) * (1 - sum(a.nbytes for a in unread) / total)
             return self._post(self._evaluate, entry, module, files, unread, total, start)
         entry.module, entry.tokenizer, entry.family = module, files.tokenizer, files.family
+        entry.runner = AdapterTable(module).model()
         entry.config, entry.generation_config = files.config, files.generation_config
         entry.stop_ids, entry.max_token_bytes = files.stop_ids, files.max_token_bytes
         entry.memory_bytes = sum(a.nbytes for a in weight_arrays(module))
@@ -277,28 +279,22 @@ class Pool:
         return Path(adapters[entry.adapter]).expanduser()
 
     def _load_adapter(self, entry: Entry, base: Entry, base_error: EngineError | None) -> None:
-        """Once its base is loaded; small, so at once."""
+        """Once its base is loaded; small, so at once. The base's batch goes on: the
+        adapter's rows join it."""
         if base_error is not None:
             return self._done(entry, base_error)
+        assert base.runner is not None and entry.adapter is not None  # a loaded base has its table
+        table = base.runner.table
         try:
             adapter_dir = self._adapter_dir(entry)
             self._make_room(entry, weights_size(adapter_dir, "adapters.safetensors"), keep=base)
-            before = mx.get_active_memory()
-            # A second module of the same architecture whose arrays ARE the base's:
-            # its lazily mapped weights are replaced before anything reads them.
-            assert base.path is not None  # a loaded base knows its folder
-            module, _ = load_model(base.path, lazy=True)
-            module.update(base.module.parameters())
-            load_adapters(module, str(adapter_dir))
-            module.eval()
-            mx.eval(module.parameters())
+            entry.memory_bytes = table.add(entry.adapter, adapter_dir)
         except Exception as e:
             return self._failed(entry, e)
-        entry.module, entry.tokenizer, entry.family = module, base.tokenizer, base.family
+        entry.runner, entry.tokenizer, entry.family = table.model(entry.adapter), base.tokenizer, base.family
         entry.max_token_bytes, entry.stop_ids = base.max_token_bytes, base.stop_ids
         entry.config, entry.generation_config = base.config, base.generation_config
         entry.path = base.path
-        entry.memory_bytes = mx.get_active_memory() - before
         self._loaded(entry)
 
     def _done(self, entry: Entry, error: EngineError | None) -> None:
@@ -378,7 +374,9 @@ class Pool:
 
     def _release(self, entry: Entry) -> None:
         self._on_release(entry)
-        entry.module = entry.tokenizer = entry.family = None
+        if entry.adapter is not None and entry.runner is not None:
+            entry.runner.table.remove(entry.adapter)
+        entry.module = entry.runner = entry.tokenizer = entry.family = None
         entry.memory_bytes = 0
 
     def release_all(self) -> None:

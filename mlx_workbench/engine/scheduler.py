@@ -1,5 +1,6 @@
-"""Continuous batching: one mlx_lm BatchGenerator per loaded entry; requests join
-and leave between steps. Device thread only.
+"""Continuous batching: one mlx_lm BatchGenerator per loaded base model, whose rows may
+each run one of its adapters (`adapters.py`); requests join and leave between steps.
+Device thread only.
 
 Each request (a `Submission`) becomes `n` sequences in its entry's batch, one
 `Choice` each (`submission.py`: text, stop strings, logprobs; `batch.py`: the
@@ -20,7 +21,6 @@ from mlx_lm.utils import maybe_set_recommended_wired_limit
 
 from ..model_ids import format_id
 from .batch import Batch
-from .batch_masks import tagged, untagged
 from .cache import PromptCache
 from .config import EngineConfig
 from .constraints import grammar_tokenizer, matcher_factory
@@ -30,6 +30,7 @@ from .metrics import EngineMetrics, RequestTimes
 from .pool import Entry, Pool
 from .prompts import prompt_tokens, unwritten_tokens
 from .requests import Done, Event, Failed, Finished, FinishReason, Progress, PromptLogprobs, Started, Usage
+from .rows import Row, tagged, untagged
 from .sampling import LogitBias, make_logits_processors, make_sampler
 from .scoring import PromptScore
 from .status import EngineStatus, MemoryStatus
@@ -89,8 +90,7 @@ class Scheduler:
         """`sub` cannot join a batch now: its model must load first, or the batch is full."""
         if self._entry_state(sub) != "loaded":
             return True
-        entry = self.pool.entries[format_id(sub.model, sub.adapter)]
-        batch = self.batches.get(entry.id)
+        batch = self.batches.get(sub.model)
         return batch is not None and bool(batch.waiting or not batch.has_room(sub.request.n))
 
     def _entry_state(self, sub: Submission) -> str | None:
@@ -155,7 +155,9 @@ class Scheduler:
         sub.prompt = prompt_tokens(entry, sub.request)  # an EngineError fails sub alone (_run_or_fail)
         sub.entry = entry
         entry.active_requests += 1
-        batch = self.batches.get(entry.id) or self.batches.setdefault(entry.id, Batch(entry, self.config))
+        batch = self.batches.get(entry.model) or self.batches.setdefault(
+            entry.model, Batch(self.pool.entry(entry.model), self.config)
+        )
         batch.waiting.append(sub)
         self._admit_waiting(batch)
 
@@ -171,6 +173,7 @@ class Scheduler:
         self.busy = self.busy or bool(batch.choices or batch.waiting)
 
     def _start_request(self, batch: Batch, sub: Submission) -> None:
+        assert sub.entry is not None  # set by _queue_for_batch
         entry, n = batch.entry, sub.request.n
         bias, constraint = sub.request.sampling.logit_bias, sub.request.sampling.constraint
         sub.logit_bias = LogitBias(bias, entry.config["vocab_size"]) if bias else None
@@ -180,7 +183,7 @@ class Scheduler:
         sub.choices = [Choice(sub, i, entry.tokenizer, sub.request.sampling.stop, self._emit) for i in range(n)]
         top = sub.request.prompt_logprobs  # set: the prompt is scored
         # A prompt to score is computed from its first token: its pass replaces the prefill.
-        cache, rest = self.cache.fetch(entry.id, sub.prompt) if top is None else (None, sub.prompt)
+        cache, rest = self.cache.fetch(sub.entry.id, sub.prompt) if top is None else (None, sub.prompt)
         sub.cached_tokens = len(sub.prompt) - len(rest)
         sub.admitted = time.perf_counter()
         self.metrics.admitted(sub.model, sub.adapter, len(sub.prompt), sub.cached_tokens, looked_up=top is None)
@@ -196,7 +199,7 @@ class Scheduler:
         if top is None:
             return self._start_generation(batch, sub, cache, rest)
         batch.scoring = sub
-        sub.score = PromptScore(entry.module, sub.prompt, top, entry.tokenizer)
+        sub.score = PromptScore(sub.entry.runner, sub.prompt, top, entry.tokenizer)
         self._post(self._run_or_fail, sub, self._score_chunk, batch, sub)
 
     def _score_chunk(self, batch: Batch, sub: Submission) -> None:
@@ -235,16 +238,17 @@ class Scheduler:
     ) -> None:
         """Put `choices` into the generator: `rest` of the prompt on top of `kv` (holding `cached`)."""
         sub, entry = choices[0].sub, batch.entry
-        params = sub.request.sampling
+        assert sub.entry is not None and sub.entry.runner is not None  # loaded: its rows' model
+        runner, params = sub.entry.runner, sub.request.sampling
         max_tokens = min(params.max_tokens, self.config.max_tokens_cap)
         if entry.context_length is not None:
             max_tokens = min(max_tokens, entry.context_length - len(sub.prompt))
         # A grammar's state is its choice's own: a matcher each.
-        matchers = [sub.grammar.new() if sub.grammar else None for _ in choices]
+        rows = [Row(sub.adapter, sub.grammar.new() if sub.grammar else None, len(rest) - 1) for _ in choices]
         uids = batch.generator.insert(
             [rest] * len(choices),
             max_tokens=[max_tokens] * len(choices),
-            caches=[tagged(entry.module, copy.deepcopy(kv), m, len(rest)) for m in matchers],
+            caches=[tagged(copy.deepcopy(kv) if kv else runner.make_cache(), row) for row in rows],
             all_tokens=[list(cached) for _ in choices],
             samplers=[make_sampler(params, c.index, sub.logit_bias) for c in choices],
             logits_processors=[make_logits_processors(params, len(sub.prompt))] * len(choices),
@@ -303,18 +307,19 @@ class Scheduler:
                 self._fail_request(choice.sub, GenerationFailed(f"{type(e).__name__}: {e}"))
                 continue
             if r.finish_reason is not None:
-                self._cache_prompt(batch, r.all_tokens, r.prompt_cache)
+                self._cache_prompt(choice.sub, r.all_tokens, r.prompt_cache)
                 self._finish_choice(batch, choice, "stop" if stop_string or r.finish_reason == "stop" else "length")
             elif stop_string:
                 stopped.append(r.uid)  # the generator does not know: remove it
         if stopped:
             for uid, (kv, tokens) in batch.generator.remove(stopped, return_prompt_caches=True).items():
-                self._cache_prompt(batch, tokens, kv)
+                self._cache_prompt(batch.choices[uid].sub, tokens, kv)
                 self._finish_choice(batch, batch.choices[uid], "stop")
 
-    def _cache_prompt(self, batch: Batch, tokens: list[int] | None, kv) -> None:
-        if tokens and kv:
-            self.cache.store(batch.entry.id, tokens, untagged(kv))
+    def _cache_prompt(self, sub: Submission, tokens: list[int] | None, kv) -> None:
+        """Keyed on (base, adapter): a prefix one adapter computed is never another's."""
+        if tokens and kv and sub.entry is not None:
+            self.cache.store(sub.entry.id, tokens, untagged(kv))
 
     # ---- endings -----------------------------------------------------------
 
@@ -356,7 +361,7 @@ class Scheduler:
         times = RequestTimes(sub.submitted, sub.admitted, sub.first_token, sub.last_token, time.perf_counter())
         self.metrics.ended(sub.model, sub.adapter, reason, sum(c.tokens for c in sub.choices), times)
         sub.leave_queue()
-        batch = self.batches.get(sub.entry.id) if sub.entry else None
+        batch = self.batches.get(sub.entry.model) if sub.entry else None
         if batch is not None:
             if sub in batch.waiting:
                 batch.waiting.remove(sub)
@@ -383,8 +388,9 @@ class Scheduler:
 
     def _release_entry(self, entry: Entry) -> None:
         """The pool drops `entry` (never while it serves a request): nothing of ours
-        may keep its arrays alive."""
-        self._close_batch(entry.id)
+        may keep its arrays alive. An adapter's rows run in its base's batch."""
+        if entry.adapter is None:
+            self._close_batch(entry.id)
         self.cache.drop(entry.id)
 
     def _close_batch(self, key: str) -> None:

@@ -9,8 +9,8 @@ import re
 
 from engine_helpers import chat, texts
 
-from mlx_workbench.engine.batch_masks import Row, RowTags
 from mlx_workbench.engine.requests import Constraint
+from mlx_workbench.engine.rows import Row, RowTags
 
 DIGITS = Constraint("regex", "[0-9]{6,12}")
 WORDS = Constraint("choice", ["alpha", "beta", "gamma delta"])
@@ -56,7 +56,7 @@ async def test_a_constrained_row_joins_a_running_batch_from_the_prompt_cache(mak
 
 
 def test_row_tags_follow_mlx_lm_cache_protocol():
-    rows = [Row(None, prefill=p) for p in (3, 1, 0)]
+    rows = [Row(prefill=p) for p in (3, 1, 0)]
     merged = RowTags([]).merge([RowTags([r]) for r in rows])
     assert merged.rows == rows
     merged.filter([0, 2])
@@ -66,7 +66,7 @@ def test_row_tags_follow_mlx_lm_cache_protocol():
     copied = copy.deepcopy(merged)
     assert copied.rows == merged.rows and copied.rows is not merged.rows  # the same rows, a list of its own
     # Passes of 2 positions over prompts of 3 and 1 tokens to prefill (the second right-padded).
-    tags = RowTags([Row(None, prefill=3), Row(None, prefill=1)])
+    tags = RowTags([Row(prefill=3), Row(prefill=1)])
     tags.prefilled(2)
     assert [r.prefill > 0 for r in tags.rows] == [True, False]
     tags.filter([0])

@@ -73,16 +73,25 @@ def build_tiny_llama(path: Path, hidden: int = 64, layers: int = 2, seed: int = 
     return path
 
 
-def build_tiny_adapter(model_dir: Path, path: Path, rank: int = 4, seed: int = 1) -> Path:
-    """A LoRA adapter with random (non-zero) weights for the model in `model_dir`."""
+def build_tiny_adapter(
+    model_dir: Path,
+    path: Path,
+    rank: int = 4,
+    seed: int = 1,
+    num_layers: int = 2,
+    scale: float = 20.0,
+    keys: list[str] | None = None,
+) -> Path:
+    """A LoRA adapter with random (non-zero) weights for the model in `model_dir`, on its
+    last `num_layers` layers (`keys`: only these of their linear layers)."""
     from mlx_lm.tuner.utils import linear_to_lora_layers
     from mlx_lm.utils import load_model
 
     path.mkdir(parents=True, exist_ok=True)
     config = {
         "fine_tune_type": "lora",
-        "num_layers": 2,
-        "lora_parameters": {"rank": rank, "scale": 20.0, "dropout": 0.0},
+        "num_layers": num_layers,
+        "lora_parameters": {"rank": rank, "scale": scale, "dropout": 0.0, **({"keys": keys} if keys else {})},
     }
     model, _ = load_model(model_dir)
     linear_to_lora_layers(model, config["num_layers"], config["lora_parameters"])
