@@ -19,7 +19,7 @@ NO_TOOLS = "this server does not support tool or function calls"
 TEXT_ONLY = "the models here accept text only"
 
 
-ConstraintKind = Literal["json_object", "json_schema", "regex", "choice", "lark"]
+ConstraintKind = Literal["json_object", "json_schema", "regex", "choice", "lark", "tool_calls"]
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,13 @@ class Constraint:
 
     kind: "json_object" (any JSON object), "json_schema" (value: the schema),
     "regex" (value: a pattern the whole text matches), "choice" (value: the strings
-    allowed), "lark" (value: a Lark grammar). `param` names the request field it came
-    from, for errors.
+    allowed), "lark" (value: a Lark grammar), "tool_calls" (value: {"functions": [{"name",
+    "parameters"}], "parallel": bool}: one call, or several, of these functions in the
+    model family's syntax). `param` names the request field it came from, for errors.
     """
 
     kind: ConstraintKind
-    value: Any = None  # by kind: None, a schema dict, a pattern, a tuple of strings, a grammar
+    value: Any = None  # by kind: None, a schema dict, a pattern, a tuple of strings, a grammar, the calls
     param: str = "response_format"
 
 
@@ -68,6 +69,7 @@ class GenerationRequest:
     model: str
     adapter: str | None = None
     messages: list[dict] | None = None
+    tools: list[dict] | None = None  # chat: OpenAI function tools, described to the model
     prompt: str | list[int] | None = None
     sampling: SamplingParams = field(default_factory=SamplingParams)
     n: int = 1
@@ -90,6 +92,7 @@ class Started:
 
     prompt_tokens: int
     cached_tokens: int = 0
+    tool_syntax: str | None = None  # how the model writes tool calls (a `tool_calls.SYNTAXES` key)
 
 
 @dataclass
