@@ -216,8 +216,9 @@ class ChatCompletionsHandler(GenerationHandler):
     @web.authenticated
     async def post(self):
         body: req.ChatCompletionRequest = self.parse(req.ChatCompletionRequest)
-        request = self.request_for(body, messages=[m.for_template() for m in body.messages])
-        await self.generate(body, [request], ChatBuilder(body.model, body.n, body.logprobs))
+        tools = body.tool_plan()
+        request = self.request_for(body, messages=[m.for_template() for m in body.messages], tools=tools.tools or None)
+        await self.generate(body, [request], ChatBuilder(body.model, body.n, body.logprobs, tools))
 
 
 class CompletionsHandler(GenerationHandler):
