@@ -192,12 +192,13 @@ def _validate_message(i: int, message) -> dict:
     role = {"developer": "system", "function": "tool"}.get(message.get("role"), message.get("role"))
     if role not in ROLES:
         raise _invalid(f"{where} has role {role!r}; supported roles are {', '.join(ROLES)}.")
-    checked = {"role": role, "content": _text_content(where, message.get("content") or "")}
+    calls = message.get("tool_calls") or ([message["function_call"]] if message.get("function_call") else [])
+    content = message.get("content")
+    checked = {"role": role, "content": "" if content is None and calls else _text_content(where, content)}
     if role == "tool":
         checked["tool_call_id"] = message.get("tool_call_id") or ""
         if message.get("name"):
             checked["name"] = message["name"]
-    calls = message.get("tool_calls") or ([message["function_call"]] if message.get("function_call") else [])
     if calls and role == "assistant":
         checked["tool_calls"] = [_tool_call(f"{where}.tool_calls[{j}]", call) for j, call in enumerate(calls)]
     return checked
