@@ -98,3 +98,21 @@ def test_answers_of_the_agent_apis_fit_the_schemas(document, http):
     for data in sse_data(http, "mlx/v1/messages", message):
         event.validate(data)
     validator(document, "AnthropicError").validate(http.post("mlx/v1/messages", json={"model": "demo"}).json())
+
+
+def test_tool_calls_fit_the_schemas(document, http):
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+    body = {"model": "demo", "messages": HELLO, "tools": tools, "tool_choice": "required", "max_tokens": 30}
+    validator(document, "ChatCompletionRequest").validate(body)
+    answer = http.post("mlx/v1/chat/completions", json=body).json()
+    assert answer["choices"][0]["message"]["tool_calls"]
+    validator(document, "ChatCompletion").validate(answer)
+    chunks = sse_data(http, "mlx/v1/chat/completions", body)
+    assert any(c["choices"] and c["choices"][0]["delta"].get("tool_calls") for c in chunks)
+    for chunk in chunks:
+        validator(document, "ChatCompletionChunk").validate(chunk)
+    history = [*HELLO, answer["choices"][0]["message"]]
+    tool_call_id = answer["choices"][0]["message"]["tool_calls"][0]["id"]
+    validator(document, "ChatCompletionRequest").validate(
+        {"model": "demo", "messages": [*history, {"role": "tool", "tool_call_id": tool_call_id, "content": "4"}]}
+    )
