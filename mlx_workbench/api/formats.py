@@ -185,7 +185,9 @@ class ChatBuilder(ResponseBuilder):
         choices = [
             res.ChatChoice(
                 index=i,
-                message=self.readers[i].message(self.text(i)) if self.readers else res.AssistantMessage(content=self.text(i)),
+                message=self.readers[i].message(self.text(i))
+                if self.readers
+                else res.AssistantMessage(content=self.text(i)),
                 logprobs=chat_logprobs(self.token_logprobs[i]) if self.logprobs else None,
                 finish_reason=self._finish_reason(i),
             )

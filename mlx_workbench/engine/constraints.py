@@ -39,7 +39,9 @@ def grammar_of(constraint: Constraint, syntax: ToolSyntax) -> str:
     kind, value = constraint.kind, constraint.value
     if kind == "tool_calls":
         body = {**syntax.call_schema(value["functions"]), "x-guidance": _JSON_OPTIONS}
-        return llguidance.LLMatcher.grammar_from_lark(f"{syntax.lark_frame(value['parallel'])}body: %json {json.dumps(body)}")
+        return llguidance.LLMatcher.grammar_from_lark(
+            f"{syntax.lark_frame(value['parallel'])}body: %json {json.dumps(body)}"
+        )
     if kind == "json_object":
         return llguidance.LLMatcher.grammar_from_json_schema({"type": "object"}, overrides=_JSON_OPTIONS)
     if kind == "json_schema":

@@ -189,12 +189,13 @@ def _validate_message(i: int, message) -> dict:
     where = f"messages[{i}]"
     if not isinstance(message, dict):
         raise _invalid(f"{where} must be an object with 'role' and 'content'.")
-    role = {"developer": "system", "function": "tool"}.get(message.get("role"), message.get("role"))
+    role = message.get("role")
+    role = {"developer": "system", "function": "tool"}.get(role, role) if isinstance(role, str) else role
     if role not in ROLES:
         raise _invalid(f"{where} has role {role!r}; supported roles are {', '.join(ROLES)}.")
     calls = message.get("tool_calls") or ([message["function_call"]] if message.get("function_call") else [])
     content = message.get("content")
-    checked = {"role": role, "content": "" if content is None and calls else _text_content(where, content)}
+    checked: dict = {"role": role, "content": "" if content is None and calls else _text_content(where, content)}
     if role == "tool":
         checked["tool_call_id"] = message.get("tool_call_id") or ""
         if message.get("name"):

@@ -73,7 +73,9 @@ def _literal(text: str) -> list[str]:
     return [json.dumps(text)] if text else []
 
 
-LLAMA3_JSON = ToolSyntax(name="llama3_json", start='{"name"', args_key="parameters", separator="; ", result_role="ipython")
+LLAMA3_JSON = ToolSyntax(
+    name="llama3_json", start='{"name"', args_key="parameters", separator="; ", result_role="ipython"
+)
 HERMES = ToolSyntax(
     name="hermes",
     start="<tool_call>",
@@ -153,8 +155,9 @@ class ToolCallParser:
             at = self.text.find(self.syntax.start, self._pos)
             end = at if at >= 0 else len(self.text) if final else self._safe_end()
             if end > self._pos:
-                pieces.append(self.text[self._pos : end])
-                self.content += pieces[-1]
+                content = self.text[self._pos : end]
+                pieces.append(content)
+                self.content += content
                 self._pos = end
             if at < 0:
                 return pieces
@@ -215,7 +218,10 @@ class ToolCallParser:
             return
         call = ToolCall(name=body["name"], arguments=json.dumps(arguments))
         self.calls.append(call)
-        pieces += [CallStarted(len(self.calls) - 1, call.id, call.name), CallArguments(len(self.calls) - 1, call.arguments)]
+        pieces += [
+            CallStarted(len(self.calls) - 1, call.id, call.name),
+            CallArguments(len(self.calls) - 1, call.arguments),
+        ]
 
     def _next_call(self, end: int) -> bool:
         self._pos, self._call_at, self._sent = end, None, 0

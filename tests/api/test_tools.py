@@ -26,7 +26,10 @@ WEATHER = {
 }
 ADD = {
     "type": "object",
-    "properties": {"a": {"type": "integer", "minimum": -99, "maximum": 99}, "b": {"type": "integer", "minimum": -99, "maximum": 99}},
+    "properties": {
+        "a": {"type": "integer", "minimum": -99, "maximum": 99},
+        "b": {"type": "integer", "minimum": -99, "maximum": 99},
+    },
     "required": ["a", "b"],
     "additionalProperties": False,
 }
@@ -54,7 +57,13 @@ async def test_twenty_seeded_forced_calls_validate(async_openai_client, model, t
     replies = await asyncio.gather(
         *(
             async_openai_client.chat.completions.create(
-                model=model, messages=USER, tools=TOOLS, tool_choice=tool_choice, temperature=1.0, seed=seed, max_tokens=120
+                model=model,
+                messages=USER,
+                tools=TOOLS,
+                tool_choice=tool_choice,
+                temperature=1.0,
+                seed=seed,
+                max_tokens=120,
             )
             for seed in range(20)
         )
@@ -108,7 +117,9 @@ def assembled(chunks) -> tuple[dict[int, dict], str, str | None, int]:
 
 @pytest.mark.parametrize("model", ["demo", "demo-chatml"])
 def test_streamed_calls_equal_unstreamed(openai_client, model):
-    request = dict(model=model, messages=USER, tools=TOOLS, tool_choice="required", temperature=1.0, seed=9, max_tokens=120)
+    request = dict(
+        model=model, messages=USER, tools=TOOLS, tool_choice="required", temperature=1.0, seed=9, max_tokens=120
+    )
     whole = openai_client.chat.completions.create(**request).choices[0]
     calls, content, finish, argument_chunks = assembled(openai_client.chat.completions.create(**request, stream=True))
     assert finish == whole.finish_reason == "tool_calls" and not content
@@ -135,7 +146,9 @@ def test_auto_reads_a_call_and_keeps_the_text_before_it(openai_client):
 
 
 def test_a_call_not_written_is_plain_content(openai_client):
-    reply = openai_client.chat.completions.create(model="demo", messages=USER, tools=TOOLS, max_tokens=40, temperature=0)
+    reply = openai_client.chat.completions.create(
+        model="demo", messages=USER, tools=TOOLS, max_tokens=40, temperature=0
+    )
     choice = reply.choices[0]
     assert choice.message.tool_calls is None and choice.message.content
     assert choice.finish_reason in ("stop", "length")

@@ -65,7 +65,7 @@ FAMILY_TOKENIZERS = {
             "{%- for message in messages %}{%- if message.role == 'tool' %}"
             "{{- '<|im_start|>user\n<tool_response>\n' + message.content + '\n</tool_response><|im_end|>\n' }}"
             "{%- else %}{{- '<|im_start|>' + message.role + '\n' + message.content }}"
-            "{%- for call in message.tool_calls or [] %}{{- '\n<tool_call>\n{\"name\": \"' + call.function.name + "
+            '{%- for call in message.tool_calls or [] %}{{- \'\n<tool_call>\n{"name": "\' + call.function.name + '
             "'\", \"arguments\": ' + call.function.arguments | tojson + '}\n</tool_call>' }}{%- endfor %}"
             "{{- '<|im_end|>\n' }}{%- endif %}{%- endfor %}"
             "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
