@@ -95,6 +95,11 @@ class ResponseBuilder:
     def delta_chunk(self, delta: engine.Delta):
         raise NotImplementedError
 
+    def delta_chunks(self, delta: engine.Delta) -> list:
+        """The chunks of a delta: one, or none (or several, for a builder that overrides this)."""
+        chunk = self.delta_chunk(delta)
+        return [] if chunk is None else [chunk]
+
     def finish_chunk(self, index: int, reason: engine.FinishReason):
         raise NotImplementedError
 

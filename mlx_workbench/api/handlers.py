@@ -41,7 +41,7 @@ from .admin import HealthHandler, LoadHandler, OpenAPIHandler, PinHandler, Statu
 from .base import BaseHandler
 from .errors import ApiError, api_error
 from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
-from .responses import CreateResponse, DeletedResponse, Response, ResponsesBuilder, template_message
+from .responses import CreateResponse, DeletedResponse, Response, ResponsesBuilder, output_messages, template_message
 from .sse import ClientGone, EventStream
 
 
@@ -156,8 +156,7 @@ class GenerationHandler(BaseHandler):
         for event in merge_deltas(batch):
             if isinstance(event, Delta):
                 self._tokens += len(event.token_ids)
-                chunk = builder.delta_chunk(event)
-                if chunk is not None:
+                for chunk in builder.delta_chunks(event):
                     stream.write(chunk)
             elif isinstance(event, PromptLogprobs):
                 stream.write(builder.prompt_logprobs_chunk(event))
@@ -245,13 +244,13 @@ class ResponsesHandler(GenerationHandler):
         history = self._previous(body.previous_response_id).messages if body.previous_response_id else []
         conversation = history + body.messages()
         instructions = [template_message("system", body.instructions)] if body.instructions else []
-        request = self.request_for(body, messages=instructions + conversation)
+        request = self.request_for(body, messages=instructions + conversation, tools=body.tool_plan().tools or None)
 
         def store(response: Response) -> None:
             if body.store:
-                answer = template_message("assistant", response.output[0].content[0].text)
+                answer = output_messages(response)
                 self.engine.conversations.put(
-                    Conversation(response.id, conversation + [answer], response.model_dump_json().encode())
+                    Conversation(response.id, conversation + answer, response.model_dump_json().encode())
                 )
 
         await self.generate(body, [request], ResponsesBuilder(body, store))

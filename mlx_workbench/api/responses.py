@@ -8,7 +8,8 @@ object, or its semantic stream events in OpenAI's order with sequence numbers.
 A stored response keeps its conversation in the engine's conversation store
 (`engine/conversations.py`), which `previous_response_id` continues: the messages
 replayed give the prompt the very tokens of the last turn, which the prompt cache holds.
-`text.format` (json_object, json_schema) is enforced as chat's response_format is; tools are refused for now.
+`text.format` (json_object, json_schema) is enforced as chat's response_format is; function
+tools are chat's tools (`response_tools.py`), their calls output items of their own.
 """
 
 from __future__ import annotations
@@ -17,13 +18,25 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationInfo, field_validator, model_validator
 
 from ..engine import requests as engine
 from ..engine.requests import Constraint, SamplingParams
+from ..engine.tool_calls import SYNTAXES, CallArguments, CallStarted, ParsedPiece, ToolCall, ToolCallParser
 from .errors import ApiError
 from .formats import ResponseBuilder
-from .request_schemas import NO_TOOLS, Int, NoTools, Request
+from .request_schemas import Int, Request, ToolPlan
+from .response_tools import (
+    ArgumentsDeltaEvent,
+    ArgumentsDoneEvent,
+    FunctionCallInput,
+    FunctionCallItem,
+    FunctionCallOutputInput,
+    FunctionTool,
+    ToolChoice,
+    check_tool_choice,
+    tool_plan,
+)
 
 
 def new_id(prefix: str) -> str:
@@ -56,13 +69,6 @@ class InputMessage(Request):
     type: Literal["message"] = "message"
     role: Literal["user", "assistant", "system", "developer"]
     content: str | list[InputText]
-
-    @field_validator("type", mode="before")
-    @classmethod
-    def _messages_only(cls, kind):
-        if kind != "message":
-            raise ValueError(f"{kind!r} items cannot be used: {NO_TOOLS}")
-        return kind
 
     def for_template(self) -> dict:
         return template_message(
@@ -114,8 +120,8 @@ def _non_empty_branches(schema: dict) -> None:
 
 class CreateResponse(Request):
     model: str = Field(min_length=1, description='A model id: "name" or "name:adapter".')
-    input: str | list[InputMessage] = Field(
-        description="Text (a user message) or message items; other item types are not supported yet.",
+    input: str | list[InputMessage | FunctionCallInput | FunctionCallOutputInput] = Field(
+        description="Text (a user message), or message, function_call and function_call_output items.",
         json_schema_extra=_non_empty_branches,
     )
     instructions: str | None = Field(None, description="A system message first; not carried to later responses.")
@@ -128,11 +134,9 @@ class CreateResponse(Request):
     store: bool | None = Field(True, description="Keep it for GET and previous_response_id (a bounded store, LRU).")
     metadata: dict[str, str] | None = None
     text: TextConfig | None = None
-    tools: NoTools = Field(None, description=f"Not supported: {NO_TOOLS}.", json_schema_extra={"maxItems": 0})
-    tool_choice: str | dict | None = Field(
-        None,
-        description='Only "none" and "auto": there are no tools.',
-        json_schema_extra={"anyOf": [{"enum": ["none", "auto"]}, {"type": "null"}]},
+    tools: list[FunctionTool] | None = Field(None, description="Function tools (other tool types are not served).")
+    tool_choice: ToolChoice | None = Field(
+        None, description='"required" and a named function are enforced while decoding: the calls parse and validate.'
     )
     parallel_tool_calls: bool | None = True
     background: bool | None = Field(
@@ -155,9 +159,11 @@ class CreateResponse(Request):
 
     @field_validator("tool_choice")
     @classmethod
-    def _no_tool_choice(cls, choice):
-        if choice not in (None, "none", "auto"):
-            raise ValueError(NO_TOOLS)
+    def _tool_choice(cls, choice, info: ValidationInfo):
+        check_tool_choice(choice, info.data.get("tools"))
+        text = info.data.get("text")
+        if choice not in (None, "none", "auto") and text and text.format and text.format.type != "text":
+            raise ValueError("a forced tool call cannot be combined with text.format")
         return choice
 
     @field_validator("background")
@@ -184,14 +190,31 @@ class CreateResponse(Request):
         """The input as chat messages (without the instructions, which are not carried over)."""
         if isinstance(self.input, str):
             return [template_message("user", self.input)]
-        return [item.for_template() for item in self.input]
+        messages: list[dict] = []
+        for item in self.input:
+            if isinstance(item, FunctionCallInput):  # the calls of one answer join its message
+                if not messages or messages[-1]["role"] != "assistant":
+                    messages.append(template_message("assistant", ""))
+                messages[-1].setdefault("tool_calls", []).append(item.for_template())
+            else:
+                messages.append(item.for_template())
+        return messages
+
+    def tool_plan(self) -> ToolPlan:
+        return tool_plan(self.tools or [], self.tool_choice, parallel=self.parallel_tool_calls is not False)
+
+    def constraint(self) -> Constraint | None:
+        plan = self.tool_plan()
+        if plan.forced:
+            return Constraint("tool_calls", {"functions": plan.forced, "parallel": not plan.single}, param="tools")
+        form = self.text.format if self.text else None
+        return form.constraint() if form else None
 
     def sampling(self, max_tokens_cap: int) -> SamplingParams:
         requested = self.max_output_tokens
-        form = self.text.format if self.text else None
         return SamplingParams(
             max_tokens=min(max_tokens_cap if requested is None else requested, max_tokens_cap),
-            constraint=form.constraint() if form else None,
+            constraint=self.constraint(),
             temperature=self.temperature,  # type: ignore[arg-type]  (never null: _null_is_the_default)
             top_p=self.top_p,  # type: ignore[arg-type]  (never null: _null_is_the_default)
         )
@@ -249,7 +272,7 @@ class Response(BaseModel):
     incomplete_details: IncompleteDetails | None = None
     instructions: str | None
     model: str
-    output: list[OutputMessage]
+    output: list[OutputMessage | FunctionCallItem]
     parallel_tool_calls: bool
     previous_response_id: str | None
     max_output_tokens: int | None
@@ -258,8 +281,8 @@ class Response(BaseModel):
     temperature: float
     top_p: float
     text: dict = Field(default_factory=lambda: {"format": {"type": "text"}})
-    tool_choice: str
-    tools: list = Field(default_factory=list)
+    tool_choice: str | dict
+    tools: list[FunctionTool] = Field(default_factory=list)
     truncation: Literal["disabled"] = "disabled"
     usage: ResponseUsage | None = None
 
@@ -290,7 +313,7 @@ class ResponseEvent(StreamEvent):
 class OutputItemEvent(StreamEvent):
     type: Literal["response.output_item.added", "response.output_item.done"]
     output_index: int
-    item: OutputMessage
+    item: OutputMessage | FunctionCallItem
 
 
 class ContentPartEvent(StreamEvent):
@@ -320,7 +343,13 @@ class TextDoneEvent(StreamEvent):
 
 
 ResponseStreamEvent = Annotated[
-    ResponseEvent | OutputItemEvent | ContentPartEvent | TextDeltaEvent | TextDoneEvent,
+    ResponseEvent
+    | OutputItemEvent
+    | ContentPartEvent
+    | TextDeltaEvent
+    | TextDoneEvent
+    | ArgumentsDeltaEvent
+    | ArgumentsDoneEvent,
     Field(discriminator="type"),
 ]
 
@@ -332,8 +361,24 @@ class ResponseStreamEvents(RootModel[ResponseStreamEvent]):
 # ---- engine events -> the Response and its stream ------------------------------------------
 
 
+OutputItem = OutputMessage | FunctionCallItem
+
+
+def call_item(call: ToolCall, status: Literal["in_progress", "completed", "incomplete"]) -> FunctionCallItem:
+    item_id = "fc_" + call.id.removeprefix("call_")
+    return FunctionCallItem(id=item_id, call_id=call.id, name=call.name, arguments=call.arguments, status=status)
+
+
+def output_messages(response: Response) -> list[dict]:
+    """A response's output as the chat messages that continue its conversation."""
+    texts = [part.text for item in response.output if isinstance(item, OutputMessage) for part in item.content]
+    calls = [item.for_template() for item in response.output if isinstance(item, FunctionCallItem)]
+    return [{**template_message("assistant", "".join(texts)), **({"tool_calls": calls} if calls else {})}]
+
+
 class ResponsesBuilder(ResponseBuilder):
-    """One response of one output message."""
+    """One response: an output message, and function calls when the request has tools. A
+    stream opens each output item as its first piece arrives, and closes it before the next."""
 
     named_events = True
 
@@ -344,6 +389,16 @@ class ResponsesBuilder(ResponseBuilder):
         self.body = body
         self.sequence = 0
         self.on_final = on_final  # called before the final response leaves: stores it
+        self.plan = body.tool_plan()
+        self.parser: ToolCallParser | None = None  # reads the calls, when there are tools
+        self._read = 0  # of the text, what the parser has read
+        self._streamed: list[OutputItem] = []  # the items a stream has opened
+        self._open = False  # the last of them is not done yet
+
+    def begin(self, started: engine.Started) -> None:
+        super().begin(started)
+        if self.plan.parse and started.tool_syntax:
+            self.parser = ToolCallParser(SYNTAXES[started.tool_syntax], max_calls=1 if self.plan.single else None)
 
     def _next(self) -> int:
         self.sequence += 1
@@ -356,11 +411,12 @@ class ResponsesBuilder(ResponseBuilder):
     def _response(
         self,
         status: Literal["in_progress", "completed", "incomplete", "failed"],
-        output: list[OutputMessage],
+        output: list[OutputItem],
         u: engine.Usage | None = None,
         error: ResponseError | None = None,
     ) -> Response:
         body = self.body
+        choice = body.tool_choice or "auto"
         return Response(
             id=self.id,
             created_at=self.created,
@@ -377,7 +433,8 @@ class ResponsesBuilder(ResponseBuilder):
             store=body.store,  # type: ignore[arg-type]  (never null: _null_is_the_default)
             temperature=body.temperature,  # type: ignore[arg-type]  (never null: _null_is_the_default)
             top_p=body.top_p,  # type: ignore[arg-type]  (never null: _null_is_the_default)
-            tool_choice=body.tool_choice or "auto",  # type: ignore[arg-type]  (a string: "none" or "auto")
+            tool_choice=choice if isinstance(choice, str) else choice.model_dump(),
+            tools=body.tools or [],
             text={"format": body.text.format.model_dump(by_alias=True, exclude_none=True)}
             if body.text and body.text.format
             else {"format": {"type": "text"}},
@@ -394,16 +451,29 @@ class ResponsesBuilder(ResponseBuilder):
     def _status(self) -> Literal["incomplete", "completed"]:
         return "incomplete" if self.finish_reasons[0] == "length" else "completed"
 
+    def _pieces(self, final: bool) -> list[ParsedPiece]:
+        """What the text generated since the last call says: content, or calls."""
+        text, self._read = self.text(0)[self._read :], len(self.text(0))
+        if self.parser is None:
+            return [text] if text else []
+        return self.parser.feed(text) + (self.parser.finish() if final else [])
+
+    def _output(self, status: Literal["completed", "incomplete"]) -> list[OutputItem]:
+        self._pieces(final=True)
+        if self.parser is None:
+            return [self._message(status, self.text(0))]
+        calls: list[OutputItem] = [call_item(c, status) for c in self.parser.calls]
+        content = self.parser.content
+        return ([self._message(status, content)] if content or not calls else []) + calls
+
     def response(self, u: engine.Usage) -> Response:
-        status = self._status()
-        final = self._response(status, [self._message(status, self.text(0))], u)
+        final = self._response(self._status(), self._output(self._status()), u)
         self.on_final(final)
         return final
 
     # streaming
 
     def opening_chunks(self) -> list[StreamEvent]:
-        part = OutputText(text="")
         return [
             ResponseEvent(
                 type="response.created", sequence_number=self._next(), response=self._response("in_progress", [])
@@ -411,55 +481,91 @@ class ResponsesBuilder(ResponseBuilder):
             ResponseEvent(
                 type="response.in_progress", sequence_number=self._next(), response=self._response("in_progress", [])
             ),
-            OutputItemEvent(
-                type="response.output_item.added",
-                sequence_number=self._next(),
-                output_index=0,
-                item=self._message("in_progress", None),
-            ),
-            ContentPartEvent(
-                type="response.content_part.added",
-                sequence_number=self._next(),
-                item_id=self.item_id,
-                output_index=0,
-                content_index=0,
-                part=part,
-            ),
         ]
 
-    def delta_chunk(self, delta: engine.Delta) -> TextDeltaEvent | None:
+    def delta_chunks(self, delta: engine.Delta) -> list[BaseModel]:
         self.add(delta)
-        if not delta.text:
-            return None
-        return TextDeltaEvent(
-            type="response.output_text.delta",
-            sequence_number=self._next(),
-            item_id=self.item_id,
-            output_index=0,
-            content_index=0,
-            delta=delta.text,
-        )
+        return self._events(self._pieces(final=False))
 
     def finish_chunk(self, index: int, reason: str) -> None:
         return None  # the closing chunks say it
 
-    def closing_chunks(self, u: engine.Usage, include_usage: bool) -> list[BaseModel]:
-        text = self.text(0)
-        final = self.response(u)
-        ids = {"item_id": self.item_id, "output_index": 0, "content_index": 0}
+    def _events(self, pieces: list[ParsedPiece]) -> list[BaseModel]:
+        events: list[BaseModel] = []
+        for piece in pieces:
+            if isinstance(piece, str) and not self._streamed:
+                events += self._add(self._message("in_progress", None))
+                part = OutputText(text="")
+                events.append(ContentPartEvent(type="response.content_part.added", part=part, **self._part_ids()))
+            if isinstance(piece, str):
+                events.append(TextDeltaEvent(type="response.output_text.delta", delta=piece, **self._part_ids()))
+            elif isinstance(piece, CallStarted):
+                started = call_item(ToolCall(name=piece.name, id=piece.id), "in_progress")
+                events += self._close_item(self._status()) + self._add(started)
+            elif isinstance(piece, CallArguments):
+                ids = {"item_id": self._streamed[-1].id, "output_index": len(self._streamed) - 1}
+                events.append(ArgumentsDeltaEvent(sequence_number=self._next(), delta=piece.text, **ids))
+        return events
+
+    def _part_ids(self) -> dict:
+        return {"sequence_number": self._next(), "item_id": self.item_id, "output_index": 0, "content_index": 0}
+
+    def _add(self, item: OutputItem) -> list[BaseModel]:
+        self._streamed.append(item)
+        self._open = True
+        added = "response.output_item.added"
         return [
-            TextDoneEvent(type="response.output_text.done", sequence_number=self._next(), text=text, **ids),
-            ContentPartEvent(
-                type="response.content_part.done", sequence_number=self._next(), part=OutputText(text=text), **ids
-            ),
+            OutputItemEvent(type=added, sequence_number=self._next(), output_index=len(self._streamed) - 1, item=item)
+        ]
+
+    def _close_item(
+        self, status: Literal["completed", "incomplete"], final: OutputItem | None = None
+    ) -> list[BaseModel]:
+        """The events that end the open item (`final`: as the response has it)."""
+        if not self._open:
+            return []
+        self._open, index, item = False, len(self._streamed) - 1, self._streamed[-1]
+        if isinstance(item, OutputMessage):
+            text = self.parser.content if self.parser else self.text(0)
+            done = final or self._message(status, text)
+            events: list[BaseModel] = [
+                TextDoneEvent(type="response.output_text.done", text=text, **self._part_ids()),
+                ContentPartEvent(type="response.content_part.done", part=OutputText(text=text), **self._part_ids()),
+            ]
+        else:
+            calls = self.parser.calls  # type: ignore[union-attr]  (a call item comes from the parser)
+            call = calls[index - isinstance(self._streamed[0], OutputMessage)]  # the message, if any, came first
+            done = final or call_item(call, status)
+            events = [
+                ArgumentsDoneEvent(
+                    sequence_number=self._next(),
+                    item_id=item.id,
+                    output_index=index,
+                    name=call.name,
+                    arguments=call.arguments,
+                )
+            ]
+        return events + [
             OutputItemEvent(
-                type="response.output_item.done", sequence_number=self._next(), output_index=0, item=final.output[0]
-            ),
+                type="response.output_item.done", sequence_number=self._next(), output_index=index, item=done
+            )
+        ]
+
+    def closing_chunks(self, u: engine.Usage, include_usage: bool) -> list[BaseModel]:
+        events = self._events(self._pieces(final=True))
+        if not self._streamed:  # nothing generated: an empty message
+            events += self._add(self._message("in_progress", None))
+            events.append(
+                ContentPartEvent(type="response.content_part.added", part=OutputText(text=""), **self._part_ids())
+            )
+        final = self.response(u)
+        events += self._close_item(final.status, final.output[-1])  # type: ignore[arg-type]  (completed or incomplete)
+        return events + [
             ResponseEvent(
                 type=f"response.{final.status}",  # type: ignore[arg-type]  (completed or incomplete)
                 sequence_number=self._next(),
                 response=final,
-            ),
+            )
         ]
 
     def failure_chunk(self, error: ApiError) -> ResponseEvent:
