@@ -41,7 +41,8 @@ from .admin import HealthHandler, LoadHandler, OpenAPIHandler, PinHandler, Statu
 from .base import BaseHandler
 from .errors import ApiError, api_error
 from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
-from .responses import CreateResponse, DeletedResponse, Response, ResponsesBuilder, output_messages, template_message
+from .response_objects import DeletedResponse, Response
+from .responses import CreateResponse, ResponsesBuilder, output_messages, template_message
 from .sse import ClientGone, EventStream
 
 

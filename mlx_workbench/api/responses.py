@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..engine import requests as engine
 from ..engine.requests import Constraint, SamplingParams
@@ -26,6 +26,23 @@ from ..engine.tool_calls import SYNTAXES, CallArguments, CallStarted, ParsedPiec
 from .errors import ApiError
 from .formats import ResponseBuilder
 from .request_schemas import Int, Request, ToolPlan
+from .response_objects import (
+    ContentPartEvent,
+    IncompleteDetails,
+    InputTokensDetails,
+    OutputItem,
+    OutputItemEvent,
+    OutputMessage,
+    OutputText,
+    Response,
+    ResponseError,
+    ResponseEvent,
+    ResponseUsage,
+    StreamEvent,
+    TextDeltaEvent,
+    TextDoneEvent,
+    call_item,
+)
 from .response_tools import (
     ArgumentsDeltaEvent,
     ArgumentsDoneEvent,
@@ -218,155 +235,6 @@ class CreateResponse(Request):
             temperature=self.temperature,  # type: ignore[arg-type]  (never null: _null_is_the_default)
             top_p=self.top_p,  # type: ignore[arg-type]  (never null: _null_is_the_default)
         )
-
-
-# ---- responses ------------------------------------------------------------------------
-
-
-class OutputText(BaseModel):
-    type: Literal["output_text"] = "output_text"
-    text: str
-    annotations: list = Field(default_factory=list)
-    logprobs: list = Field(default_factory=list)
-
-
-class OutputMessage(BaseModel):
-    id: str
-    type: Literal["message"] = "message"
-    role: Literal["assistant"] = "assistant"
-    status: Literal["in_progress", "completed", "incomplete"]
-    content: list[OutputText]
-
-
-class InputTokensDetails(BaseModel):
-    cached_tokens: int
-
-
-class OutputTokensDetails(BaseModel):
-    reasoning_tokens: int = 0
-
-
-class ResponseUsage(BaseModel):
-    input_tokens: int
-    input_tokens_details: InputTokensDetails
-    output_tokens: int
-    output_tokens_details: OutputTokensDetails = Field(default_factory=OutputTokensDetails)
-    total_tokens: int
-
-
-class IncompleteDetails(BaseModel):
-    reason: Literal["max_output_tokens"]
-
-
-class ResponseError(BaseModel):
-    code: str
-    message: str
-
-
-class Response(BaseModel):
-    id: str
-    object: Literal["response"] = "response"
-    created_at: int
-    status: Literal["in_progress", "completed", "incomplete", "failed"]
-    error: ResponseError | None = None
-    incomplete_details: IncompleteDetails | None = None
-    instructions: str | None
-    model: str
-    output: list[OutputMessage | FunctionCallItem]
-    parallel_tool_calls: bool
-    previous_response_id: str | None
-    max_output_tokens: int | None
-    metadata: dict[str, str]
-    store: bool
-    temperature: float
-    top_p: float
-    text: dict = Field(default_factory=lambda: {"format": {"type": "text"}})
-    tool_choice: str | dict
-    tools: list[FunctionTool] = Field(default_factory=list)
-    truncation: Literal["disabled"] = "disabled"
-    usage: ResponseUsage | None = None
-
-
-class DeletedResponse(BaseModel):
-    id: str
-    object: Literal["response"] = "response"
-    deleted: bool = True
-
-
-# Stream events: each has its type and sequence number.
-
-
-class StreamEvent(BaseModel):
-    type: str
-    sequence_number: int
-
-
-class ResponseEvent(StreamEvent):
-    """response.created, .in_progress, .completed, .incomplete and .failed."""
-
-    type: Literal[
-        "response.created", "response.in_progress", "response.completed", "response.incomplete", "response.failed"
-    ]
-    response: Response
-
-
-class OutputItemEvent(StreamEvent):
-    type: Literal["response.output_item.added", "response.output_item.done"]
-    output_index: int
-    item: OutputMessage | FunctionCallItem
-
-
-class ContentPartEvent(StreamEvent):
-    type: Literal["response.content_part.added", "response.content_part.done"]
-    item_id: str
-    output_index: int
-    content_index: int
-    part: OutputText
-
-
-class TextDeltaEvent(StreamEvent):
-    type: Literal["response.output_text.delta"]
-    item_id: str
-    output_index: int
-    content_index: int
-    delta: str
-    logprobs: list = Field(default_factory=list)
-
-
-class TextDoneEvent(StreamEvent):
-    type: Literal["response.output_text.done"]
-    item_id: str
-    output_index: int
-    content_index: int
-    text: str
-    logprobs: list = Field(default_factory=list)
-
-
-ResponseStreamEvent = Annotated[
-    ResponseEvent
-    | OutputItemEvent
-    | ContentPartEvent
-    | TextDeltaEvent
-    | TextDoneEvent
-    | ArgumentsDeltaEvent
-    | ArgumentsDoneEvent,
-    Field(discriminator="type"),
-]
-
-
-class ResponseStreamEvents(RootModel[ResponseStreamEvent]):
-    """Any event of a streamed response (for the OpenAPI document)."""
-
-
-# ---- engine events -> the Response and its stream ------------------------------------------
-
-
-OutputItem = OutputMessage | FunctionCallItem
-
-
-def call_item(call: ToolCall, status: Literal["in_progress", "completed", "incomplete"]) -> FunctionCallItem:
-    item_id = "fc_" + call.id.removeprefix("call_")
-    return FunctionCallItem(id=item_id, call_id=call.id, name=call.name, arguments=call.arguments, status=status)
 
 
 def output_messages(response: Response) -> list[dict]:

@@ -116,3 +116,13 @@ def test_tool_calls_fit_the_schemas(document, http):
     validator(document, "ChatCompletionRequest").validate(
         {"model": "demo", "messages": [*history, {"role": "tool", "tool_call_id": tool_call_id, "content": "4"}]}
     )
+    response_body = {"model": "demo", "input": "Hello", "tools": [{"type": "function", **tools[0]["function"]}]}
+    response_body |= {"tool_choice": "required", "max_output_tokens": 30}
+    validator(document, "CreateResponse").validate(response_body)
+    response = http.post("mlx/v1/responses", json=response_body).json()
+    assert response["output"][0]["type"] == "function_call"
+    validator(document, "Response").validate(response)
+    events = sse_data(http, "mlx/v1/responses", response_body)
+    assert "response.function_call_arguments.done" in {e["type"] for e in events}
+    for event in events:
+        validator(document, "ResponseStreamEvents").validate(event)
