@@ -309,8 +309,9 @@ class MessagesHandler(AnthropicHandler):
     @web.authenticated
     async def post(self):
         body: anthropic.MessagesRequest = self.parse(anthropic.MessagesRequest)
-        request = self.request_for(body, messages=body.for_template())
-        await self.generate(body, [request], anthropic.MessagesBuilder(body.model))
+        tools = body.tool_plan()
+        request = self.request_for(body, messages=body.for_template(), tools=tools.tools or None)
+        await self.generate(body, [request], anthropic.MessagesBuilder(body.model, tools))
 
 
 class CountTokensHandler(AnthropicHandler):
@@ -321,7 +322,11 @@ class CountTokensHandler(AnthropicHandler):
         body: anthropic.CountTokensRequest = self.parse(anthropic.CountTokensRequest)
         model, adapter = self.model_id(body.model, None)
         request = GenerationRequest(
-            model=model, adapter=adapter, messages=body.for_template(), sampling=SamplingParams(max_tokens=0)
+            model=model,
+            adapter=adapter,
+            messages=body.for_template(),
+            tools=body.tool_plan().tools or None,
+            sampling=SamplingParams(max_tokens=0),
         )
         try:
             async for event in self.engine.agenerate(request):

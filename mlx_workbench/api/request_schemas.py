@@ -303,7 +303,8 @@ class ChatMessage(Request):
 
     def for_template(self) -> dict:
         """The dict the engine renders (it joins text parts)."""
-        return self.model_dump(exclude_none=True, by_alias=True) | {"content": self.content or ""}
+        message = self.model_dump(exclude_none=True, by_alias=True)
+        return message | {"content": message.get("content") or ""}
 
 
 class FunctionDefinition(Request):
