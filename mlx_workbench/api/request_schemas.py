@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -27,7 +26,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from ..engine.requests import NO_TOOLS, TEXT_ONLY, Constraint, ConstraintKind, SamplingParams
+from ..engine.requests import TEXT_ONLY, Constraint, ConstraintKind, SamplingParams
 
 MAX_CHOICES = 16
 MAX_PROMPTS = 64  # in one text completion request
@@ -259,15 +258,6 @@ class TextPart(Request):
         if kind != "text":
             raise ValueError(f"a {kind!r} content part cannot be used: {TEXT_ONLY}")
         return kind
-
-
-def _refuse_tools(tools):
-    if tools:
-        raise ValueError(NO_TOOLS)
-    return tools
-
-
-NoTools = Annotated[list[dict] | None, AfterValidator(_refuse_tools)]  # tools of any API: only empty
 
 
 class FunctionCall(Request):

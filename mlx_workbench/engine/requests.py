@@ -13,8 +13,7 @@ from typing import Any, Literal
 
 _ids = itertools.count(1)
 
-# What a text-only server refuses (and, until they take tools, the Responses and Messages APIs), in one set of words.
-NO_TOOLS = "this server does not support tool or function calls"
+# What a text-only server refuses, in the words of the engine and the api alike.
 TEXT_ONLY = "the models here accept text only"
 
 

@@ -126,3 +126,10 @@ def test_tool_calls_fit_the_schemas(document, http):
     assert "response.function_call_arguments.done" in {e["type"] for e in events}
     for event in events:
         validator(document, "ResponseStreamEvents").validate(event)
+    message_body = {"model": "demo", "max_tokens": 30, "messages": HELLO, "tool_choice": {"type": "any"}}
+    message_body["tools"] = [{"name": "f", "input_schema": {"type": "object", "properties": {}}}]
+    message = http.post("mlx/v1/messages", json=message_body).json()
+    assert message["content"][0]["type"] == "tool_use"
+    validator(document, "MessageResponse").validate(message)
+    for event in sse_data(http, "mlx/v1/messages", message_body):
+        validator(document, "MessageStreamEvents").validate(event)
