@@ -15,8 +15,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, RootModel, ValidationInfo, field_validator
 
 from ..engine import requests as engine
-from ..engine.requests import Constraint, SamplingParams
-from ..engine.tool_calls import SYNTAXES, CallArguments, CallStarted, ParsedPiece, ToolCall, ToolCallParser
+from ..engine.requests import SamplingParams
+from ..engine.tool_calls import CallArguments, CallStarted, ParsedPiece, ToolCall
 from .anthropic_tools import (
     AnthropicTool,
     AnthropicToolChoice,
@@ -28,6 +28,7 @@ from .anthropic_tools import (
     tool_plan,
     tool_use,
 )
+from .chat_tools import AnswerReader
 from .errors import ApiError
 from .formats import ResponseBuilder
 from .request_schemas import MAX_STOPS, Int, Request, ToolPlan
@@ -176,10 +177,8 @@ class MessagesRequest(CountTokensRequest):
         return True
 
     def sampling(self, max_tokens_cap: int) -> SamplingParams:
-        plan = self.tool_plan()
-        forced = {"functions": plan.forced, "parallel": not plan.single}
         return SamplingParams(
-            constraint=Constraint("tool_calls", forced, param="tools") if plan.forced else None,
+            constraint=self.tool_plan().constraint(),
             max_tokens=min(self.max_tokens, max_tokens_cap),
             temperature=self.temperature,
             top_p=self.top_p,
@@ -303,34 +302,28 @@ class MessagesBuilder(ResponseBuilder):
         super().__init__(model, n=1, logprobs=False)
         self.id = new_id("msg")
         self.plan = plan
-        self.parser: ToolCallParser | None = None  # reads the calls, when there are tools
-        self._read = 0  # of the text, what the parser has read
+        self.reader = AnswerReader()  # with the model's tool syntax once it started
         self._blocks = 0  # blocks a stream has started
         self._open = False  # the last of them is not stopped yet
 
     def begin(self, started: engine.Started) -> None:
         super().begin(started)
-        if self.plan.parse and started.tool_syntax:
-            self.parser = ToolCallParser(SYNTAXES[started.tool_syntax], max_calls=1 if self.plan.single else None)
+        self.reader = AnswerReader(self.plan, started.tool_syntax)
 
     def _pieces(self, final: bool) -> list[ParsedPiece]:
-        text, self._read = self.text(0)[self._read :], len(self.text(0))
-        if self.parser is None:
-            return [text] if text else []
-        return self.parser.feed(text) + (self.parser.finish() if final else [])
+        return self.reader.read(self.text(0), final)
 
     def _stop(self) -> tuple[StopReason, str | None]:
         reason, sequence = self.finish_reasons[0], self.stop_sequences[0]
         if reason == "length":
             return "max_tokens", None
-        if self.parser and self.parser.calls:
+        if self.reader.calls:
             return "tool_use", None
         return ("stop_sequence", sequence) if sequence is not None else ("end_turn", None)
 
     def response(self, u: engine.Usage) -> MessageResponse:
         self._pieces(final=True)
-        calls = self.parser.calls if self.parser else []
-        text = self.parser.content if self.parser else self.text(0)
+        calls, text = self.reader.calls, self.reader.content
         content: list[TextContent | ToolUseContent] = [TextContent(text=text)] if text or not calls else []
         reason, sequence = self._stop()
         return MessageResponse(

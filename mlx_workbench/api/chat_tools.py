@@ -6,16 +6,45 @@ reassembled stream equals the answer. Legacy `functions` requests get `function_
 from __future__ import annotations
 
 from ..engine.requests import FinishReason
-from ..engine.tool_calls import SYNTAXES, CallArguments, CallStarted, ParsedPiece, ToolCallParser
+from ..engine.tool_calls import SYNTAXES, CallArguments, CallStarted, ParsedPiece, ToolCall, ToolCallParser
 from . import response_schemas as res
 from .request_schemas import ToolPlan
 
 
+def tool_parser(plan: ToolPlan, syntax: str) -> ToolCallParser:
+    """The parser of an answer's calls, in the model's `syntax` (`Started.tool_syntax`)."""
+    return ToolCallParser(SYNTAXES[syntax], max_calls=1 if plan.single else None)
+
+
+class AnswerReader:
+    """An answer's text as it grows, read a piece at a time: all content, or content and
+    tool calls when the request has tools (the Responses and Messages builders read it)."""
+
+    def __init__(self, plan: ToolPlan | None = None, syntax: str | None = None):
+        self.parser = tool_parser(plan, syntax) if plan and plan.parse and syntax else None
+        self.text = ""
+
+    def read(self, text: str, final: bool = False) -> list[ParsedPiece]:
+        """The pieces of `text`, the answer so far, that were not read before."""
+        new, self.text = text[len(self.text) :], text
+        if self.parser is None:
+            return [new] if new else []
+        return self.parser.feed(new) + (self.parser.finish() if final else [])
+
+    @property
+    def content(self) -> str:
+        return self.text if self.parser is None else self.parser.content
+
+    @property
+    def calls(self) -> list[ToolCall]:
+        return [] if self.parser is None else self.parser.calls
+
+
 class ToolReader:
-    """One choice's text, split into content and tool calls."""
+    """One choice's text, split into content and tool calls, in chat's shapes."""
 
     def __init__(self, syntax: str, plan: ToolPlan):
-        self.parser = ToolCallParser(SYNTAXES[syntax], max_calls=1 if plan.single else None)
+        self.parser = tool_parser(plan, syntax)
         self.legacy = plan.legacy
 
     def delta(self, text: str) -> res.ChunkDelta | None:

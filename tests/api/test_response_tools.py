@@ -31,13 +31,19 @@ async def test_forced_calls_are_function_call_items_that_validate(async_openai_c
     responses = await asyncio.gather(
         *(
             async_openai_client.responses.create(
-                model=model, input=ASK, tools=TOOLS, tool_choice="required", temperature=1.0, max_output_tokens=120
+                model=model,
+                input=ASK,
+                tools=TOOLS,
+                tool_choice="required",
+                parallel_tool_calls=False,  # free to go on calling, a sampled answer can run out of tokens
+                temperature=1.0,
+                max_output_tokens=120,
             )
             for _ in range(8)
         )
     )
     for response in responses:
-        assert response.status == "completed" and response.output, response
+        assert response.status == "completed" and len(response.output) == 1, response
         for item in response.output:
             assert item.type == "function_call" and item.name == "get_weather", item
             assert item.call_id.startswith("call_") and item.id.startswith("fc_")
@@ -69,7 +75,7 @@ def test_streamed_arguments_arrive_as_generated(openai_client):
     deltas = [e.delta for e in events if e.type == "response.function_call_arguments.delta"]
     [done] = [e for e in events if e.type == "response.function_call_arguments.done"]
     [call] = whole.output
-    assert len(deltas) > 1 and "".join(deltas) == done.arguments == call.arguments
+    assert "".join(deltas) == done.arguments == call.arguments  # deltas as generated: test_tool_chunks.py
     assert events[-1].response.output[0].call_id == events[2].item.call_id  # one id from first to last
 
 
