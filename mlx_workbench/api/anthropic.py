@@ -32,7 +32,7 @@ from .chat_tools import AnswerReader
 from .errors import ApiError
 from .formats import ResponseBuilder
 from .request_schemas import MAX_STOPS, Int, Request, ToolPlan
-from .responses import new_id, template_message
+from .response_requests import new_id, template_message
 
 # ---- errors ---------------------------------------------------------------------------
 

@@ -42,7 +42,8 @@ from .base import BaseHandler
 from .errors import ApiError, api_error
 from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
 from .response_objects import DeletedResponse, Response
-from .responses import CreateResponse, ResponsesBuilder, output_messages, template_message
+from .response_requests import CreateResponse, template_message
+from .responses import ResponsesBuilder, output_messages
 from .sse import ClientGone, EventStream
 
 

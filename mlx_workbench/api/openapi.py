@@ -10,7 +10,7 @@ from functools import lru_cache
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from . import anthropic, response_objects, responses
+from . import anthropic, response_objects, response_requests
 from . import request_schemas as req
 from . import response_schemas as res
 
@@ -96,7 +96,7 @@ _OPERATIONS = [
             "200": (response_objects.Response, "The response, or with stream=true an event stream of its events."),
             **_GENERATION_ERRORS,
         },
-        request=responses.CreateResponse,
+        request=response_requests.CreateResponse,
         chunk=response_objects.ResponseStreamEvents,
         named_events=True,
         links={

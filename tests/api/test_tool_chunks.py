@@ -12,7 +12,8 @@ import pytest
 from mlx_workbench.api.anthropic import MessagesBuilder, MessagesRequest
 from mlx_workbench.api.formats import ChatBuilder
 from mlx_workbench.api.request_schemas import ChatCompletionRequest
-from mlx_workbench.api.responses import CreateResponse, ResponsesBuilder
+from mlx_workbench.api.response_requests import CreateResponse
+from mlx_workbench.api.responses import ResponsesBuilder
 from mlx_workbench.engine.requests import Delta, Started, Usage
 from mlx_workbench.engine.tool_calls import SYNTAXES
 
