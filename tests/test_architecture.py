@@ -17,7 +17,7 @@ LAB_SOURCES = ROOT / "labextension" / "src"
 DOC = (ROOT / "docs" / "architecture.md").read_text()
 
 # The engine's modules that the api may import: plain data, no MLX.
-PLAIN_ENGINE_MODULES = {"requests", "errors", "status", "config", "conversations", "metrics"}
+PLAIN_ENGINE_MODULES = {"requests", "errors", "status", "config", "conversations", "metrics", "tool_calls"}
 FORBIDDEN = {
     "api": {"mlx", "mlx_lm"},
     "kernel": {"mlx", "mlx_lm"},

@@ -5,21 +5,34 @@ translation onto chat generation: the request becomes chat messages for the same
 GenerationRequest as a chat completion; the engine's events become a Message, or its
 stream (`message_start`, `content_block_start`, `content_block_delta`,
 `content_block_stop`, `message_delta`, `message_stop`); errors take Anthropic's shape.
-Tools wait for structured output: refused for now.
+Tools are chat's tools (`anthropic_tools.py`); a call is a `tool_use` block.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, RootModel, field_validator
+from pydantic import BaseModel, Field, RootModel, ValidationInfo, field_validator
 
 from ..engine import requests as engine
 from ..engine.requests import SamplingParams
+from ..engine.tool_calls import CallArguments, CallStarted, ParsedPiece, ToolCall
+from .anthropic_tools import (
+    AnthropicTool,
+    AnthropicToolChoice,
+    InputJsonDelta,
+    ToolResultBlock,
+    ToolUseBlock,
+    ToolUseContent,
+    check_tool_choice,
+    tool_plan,
+    tool_use,
+)
+from .chat_tools import AnswerReader
 from .errors import ApiError
 from .formats import ResponseBuilder
-from .request_schemas import MAX_STOPS, NO_TOOLS, Int, NoTools, Request
-from .responses import new_id, template_message
+from .request_schemas import MAX_STOPS, Int, Request, ToolPlan
+from .response_requests import new_id, template_message
 
 # ---- errors ---------------------------------------------------------------------------
 
@@ -61,9 +74,7 @@ class TextBlock(Request):
     @field_validator("type", mode="before")
     @classmethod
     def _text_only(cls, kind):
-        if kind in ("tool_use", "tool_result"):
-            raise ValueError(f"{kind!r} blocks cannot be used: {NO_TOOLS}")
-        if kind != "text":
+        if kind not in ("text", "tool_use", "tool_result"):
             raise ValueError(f"a {kind!r} block cannot be used: the models here accept text only")
         return kind
 
@@ -74,23 +85,26 @@ def texts(content: str | list[TextBlock]) -> str | list[str]:
 
 class AnthropicMessage(Request):
     role: Literal["user", "assistant"]
-    content: str | list[TextBlock]
+    content: str | list[TextBlock | ToolUseBlock | ToolResultBlock]
+
+    def for_template(self) -> list[dict]:
+        """Chat messages: the tools' results first, then the text, with the calls made."""
+        if isinstance(self.content, str):
+            return [template_message(self.role, self.content)]
+        results = [block.for_template() for block in self.content if isinstance(block, ToolResultBlock)]
+        text = [block.text for block in self.content if isinstance(block, TextBlock)]
+        calls = [block.for_template() for block in self.content if isinstance(block, ToolUseBlock)]
+        message = template_message(self.role, text) | ({"tool_calls": calls} if calls else {})
+        return results + ([message] if text or calls or not results else [])
 
 
 class CountTokensRequest(Request):
     model: str = Field(min_length=1, description='A model id: "name" or "name:adapter".')
     messages: list[AnthropicMessage] = Field(min_length=1)
     system: str | list[TextBlock] | None = None
-    tools: NoTools = Field(None, description=f"Not supported: {NO_TOOLS}.", json_schema_extra={"maxItems": 0})
-    tool_choice: dict | None = Field(
-        None,
-        description="Only none and auto: there are no tools.",
-        json_schema_extra={
-            "anyOf": [
-                {"type": "object", "properties": {"type": {"enum": ["none", "auto"]}}, "required": ["type"]},
-                {"type": "null"},
-            ]
-        },
+    tools: list[AnthropicTool] | None = None
+    tool_choice: AnthropicToolChoice | None = Field(
+        None, description='"any" and a named tool are enforced while decoding: the calls parse and validate.'
     )
     output_config: dict | None = Field(
         None,
@@ -105,12 +119,28 @@ class CountTokensRequest(Request):
             raise ValueError("a last assistant message (a prefill to continue) is not supported")
         return messages
 
+    @field_validator("messages")
+    @classmethod
+    def _results_answer_calls(cls, messages: list[AnthropicMessage]):
+        called: set[str] = set()
+        for i, message in enumerate(messages):
+            blocks = [] if isinstance(message.content, str) else message.content
+            called |= {block.id for block in blocks if isinstance(block, ToolUseBlock)}
+            for block in blocks:
+                if isinstance(block, ToolResultBlock) and block.tool_use_id not in called:
+                    raise ValueError(
+                        f"messages[{i}] has a tool_result for {block.tool_use_id!r}, which no tool_use made"
+                    )
+        return messages
+
     @field_validator("tool_choice")
     @classmethod
-    def _no_tool_choice(cls, choice):
-        if choice is not None and choice.get("type") not in ("none", "auto"):
-            raise ValueError(NO_TOOLS)
+    def _tool_choice(cls, choice, info: ValidationInfo):
+        check_tool_choice(choice, info.data.get("tools"))
         return choice
+
+    def tool_plan(self) -> ToolPlan:
+        return tool_plan(self.tools or [], self.tool_choice)
 
     @field_validator("output_config")
     @classmethod
@@ -130,7 +160,7 @@ class CountTokensRequest(Request):
 
     def for_template(self) -> list[dict]:
         system = [template_message("system", texts(self.system))] if self.system else []
-        return system + [template_message(m.role, texts(m.content)) for m in self.messages]
+        return system + [chat for m in self.messages for chat in m.for_template()]
 
 
 class MessagesRequest(CountTokensRequest):
@@ -148,6 +178,7 @@ class MessagesRequest(CountTokensRequest):
 
     def sampling(self, max_tokens_cap: int) -> SamplingParams:
         return SamplingParams(
+            constraint=self.tool_plan().constraint(),
             max_tokens=min(self.max_tokens, max_tokens_cap),
             temperature=self.temperature,
             top_p=self.top_p,
@@ -173,7 +204,7 @@ class MessageUsage(BaseModel):
     cache_read_input_tokens: int = 0
 
 
-StopReason = Literal["end_turn", "max_tokens", "stop_sequence"]
+StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use"]
 
 
 class MessageResponse(BaseModel):
@@ -181,7 +212,7 @@ class MessageResponse(BaseModel):
     type: Literal["message"] = "message"
     role: Literal["assistant"] = "assistant"
     model: str
-    content: list[TextContent]
+    content: list[TextContent | ToolUseContent]
     stop_reason: StopReason | None
     stop_sequence: str | None
     usage: MessageUsage
@@ -199,7 +230,7 @@ class MessageStart(BaseModel):
 class ContentBlockStart(BaseModel):
     type: Literal["content_block_start"] = "content_block_start"
     index: int = 0
-    content_block: TextContent
+    content_block: TextContent | ToolUseContent
 
 
 class TextDelta(BaseModel):
@@ -210,7 +241,7 @@ class TextDelta(BaseModel):
 class ContentBlockDelta(BaseModel):
     type: Literal["content_block_delta"] = "content_block_delta"
     index: int = 0
-    delta: TextDelta
+    delta: TextDelta | InputJsonDelta
 
 
 class ContentBlockStop(BaseModel):
@@ -262,24 +293,43 @@ def usage(u: engine.Usage | engine.Started, output_tokens: int = 0) -> MessageUs
 
 
 class MessagesBuilder(ResponseBuilder):
+    """One message: a text block, and tool_use blocks when the request has tools. A stream
+    starts each block as its first piece arrives, and stops it before the next."""
+
     named_events = True
 
-    def __init__(self, model: str):
+    def __init__(self, model: str, plan: ToolPlan):
         super().__init__(model, n=1, logprobs=False)
         self.id = new_id("msg")
+        self.plan = plan
+        self.reader = AnswerReader()  # with the model's tool syntax once it started
+        self._blocks = 0  # blocks a stream has started
+        self._open = False  # the last of them is not stopped yet
+
+    def begin(self, started: engine.Started) -> None:
+        super().begin(started)
+        self.reader = AnswerReader(self.plan, started.tool_syntax)
+
+    def _pieces(self, final: bool) -> list[ParsedPiece]:
+        return self.reader.read(self.text(0), final)
 
     def _stop(self) -> tuple[StopReason, str | None]:
         reason, sequence = self.finish_reasons[0], self.stop_sequences[0]
         if reason == "length":
             return "max_tokens", None
+        if self.reader.calls:
+            return "tool_use", None
         return ("stop_sequence", sequence) if sequence is not None else ("end_turn", None)
 
     def response(self, u: engine.Usage) -> MessageResponse:
+        self._pieces(final=True)
+        calls, text = self.reader.calls, self.reader.content
+        content: list[TextContent | ToolUseContent] = [TextContent(text=text)] if text or not calls else []
         reason, sequence = self._stop()
         return MessageResponse(
             id=self.id,
             model=self.model,
-            content=[TextContent(text=self.text(0))],
+            content=content + [tool_use(call) for call in calls],
             stop_reason=reason,
             stop_sequence=sequence,
             usage=usage(u, u.completion_tokens),
@@ -293,18 +343,46 @@ class MessagesBuilder(ResponseBuilder):
         message = MessageResponse(
             id=self.id, model=self.model, content=[], stop_reason=None, stop_sequence=None, usage=usage(started)
         )
-        return [MessageStart(message=message), ContentBlockStart(content_block=TextContent(text=""))]
+        return [MessageStart(message=message)]
 
-    def delta_chunk(self, delta: engine.Delta) -> ContentBlockDelta | None:
-        return ContentBlockDelta(delta=TextDelta(text=delta.text)) if delta.text else None
+    def delta_chunks(self, delta: engine.Delta) -> list[BaseModel]:
+        self.add(delta)
+        return self._events(self._pieces(final=False))
+
+    def _events(self, pieces: list[ParsedPiece]) -> list[BaseModel]:
+        events: list[BaseModel] = []
+        for piece in pieces:
+            if isinstance(piece, str):
+                if not self._blocks:
+                    events += self._start(TextContent(text=""))
+                events.append(ContentBlockDelta(index=0, delta=TextDelta(text=piece)))
+            elif isinstance(piece, CallStarted):
+                events += self._start(tool_use(ToolCall(name=piece.name, id=piece.id), started=True))
+            elif isinstance(piece, CallArguments):
+                events.append(ContentBlockDelta(index=self._blocks - 1, delta=InputJsonDelta(partial_json=piece.text)))
+        return events
+
+    def _start(self, block: TextContent | ToolUseContent) -> list[BaseModel]:
+        events = self._stop_block()
+        self._blocks, self._open = self._blocks + 1, True
+        return events + [ContentBlockStart(index=self._blocks - 1, content_block=block)]
+
+    def _stop_block(self) -> list[BaseModel]:
+        if not self._open:
+            return []
+        self._open = False
+        return [ContentBlockStop(index=self._blocks - 1)]
 
     def finish_chunk(self, index: int, reason: str) -> None:
         return None
 
     def closing_chunks(self, u: engine.Usage, include_usage: bool) -> list[BaseModel]:
+        events = self._events(self._pieces(final=True))
+        if not self._blocks:  # nothing generated: an empty text block
+            events += self._start(TextContent(text=""))
         reason, sequence = self._stop()
-        return [
-            ContentBlockStop(),
+        return events + [
+            *self._stop_block(),
             MessageDelta(
                 delta=StopDelta(stop_reason=reason, stop_sequence=sequence),
                 usage=OutputUsage(output_tokens=u.completion_tokens),

@@ -11,7 +11,9 @@ from dataclasses import replace
 
 from ..engine import requests as engine
 from . import response_schemas as res
+from .chat_tools import ToolReader
 from .errors import ApiError
+from .request_schemas import ToolPlan
 
 
 def finite(logprob: float) -> float:
@@ -93,6 +95,11 @@ class ResponseBuilder:
     def delta_chunk(self, delta: engine.Delta):
         raise NotImplementedError
 
+    def delta_chunks(self, delta: engine.Delta) -> list:
+        """The chunks of a delta: one, or none (or several, for a builder that overrides this)."""
+        chunk = self.delta_chunk(delta)
+        return [] if chunk is None else [chunk]
+
     def finish_chunk(self, index: int, reason: engine.FinishReason):
         raise NotImplementedError
 
@@ -137,6 +144,16 @@ def chat_logprobs(tokens: list[engine.TokenLogprob]) -> res.ChoiceLogprobs:
 class ChatBuilder(ResponseBuilder):
     id_prefix = "chatcmpl"
 
+    def __init__(self, model: str, n: int, logprobs: bool, tools: ToolPlan | None = None):
+        super().__init__(model, n, logprobs)
+        self.tools = tools
+        self.readers: list[ToolReader] = []  # each choice's, when tool calls are read out of the answer
+
+    def begin(self, started: engine.Started) -> None:
+        super().begin(started)
+        if self.tools and self.tools.parse and started.tool_syntax:
+            self.readers = [ToolReader(started.tool_syntax, self.tools) for _ in self.texts]
+
     def _chunk(self, choices: list[res.ChunkChoice], **fields) -> res.ChatCompletionChunk:
         return res.ChatCompletionChunk(id=self.id, created=self.created, model=self.model, choices=choices, **fields)
 
@@ -148,22 +165,36 @@ class ChatBuilder(ResponseBuilder):
         if not delta.text and not delta.logprobs:
             return None
         logprobs = chat_logprobs(delta.logprobs) if self.logprobs and delta.logprobs else None
-        choice = res.ChunkChoice(index=delta.index, delta=res.ChunkDelta(content=delta.text), logprobs=logprobs)
+        said = self.readers[delta.index].delta(delta.text) if self.readers else res.ChunkDelta(content=delta.text)
+        if said is None and logprobs is None:
+            return None
+        choice = res.ChunkChoice(index=delta.index, delta=said or res.ChunkDelta(), logprobs=logprobs)
         return self._chunk([choice])
 
     def finish_chunk(self, index: int, reason: engine.FinishReason) -> res.ChatCompletionChunk:
-        return self._chunk([res.ChunkChoice(index=index, delta=res.ChunkDelta(), finish_reason=reason)])
+        if not self.readers:
+            return self._chunk([res.ChunkChoice(index=index, delta=res.ChunkDelta(), finish_reason=reason)])
+        reader = self.readers[index]
+        last = reader.last_delta()
+        return self._chunk([res.ChunkChoice(index=index, delta=last, finish_reason=reader.finish_reason(reason))])
 
     def usage_chunk(self, u: engine.Usage) -> res.ChatCompletionChunk:
         return self._chunk([], usage=usage(u))
+
+    def _finish_reason(self, index: int) -> res.ChatFinishReason:
+        reason = self.finish_reasons[index]
+        assert reason is not None  # Done follows every Finished
+        return self.readers[index].finish_reason(reason) if self.readers else reason
 
     def response(self, u: engine.Usage) -> res.ChatCompletion:
         choices = [
             res.ChatChoice(
                 index=i,
-                message=res.AssistantMessage(content=self.text(i)),
+                message=self.readers[i].message(self.text(i))
+                if self.readers
+                else res.AssistantMessage(content=self.text(i)),
                 logprobs=chat_logprobs(self.token_logprobs[i]) if self.logprobs else None,
-                finish_reason=self.finish_reasons[i],  # type: ignore[arg-type]  (set: Done follows every Finished)
+                finish_reason=self._finish_reason(i),
             )
             for i in range(len(self.texts))
         ]

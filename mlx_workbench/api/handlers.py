@@ -43,7 +43,9 @@ from .errors import ApiError, api_error
 from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
 from .proxy import forwarded
 from .remote_events import remote_events
-from .responses import CreateResponse, DeletedResponse, Response, ResponsesBuilder, template_message
+from .response_objects import DeletedResponse, Response
+from .response_requests import CreateResponse, template_message
+from .responses import ResponsesBuilder, output_messages
 from .sse import ClientGone, EventStream
 from .tracing import RequestSpan
 
@@ -189,8 +191,7 @@ class GenerationHandler(BaseHandler):
         for event in merge_deltas(batch):
             if isinstance(event, Delta):
                 self._tokens += len(event.token_ids)
-                chunk = builder.delta_chunk(event)
-                if chunk is not None:
+                for chunk in builder.delta_chunks(event):
                     stream.write(chunk)
             elif isinstance(event, PromptLogprobs):
                 stream.write(builder.prompt_logprobs_chunk(event))
@@ -256,8 +257,9 @@ class ChatCompletionsHandler(GenerationHandler):
         if await forwarded(self, "chat/completions"):
             return
         body: req.ChatCompletionRequest = self.parse(req.ChatCompletionRequest)
-        request = self.request_for(body, messages=[m.for_template() for m in body.messages])
-        await self.generate(body, [request], ChatBuilder(body.model, body.n, body.logprobs))
+        tools = body.tool_plan()
+        request = self.request_for(body, messages=[m.for_template() for m in body.messages], tools=tools.tools or None)
+        await self.generate(body, [request], ChatBuilder(body.model, body.n, body.logprobs, tools))
 
 
 class CompletionsHandler(GenerationHandler):
@@ -286,13 +288,13 @@ class ResponsesHandler(GenerationHandler):
         history = self._previous(body.previous_response_id).messages if body.previous_response_id else []
         conversation = history + body.messages()
         instructions = [template_message("system", body.instructions)] if body.instructions else []
-        request = self.request_for(body, messages=instructions + conversation)
+        request = self.request_for(body, messages=instructions + conversation, tools=body.tool_plan().tools or None)
 
         def store(response: Response) -> None:
             if body.store:
-                answer = template_message("assistant", response.output[0].content[0].text)
+                answer = output_messages(response)
                 self.engine.conversations.put(
-                    Conversation(response.id, conversation + [answer], response.model_dump_json().encode())
+                    Conversation(response.id, conversation + answer, response.model_dump_json().encode())
                 )
 
         await self.generate(body, [request], ResponsesBuilder(body, store))
@@ -350,8 +352,9 @@ class MessagesHandler(AnthropicHandler):
     @web.authenticated
     async def post(self):
         body: anthropic.MessagesRequest = self.parse(anthropic.MessagesRequest)
-        request = self.request_for(body, messages=body.for_template())
-        await self.generate(body, [request], anthropic.MessagesBuilder(body.model))
+        tools = body.tool_plan()
+        request = self.request_for(body, messages=body.for_template(), tools=tools.tools or None)
+        await self.generate(body, [request], anthropic.MessagesBuilder(body.model, tools))
 
 
 class CountTokensHandler(AnthropicHandler):
@@ -364,7 +367,11 @@ class CountTokensHandler(AnthropicHandler):
         body: anthropic.CountTokensRequest = self.parse(anthropic.CountTokensRequest)
         model, adapter = self.model_id(body.model, None)
         request = GenerationRequest(
-            model=model, adapter=adapter, messages=body.for_template(), sampling=SamplingParams(max_tokens=0)
+            model=model,
+            adapter=adapter,
+            messages=body.for_template(),
+            tools=body.tool_plan().tools or None,
+            sampling=SamplingParams(max_tokens=0),
         )
         try:
             async for event in self.engine.agenerate(request):

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from . import anthropic, responses
+from . import anthropic, response_objects, response_requests
 from . import request_schemas as req
 from . import response_schemas as res
 
@@ -93,11 +93,11 @@ _OPERATIONS = [
         "/mlx/v1/responses",
         "Create a response (OpenAI's Responses API)",
         {
-            "200": (responses.Response, "The response, or with stream=true an event stream of its events."),
+            "200": (response_objects.Response, "The response, or with stream=true an event stream of its events."),
             **_GENERATION_ERRORS,
         },
-        request=responses.CreateResponse,
-        chunk=responses.ResponseStreamEvents,
+        request=response_requests.CreateResponse,
+        chunk=response_objects.ResponseStreamEvents,
         named_events=True,
         links={
             f"{verb}Response": {
@@ -116,7 +116,7 @@ _OPERATIONS = [
         "/mlx/v1/responses/{response_id}",
         "Retrieve a stored response",
         {
-            "200": (responses.Response, "The response."),
+            "200": (response_objects.Response, "The response."),
             "404": (res.ErrorResponse, "Not stored, deleted, or gone from the bounded store."),
         },
     ),
@@ -124,7 +124,7 @@ _OPERATIONS = [
         "delete",
         "/mlx/v1/responses/{response_id}",
         "Delete a stored response",
-        {"200": (responses.DeletedResponse, "Deleted."), "404": (res.ErrorResponse, "Not stored.")},
+        {"200": (response_objects.DeletedResponse, "Deleted."), "404": (res.ErrorResponse, "Not stored.")},
     ),
     Operation(
         "post",

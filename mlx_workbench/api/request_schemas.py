@@ -12,10 +12,10 @@ says, cross-field rules included.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from ..engine.requests import NO_TOOLS, TEXT_ONLY, TOOL_ROLES, Constraint, ConstraintKind, SamplingParams
+from ..engine.requests import TEXT_ONLY, Constraint, ConstraintKind, SamplingParams
 
 MAX_CHOICES = 16
 MAX_PROMPTS = 64  # in one text completion request
@@ -260,61 +260,96 @@ class TextPart(Request):
         return kind
 
 
-def Unsupported(description: str):
-    """A field the server refuses unless empty (its validator says why)."""
-    return Field(None, description=f"Not supported: {description}.", json_schema_extra={"maxItems": 0})
+class FunctionCall(Request):
+    name: str
+    arguments: str = Field(description="The arguments, a JSON object as text.")
 
 
-def _refuse_tools(tools):
-    if tools:
-        raise ValueError(NO_TOOLS)
-    return tools
-
-
-NoTools = Annotated[list[dict] | None, AfterValidator(_refuse_tools)]  # tools of any API: only empty
+class ToolCall(Request):
+    id: str = Field(min_length=1)
+    type: Literal["function"] = "function"
+    function: FunctionCall
 
 
 class ChatMessage(Request):
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[TextPart] | None = Field(
         None, description="Text, or a list of text parts (other part types are not supported)."
     )
     name: str | None = None
-    tool_calls: list[dict] | None = Unsupported("only empty")
+    tool_calls: list[ToolCall] | None = Field(None, description="An assistant's calls.")
+    function_call: FunctionCall | None = Field(None, description="Legacy: an assistant's one call.")
+    tool_call_id: str | None = Field(None, description="A tool's result: the call it answers.")
 
-    @field_validator("role", mode="before")
-    @classmethod
-    def _no_tool_role(cls, role):
-        if role in TOOL_ROLES:
-            raise ValueError(f"the '{role}' role cannot be used: {NO_TOOLS}")
-        return role
-
-    @field_validator("tool_calls")
-    @classmethod
-    def _no_tool_calls(cls, tool_calls):
-        if tool_calls:
-            raise ValueError(NO_TOOLS)
-        return tool_calls
+    @model_validator(mode="after")
+    def _tool_fields_by_role(self):
+        if (self.tool_calls or self.function_call) and self.role != "assistant":
+            raise ValueError("only assistant messages carry tool_calls or function_call")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs the tool_call_id of the call it answers")
+        if self.role == "function" and not self.name:
+            raise ValueError("a function message needs the name of its function")
+        return self
 
     def for_template(self) -> dict:
-        """The {"role", "content"} dict the engine renders (it joins text parts)."""
-        content = self.content
-        if isinstance(content, list):
-            content = [{"type": "text", "text": part.text} for part in content]
-        role = "system" if self.role == "developer" else self.role
-        return {"role": role, "content": content or ""}
+        """The dict the engine renders (it joins text parts)."""
+        message = self.model_dump(exclude_none=True, by_alias=True)
+        return message | {"content": message.get("content") or ""}
 
 
-def OnlyWithTools(schema: dict, description: str):
-    """A field OpenAI allows only with `tools` (or `functions`), which this server refuses:
-    only the values that call no tool pass (`schema`)."""
-    return Field(None, description=f"Only {description}: there are no tools.", json_schema_extra=schema)
+class FunctionDefinition(Request):
+    name: str = Field(pattern="^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="A JSON Schema of the arguments; a forced call's arguments validate against it.",
+    )
+    strict: bool | None = Field(None, description="Forced calls are enforced while decoding, strict or not.")
 
 
-def _only_with(field: str, tools: str, value, allowed) -> object:
-    if value is not None and value not in allowed:
-        raise ValueError(f"'{field}' is only allowed when '{tools}' are specified")
-    return value
+class FunctionTool(Request):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(Request):
+    name: str
+
+
+class NamedToolChoice(Request):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+@dataclass
+class ToolPlan:
+    tools: list[dict]  # OpenAI function tools, for the chat template
+    forced: list[dict]  # {"name", "parameters"} of the functions a call is forced among (required, named)
+    parse: bool  # tool calls are read out of the answer
+    single: bool  # one call at most
+    legacy: bool  # answered as a legacy function_call
+
+    def constraint(self) -> Constraint | None:
+        """The grammar of the forced calls, if a call is forced."""
+        if not self.forced:
+            return None
+        return Constraint("tool_calls", {"functions": self.forced, "parallel": not self.single}, param="tools")
+
+
+def _check_choice(field: str, tools_field: str, choice, info: ValidationInfo):
+    """OpenAI's rules for a tool choice: only with tools, and naming one of them."""
+    tools = info.data.get(tools_field)
+    if choice is None or (choice == "none" and field != "parallel_tool_calls"):
+        return choice
+    if not tools:
+        raise ValueError(f"'{field}' is only allowed when '{tools_field}' are specified")
+    named = choice.function.name if isinstance(choice, NamedToolChoice) else getattr(choice, "name", None)
+    if named is not None and named not in {getattr(t, "function", t).name for t in tools}:
+        raise ValueError(f"no function named {named!r} is among the {tools_field}")
+    form, outputs = info.data.get("response_format"), info.data.get("structured_outputs")
+    if (named is not None or choice == "required") and (outputs or (form and form.type != "text")):
+        raise ValueError("a forced tool call cannot be combined with response_format or structured_outputs")
+    return choice
 
 
 class ChatCompletionRequest(GenerationParams):
@@ -338,22 +373,63 @@ class ChatCompletionRequest(GenerationParams):
     max_completion_tokens: Int(ge=1) | None = None
     logprobs: bool = False
     top_logprobs: Int(ge=0, le=20) | None = Field(None, description="Needs logprobs=true.")
-    tools: NoTools = Unsupported("only empty")
-    functions: NoTools = Unsupported("only empty")
-    # OpenAI refuses these without tools; sent without tools, only "none" asks for nothing.
-    tool_choice: str | dict | None = OnlyWithTools({"anyOf": [{"const": "none"}, {"type": "null"}]}, '"none"')
-    function_call: str | dict | None = OnlyWithTools({"anyOf": [{"const": "none"}, {"type": "null"}]}, '"none"')
-    parallel_tool_calls: bool | None = OnlyWithTools({"type": "null"}, "null")
+    tools: list[FunctionTool] | None = None
+    functions: list[FunctionDefinition] | None = Field(None, description="Legacy: the same as function tools.")
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = Field(
+        None, description='"required" and a named function are enforced while decoding: the calls parse and validate.'
+    )
+    function_call: Literal["none", "auto"] | NamedFunction | None = Field(None, description="Legacy tool_choice.")
+    parallel_tool_calls: bool | None = Field(None, description="false: at most one call.")
+
+    @field_validator("messages")
+    @classmethod
+    def _results_answer_calls(cls, messages: list[ChatMessage]):
+        called: set[str] = set()
+        for i, message in enumerate(messages):
+            called |= {call.id for call in message.tool_calls or []}
+            if message.role == "tool" and message.tool_call_id not in called:
+                raise ValueError(f"messages[{i}] answers tool call {message.tool_call_id!r}, which no assistant made")
+        return messages
+
+    @field_validator("functions")
+    @classmethod
+    def _tools_or_functions(cls, functions, info: ValidationInfo):
+        if functions and info.data.get("tools"):
+            raise ValueError("'tools' and the legacy 'functions' cannot be combined")
+        return functions
 
     @field_validator("tool_choice", "parallel_tool_calls")
     @classmethod
-    def _tool_fields_need_tools(cls, value, info: ValidationInfo):
-        return _only_with(info.field_name or "", "tools", value, ("none",))
+    def _tool_choice(cls, choice, info: ValidationInfo):
+        return _check_choice(info.field_name or "", "tools", choice, info)
 
     @field_validator("function_call")
     @classmethod
-    def _function_call_needs_functions(cls, value):
-        return _only_with("function_call", "functions", value, ("none",))
+    def _function_call(cls, choice, info: ValidationInfo):
+        return _check_choice("function_call", "functions", choice, info)
+
+    def tool_plan(self) -> ToolPlan:
+        """What the tools fields ask of the generation (the legacy ones mapped onto them)."""
+        tools = [t.function for t in self.tools or []] or list(self.functions or [])
+        choice = self.tool_choice if self.tools else self.function_call
+        if isinstance(choice, (NamedToolChoice, NamedFunction)):
+            name = choice.function.name if isinstance(choice, NamedToolChoice) else choice.name
+            forced = [t for t in tools if t.name == name]
+        else:
+            forced = tools if choice == "required" else []
+        # A legacy function_call is one call, as are a named function and parallel_tool_calls=false.
+        single = bool(self.functions) or isinstance(choice, (NamedToolChoice, NamedFunction))
+        single = single or self.parallel_tool_calls is False
+        return ToolPlan(
+            tools=[{"type": "function", "function": t.model_dump(exclude_none=True)} for t in tools],
+            forced=[{"name": t.name, "parameters": t.parameters} for t in forced],
+            parse=bool(tools) and choice != "none",
+            single=single,
+            legacy=bool(self.functions),
+        )
+
+    def constraint(self) -> Constraint | None:
+        return self.tool_plan().constraint() or super().constraint()
 
     @field_validator("top_logprobs")
     @classmethod

@@ -94,17 +94,33 @@ class ChoiceLogprobs(BaseModel):
     refusal: list[TokenLogprob] | None = None
 
 
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str  # a JSON object, as text
+
+
+class ToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str | None = None
+    content: str | None = None  # null when the answer is only tool calls
     refusal: str | None = None
+    tool_calls: list[ToolCall] | None = OmittedIfNone()
+    function_call: FunctionCall | None = OmittedIfNone()  # legacy `functions` requests
+
+
+ChatFinishReason = FinishReason | Literal["tool_calls", "function_call"]
 
 
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
     logprobs: ChoiceLogprobs | None = None
-    finish_reason: FinishReason
+    finish_reason: ChatFinishReason
 
 
 class ChatCompletion(BaseModel):
@@ -117,16 +133,32 @@ class ChatCompletion(BaseModel):
     system_fingerprint: str | None = OmittedIfNone()  # typed string by OpenAI: no null
 
 
+class ChunkFunction(BaseModel):
+    """A call's name (in its first chunk) and the next part of its arguments."""
+
+    name: str | None = OmittedIfNone()
+    arguments: str = ""
+
+
+class ChunkToolCall(BaseModel):
+    index: int
+    id: str | None = OmittedIfNone()  # in the call's first chunk
+    type: Literal["function"] | None = OmittedIfNone()
+    function: ChunkFunction
+
+
 class ChunkDelta(BaseModel):
     role: Literal["assistant"] | None = OmittedIfNone()
     content: str | None = OmittedIfNone()
+    tool_calls: list[ChunkToolCall] | None = OmittedIfNone()
+    function_call: ChunkFunction | None = OmittedIfNone()  # legacy `functions` requests
 
 
 class ChunkChoice(BaseModel):
     index: int
     delta: ChunkDelta
     logprobs: ChoiceLogprobs | None = None
-    finish_reason: FinishReason | None = None
+    finish_reason: ChatFinishReason | None = None
 
 
 class ChatCompletionChunk(BaseModel):

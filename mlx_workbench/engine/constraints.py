@@ -20,6 +20,7 @@ import llguidance.hf
 
 from .errors import InvalidRequest
 from .requests import Constraint
+from .tool_calls import ToolSyntax
 
 if TYPE_CHECKING:
     from llguidance._lib import JsonCompileOptions
@@ -30,9 +31,15 @@ _JSON_OPTIONS: JsonCompileOptions = {"whitespace_flexible": False, "item_separat
 _tokenizers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def grammar_of(constraint: Constraint) -> str:
-    """The llguidance grammar of `constraint` (unchecked: see `matcher_factory`)."""
+def grammar_of(constraint: Constraint, syntax: ToolSyntax) -> str:
+    """The llguidance grammar of `constraint` (unchecked: see `matcher_factory`); forced
+    tool calls are written in `syntax`, the model family's."""
     kind, value = constraint.kind, constraint.value
+    if kind == "tool_calls":
+        body = {**syntax.call_schema(value["functions"]), "x-guidance": _JSON_OPTIONS}
+        return llguidance.LLMatcher.grammar_from_lark(
+            f"{syntax.lark_frame(value['parallel'])}body: %json {json.dumps(body)}"
+        )
     if kind == "json_object":
         return llguidance.LLMatcher.grammar_from_json_schema({"type": "object"}, overrides=_JSON_OPTIONS)
     if kind == "json_schema":
@@ -73,11 +80,11 @@ def _factory(tokenizer: llguidance.LLTokenizer, grammar: str, param: str) -> Mat
     return MatcherFactory(tokenizer, grammar, param)
 
 
-def matcher_factory(constraint: Constraint, tokenizer: llguidance.LLTokenizer) -> MatcherFactory:
+def matcher_factory(constraint: Constraint, tokenizer: llguidance.LLTokenizer, syntax: ToolSyntax) -> MatcherFactory:
     """Raises InvalidRequest naming what cannot be enforced (an unsupported schema keyword,
     a regex or grammar that does not parse)."""
     try:
-        grammar = grammar_of(constraint)
+        grammar = grammar_of(constraint, syntax)
     except ValueError as e:  # not a JSON object, for instance
         raise InvalidRequest(f"{constraint.param} cannot be enforced: {e}", param=constraint.param) from None
     return _factory(tokenizer, grammar, constraint.param)

@@ -5,18 +5,25 @@ wins; a family's standard template is the fallback for tokenizers shipped
 without one. The family is told by the chat format actually in use (template
 text, then special tokens), and only then by config.json's model_type: a Llama
 checkpoint fine-tuned on ChatML speaks ChatML.
+
+Tools, and the tool calls and results of a chat's history, go to the template as
+Hugging Face's templates take them; a template that ignores tools gets them as text
+in the family's tool syntax instead (`tool_calls.py`): described in the system
+message, calls written into the assistant's turns, results as messages.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from jinja2 import TemplateError, TemplateSyntaxError
 
 from .errors import ChatTemplateFailed, InvalidForModel, InvalidRequest
-from .requests import NO_TOOLS, TEXT_ONLY, TOOL_ROLES
+from .requests import TEXT_ONLY
+from .tool_calls import HERMES, LLAMA3_JSON, MISTRAL_TOOLS, ToolSyntax
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 
 
 @dataclass(frozen=True)
@@ -27,9 +34,11 @@ class Family:
     stop_tokens: tuple[str, ...]  # the family's end-of-turn and end-of-text tokens
     template: str | None  # Jinja, used when the tokenizer has no chat template
     system_role: bool = True  # False: the standard template folds system text into the next user turn
+    tool_syntax: ToolSyntax = HERMES  # how the family's models write tool calls
 
-    def render(self, tokenizer, messages: list) -> list[int]:
-        """Prompt token ids for a chat, ending with the assistant's generation prompt."""
+    def render(self, tokenizer, messages: list, tools: list[dict] | None = None) -> list[int]:
+        """Prompt token ids for a chat, ending with the assistant's generation prompt;
+        `tools` are OpenAI function tools."""
         messages = validate_messages(messages)
         if not tokenizer.has_chat_template:
             if self.template is None:
@@ -38,18 +47,43 @@ class Family:
                     "send a plain prompt to /v1/completions instead.",
                     param="messages",
                 )
+            messages = self._tools_as_text(messages, tools)
             if not self.system_role:
                 messages = _fold_system(messages)
             return _apply_template(tokenizer, messages, chat_template=self.template)
+        kwargs = {}
+        if tools and _renders_tools(tokenizer):
+            kwargs["tools"] = tools
+        elif tools or any(m["role"] == "tool" or "tool_calls" in m for m in messages):
+            messages = self._tools_as_text(messages, tools)
         try:
-            return _apply_template(tokenizer, messages)
+            return _apply_template(tokenizer, messages, **kwargs)
         except InvalidRequest:
             # Some templates (Gemma 1-2, Mistral v1-2) refuse a system role: give
             # its text to the first user turn, as Gemma 3's template does itself.
             folded = _fold_system(messages)
             if folded == messages:
                 raise
-            return _apply_template(tokenizer, folded)
+            return _apply_template(tokenizer, folded, **kwargs)
+
+    def _tools_as_text(self, messages: list[dict], tools: list[dict] | None) -> list[dict]:
+        """A chat with tools for a template that knows none: plain text messages."""
+        syntax, text = self.tool_syntax, []
+        for m in messages:
+            if m["role"] == "tool":
+                content = syntax.result_open + m["content"] + syntax.result_close
+                text.append({"role": syntax.result_role, "content": content})
+            elif "tool_calls" in m:
+                calls = syntax.write([c["function"] for c in m["tool_calls"]])
+                text.append({"role": "assistant", "content": "\n".join(filter(None, [m["content"], calls]))})
+            else:
+                text.append(m)
+        if not tools:
+            return text
+        described = syntax.instructions([t["function"] for t in tools])
+        if text[0]["role"] == "system":
+            return [{"role": "system", "content": text[0]["content"] + "\n\n" + described}, *text[1:]]
+        return [{"role": "system", "content": described}, *text]
 
     def stop_token_ids(self, tokenizer, generation_config: dict, config: dict) -> set[int]:
         """Every id that ends an answer: the family's own plus all declared eos ids."""
@@ -67,6 +101,7 @@ LLAMA3 = Family(
     marker="<|start_header_id|>",
     model_types=(),  # model_type "llama" also covers Llama 2, Mistral-likes, ...: not a signature
     stop_tokens=("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>"),
+    tool_syntax=LLAMA3_JSON,
     template=(
         "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n"
         "{{ m.content | trim }}<|eot_id|>{% endfor %}"
@@ -110,6 +145,7 @@ MISTRAL = Family(
     marker="[INST]",
     model_types=("mistral", "mixtral"),
     stop_tokens=("</s>",),
+    tool_syntax=MISTRAL_TOOLS,
     template=(
         "{{ bos_token }}{% for m in messages %}{% if m.role == 'user' %}[INST] {{ m.content }} [/INST]"
         "{% else %}{{ m.content }}{{ eos_token }}{% endif %}{% endfor %}"
@@ -141,8 +177,9 @@ def detect_family(config: dict, tokenizer) -> Family:
 
 
 def validate_messages(messages) -> list[dict]:
-    """OpenAI chat messages as plain {"role", "content": str}, or InvalidRequest
-    naming the first thing a text-only model cannot use."""
+    """OpenAI chat messages as the template's plain dicts ({"role", "content": str}, with
+    "tool_calls" on an assistant's calls and "tool_call_id" on a tool's result), or
+    InvalidRequest naming the first thing a text-only model cannot use."""
     if not isinstance(messages, list) or not messages:
         raise _invalid("'messages' must be a non-empty list of chat messages.")
     return [_validate_message(i, message) for i, message in enumerate(messages)]
@@ -153,13 +190,33 @@ def _validate_message(i: int, message) -> dict:
     if not isinstance(message, dict):
         raise _invalid(f"{where} must be an object with 'role' and 'content'.")
     role = message.get("role")
-    if role == "developer":  # OpenAI's newer name for the system role
-        role = "system"
-    if role in TOOL_ROLES or message.get("tool_calls") or message.get("function_call"):
-        raise _invalid(f"{where}: {NO_TOOLS}.")
+    role = {"developer": "system", "function": "tool"}.get(role, role) if isinstance(role, str) else role
     if role not in ROLES:
         raise _invalid(f"{where} has role {role!r}; supported roles are {', '.join(ROLES)}.")
-    return {"role": role, "content": _text_content(where, message.get("content"))}
+    calls = message.get("tool_calls") or ([message["function_call"]] if message.get("function_call") else [])
+    content = message.get("content")
+    checked: dict = {"role": role, "content": "" if content is None and calls else _text_content(where, content)}
+    if role == "tool":
+        checked["tool_call_id"] = message.get("tool_call_id") or ""
+        if message.get("name"):
+            checked["name"] = message["name"]
+    if calls and role == "assistant":
+        checked["tool_calls"] = [_tool_call(f"{where}.tool_calls[{j}]", call) for j, call in enumerate(calls)]
+    return checked
+
+
+def _tool_call(where: str, call) -> dict:
+    """An OpenAI tool call (or legacy function call) as templates take it: arguments as an object."""
+    function = call.get("function", call) if isinstance(call, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise _invalid(f"{where} must name a function.")
+    arguments = function.get("arguments") or "{}"
+    try:
+        arguments = json.loads(arguments) if isinstance(arguments, str) else arguments
+    except ValueError:
+        raise _invalid(f"{where}.function.arguments is not JSON.") from None
+    checked = {"type": "function", "function": {"name": function["name"], "arguments": arguments}}
+    return {"id": call["id"], **checked} if call.get("id") else checked
 
 
 def _text_content(where: str, content) -> str:
@@ -178,6 +235,16 @@ def _text_content(where: str, content) -> str:
             what = f"a {kind!r} part" if kind else "not a {'type': 'text', 'text': str} part"
             raise _invalid(f"{where}.content[{j}] is {what}; {TEXT_ONLY}.")
     return "\n".join(texts)  # as vLLM joins text parts
+
+
+def _renders_tools(tokenizer) -> bool:
+    """Whether the model's own template writes the tools it is given into the prompt."""
+    probe = [{"type": "function", "function": {"name": "probe_function_7f3a", "parameters": {"type": "object"}}}]
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tools=probe, tokenize=False)
+    except Exception:  # a template that fails on tools does not render them
+        return False
+    return "probe_function_7f3a" in text
 
 
 def _apply_template(tokenizer, messages: list[dict], **kwargs) -> list[int]:

@@ -54,7 +54,7 @@ def _refuse_surely_too_long(entry: Entry, request: GenerationRequest) -> None:
 def _tokenize(entry: Entry, request: GenerationRequest) -> list[int]:
     if request.messages is not None:
         assert entry.family is not None  # a loaded entry knows its family
-        tokens = list(entry.family.render(entry.tokenizer, request.messages))
+        tokens = list(entry.family.render(entry.tokenizer, request.messages, request.tools))
     elif isinstance(request.prompt, str):
         # A prompt written with its BOS (a chat template by hand) does not get a second one.
         bos = entry.tokenizer.bos_token

@@ -13,13 +13,11 @@ from typing import Any, Literal
 
 _ids = itertools.count(1)
 
-# What a text-only server without tools refuses, in the words of the engine and the api alike.
-TOOL_ROLES = ("tool", "function")
-NO_TOOLS = "this server does not support tool or function calls"
+# What a text-only server refuses, in the words of the engine and the api alike.
 TEXT_ONLY = "the models here accept text only"
 
 
-ConstraintKind = Literal["json_object", "json_schema", "regex", "choice", "lark"]
+ConstraintKind = Literal["json_object", "json_schema", "regex", "choice", "lark", "tool_calls"]
 
 
 @dataclass(frozen=True)
@@ -28,12 +26,13 @@ class Constraint:
 
     kind: "json_object" (any JSON object), "json_schema" (value: the schema),
     "regex" (value: a pattern the whole text matches), "choice" (value: the strings
-    allowed), "lark" (value: a Lark grammar). `param` names the request field it came
-    from, for errors.
+    allowed), "lark" (value: a Lark grammar), "tool_calls" (value: {"functions": [{"name",
+    "parameters"}], "parallel": bool}: one call, or several, of these functions in the
+    model family's syntax). `param` names the request field it came from, for errors.
     """
 
     kind: ConstraintKind
-    value: Any = None  # by kind: None, a schema dict, a pattern, a tuple of strings, a grammar
+    value: Any = None  # by kind: None, a schema dict, a pattern, a tuple of strings, a grammar, the calls
     param: str = "response_format"
 
 
@@ -68,6 +67,7 @@ class GenerationRequest:
     model: str
     adapter: str | None = None
     messages: list[dict] | None = None
+    tools: list[dict] | None = None  # chat: OpenAI function tools, described to the model
     prompt: str | list[int] | None = None
     sampling: SamplingParams = field(default_factory=SamplingParams)
     n: int = 1
@@ -93,6 +93,7 @@ class Started:
     queue_seconds: float = 0.0  # from submit to joining its batch
     load_seconds: float = 0.0  # of which waiting for its model to load
     batch_size: int = 0  # sequences in its batch once it joined
+    tool_syntax: str | None = None  # how the model writes tool calls (a `tool_calls.SYNTAXES` key)
 
 
 @dataclass

@@ -177,9 +177,10 @@ class Scheduler:
         entry, n = batch.entry, sub.request.n
         bias, constraint = sub.request.sampling.logit_bias, sub.request.sampling.constraint
         sub.logit_bias = LogitBias(bias, entry.config["vocab_size"]) if bias else None
+        assert entry.family is not None  # a loaded entry knows its family
         if constraint is not None:
             vocabulary = grammar_tokenizer(entry.tokenizer, entry.config["vocab_size"], entry.stop_ids)
-            sub.grammar = matcher_factory(constraint, vocabulary)
+            sub.grammar = matcher_factory(constraint, vocabulary, entry.family.tool_syntax)
         sub.choices = [Choice(sub, i, entry.tokenizer, sub.request.sampling.stop, self._emit) for i in range(n)]
         top = sub.request.prompt_logprobs  # set: the prompt is scored
         # A prompt to score is computed from its first token: its pass replaces the prefill.
@@ -193,6 +194,7 @@ class Scheduler:
             queue_seconds=sub.admitted - sub.submitted,
             load_seconds=sub.load_seconds,
             batch_size=len(batch.choices) + n,
+            tool_syntax=entry.family.tool_syntax.name,
         )
         self._emit(sub, started)
         self._changed = True

@@ -123,10 +123,14 @@ def test_errors_in_anthropic_shape(jupyter_server, client):
 
 
 REFUSED = {
-    "tools": ({"tools": [{"name": "f", "input_schema": {"type": "object"}}]}, "tools"),
-    "tool_result block": (
+    "a tool without its input_schema": ({"tools": [{"name": "f"}]}, "input_schema"),
+    "a named tool not among the tools": (
+        {"tools": [{"name": "f", "input_schema": {"type": "object"}}], "tool_choice": {"type": "tool", "name": "g"}},
+        "'g'",
+    ),
+    "a tool_result answering no tool_use": (
         {"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "4"}]}]},
-        "tool",
+        "no tool_use made",
     ),
     "image block": (
         {

@@ -98,3 +98,38 @@ def test_answers_of_the_agent_apis_fit_the_schemas(document, http):
     for data in sse_data(http, "mlx/v1/messages", message):
         event.validate(data)
     validator(document, "AnthropicError").validate(http.post("mlx/v1/messages", json={"model": "demo"}).json())
+
+
+def test_tool_calls_fit_the_schemas(document, http):
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+    body = {"model": "demo", "messages": HELLO, "tools": tools, "tool_choice": "required", "max_tokens": 30}
+    validator(document, "ChatCompletionRequest").validate(body)
+    answer = http.post("mlx/v1/chat/completions", json=body).json()
+    assert answer["choices"][0]["message"]["tool_calls"]
+    validator(document, "ChatCompletion").validate(answer)
+    chunks = sse_data(http, "mlx/v1/chat/completions", body)
+    assert any(c["choices"] and c["choices"][0]["delta"].get("tool_calls") for c in chunks)
+    for chunk in chunks:
+        validator(document, "ChatCompletionChunk").validate(chunk)
+    history = [*HELLO, answer["choices"][0]["message"]]
+    tool_call_id = answer["choices"][0]["message"]["tool_calls"][0]["id"]
+    validator(document, "ChatCompletionRequest").validate(
+        {"model": "demo", "messages": [*history, {"role": "tool", "tool_call_id": tool_call_id, "content": "4"}]}
+    )
+    response_body = {"model": "demo", "input": "Hello", "tools": [{"type": "function", **tools[0]["function"]}]}
+    response_body |= {"tool_choice": "required", "max_output_tokens": 30}
+    validator(document, "CreateResponse").validate(response_body)
+    response = http.post("mlx/v1/responses", json=response_body).json()
+    assert response["output"][0]["type"] == "function_call"
+    validator(document, "Response").validate(response)
+    events = sse_data(http, "mlx/v1/responses", response_body)
+    assert "response.function_call_arguments.done" in {e["type"] for e in events}
+    for event in events:
+        validator(document, "ResponseStreamEvents").validate(event)
+    message_body = {"model": "demo", "max_tokens": 30, "messages": HELLO, "tool_choice": {"type": "any"}}
+    message_body["tools"] = [{"name": "f", "input_schema": {"type": "object", "properties": {}}}]
+    message = http.post("mlx/v1/messages", json=message_body).json()
+    assert message["content"][0]["type"] == "tool_use"
+    validator(document, "MessageResponse").validate(message)
+    for event in sse_data(http, "mlx/v1/messages", message_body):
+        validator(document, "MessageStreamEvents").validate(event)

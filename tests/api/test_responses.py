@@ -184,7 +184,12 @@ def test_the_store_is_bounded():
 
 
 REFUSED = {
-    "tools": ({"tools": [{"type": "function", "name": "f", "parameters": {}}]}, "tools", "tool"),
+    "a tool other than a function": ({"tools": [{"type": "web_search"}]}, "tools.0.type", "function"),
+    "a named function not among the tools": (
+        {"tools": [{"type": "function", "name": "f"}], "tool_choice": {"type": "function", "name": "g"}},
+        "tool_choice",
+        "'g'",
+    ),
     "a schema that cannot be enforced": (
         {"text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "strin"}}}},
         "text.format",
@@ -194,11 +199,6 @@ REFUSED = {
         {"text": {"format": {"type": "json_schema", "name": "x"}}},
         "text.format",
         "needs a name and a schema",
-    ),
-    "function_call_output item": (
-        {"input": [{"type": "function_call_output", "call_id": "c", "output": "4"}]},
-        "input.0.type",
-        "tool",
     ),
     "image part": (
         {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},

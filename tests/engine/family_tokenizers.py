@@ -53,6 +53,24 @@ FAMILY_TOKENIZERS = {
             "{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
         ),
     },
+    # Qwen2.5-Instruct's way with tools, abridged: tools in the system turn, calls in <tool_call>.
+    "chatml-tools": {
+        "config": {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"]},
+        "specials": ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        "bos": None,
+        "eos": "<|im_end|>",
+        "template": (
+            "{%- if tools %}{{- '<|im_start|>system\n# Tools\n<tools>' }}{%- for tool in tools %}"
+            "{{- '\n' + tool | tojson }}{%- endfor %}{{- '\n</tools><|im_end|>\n' }}{%- endif %}"
+            "{%- for message in messages %}{%- if message.role == 'tool' %}"
+            "{{- '<|im_start|>user\n<tool_response>\n' + message.content + '\n</tool_response><|im_end|>\n' }}"
+            "{%- else %}{{- '<|im_start|>' + message.role + '\n' + message.content }}"
+            '{%- for call in message.tool_calls or [] %}{{- \'\n<tool_call>\n{"name": "\' + call.function.name + '
+            "'\", \"arguments\": ' + call.function.arguments | tojson + '}\n</tool_call>' }}{%- endfor %}"
+            "{{- '<|im_end|>\n' }}{%- endif %}{%- endfor %}"
+            "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
+        ),
+    },
     "gemma": {
         "config": {"model_type": "gemma2", "architectures": ["Gemma2ForCausalLM"]},
         "specials": ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"],

@@ -172,18 +172,12 @@ AUDIO = {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}
         ([{"role": "critic", "content": "x"}], r"messages\[0\] has role 'critic'"),
         ([{"content": "x"}], r"messages\[0\] has role None"),
         (
-            [{"role": "user", "content": "x"}, {"role": "tool", "content": "4", "tool_call_id": "c1"}],
-            r"messages\[1\]: this server does not support tool or function calls",
+            [{"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {}}]}],
+            r"messages\[0\]\.tool_calls\[0\] must name a function",
         ),
         (
-            [
-                {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
-                }
-            ],
-            r"messages\[0\]: this server does not support tool",
+            [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{x"}}]}],
+            r"messages\[0\]\.tool_calls\[0\]\.function\.arguments is not JSON",
         ),
         (
             [{"role": "user", "content": [{"type": "text", "text": "What is this?"}, IMAGE]}],

@@ -97,23 +97,23 @@ CASES = {
         "missing_required_parameter",
         "messages.0.role",
     ),
-    "the tool role": (
+    "a tool result answering no call": (
         CHAT,
         chat_with(messages=[{"role": "tool", "content": "42", "tool_call_id": "1"}]),
         "application/json",
         400,
         "invalid_value",
-        "tool or function calls",
+        "which no assistant made",
     ),
-    "the function role": (
+    "a function result without its name": (
         CHAT,
-        chat_with(messages=[{"role": "function", "name": "f", "content": "42"}]),
+        chat_with(messages=[{"role": "function", "content": "42"}]),
         "application/json",
         400,
         "invalid_value",
-        "tool or function calls",
+        "needs the name of its function",
     ),
-    "tool calls": (
+    "a tool call without its function": (
         CHAT,
         chat_with(
             messages=[
@@ -123,24 +123,24 @@ CASES = {
         ),
         "application/json",
         400,
-        "invalid_value",
-        "tool or function calls",
+        "missing_required_parameter",
+        "messages.0.tool_calls.0.function",
     ),
-    "tools": (
+    "a tool that is not a function": (
         CHAT,
-        chat_with(tools=[{"type": "function", "function": {"name": "get_weather"}}]),
+        chat_with(tools=[{"type": "retrieval"}]),
         "application/json",
         400,
         "invalid_value",
-        "tool or function calls",
+        "function",
     ),
-    "functions": (
+    "tools and functions": (
         CHAT,
-        chat_with(functions=[{"name": "get_weather"}]),
+        chat_with(tools=[{"type": "function", "function": {"name": "f"}}], functions=[{"name": "get_weather"}]),
         "application/json",
         400,
         "invalid_value",
-        "tool or function calls",
+        "cannot be combined",
     ),
     "an image part": (
         CHAT,
