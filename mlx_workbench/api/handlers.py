@@ -41,6 +41,7 @@ from .admin import HealthHandler, LoadHandler, OpenAPIHandler, PinHandler, Statu
 from .base import BaseHandler
 from .errors import ApiError, api_error
 from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
+from .inline import InlineCompletionRequest
 from .responses import CreateResponse, DeletedResponse, Response, ResponsesBuilder, template_message
 from .sse import ClientGone, EventStream
 
@@ -233,6 +234,18 @@ class CompletionsHandler(GenerationHandler):
         await self.generate(body, requests, builder)
 
 
+class InlineCompletionHandler(GenerationHandler):
+    """Code completion at a notebook's cursor, for the lab extension (see inline.py)."""
+
+    endpoint = "inline"
+
+    @web.authenticated
+    async def post(self):
+        body: InlineCompletionRequest = self.parse(InlineCompletionRequest)
+        request = body.request(*self.model_id(body.model, body.adapter), self.workbench.max_tokens_cap)
+        await self.generate(body, [request], TextBuilder(body.model, 1, False, [""]))
+
+
 class ResponsesHandler(GenerationHandler):
     """The Responses API, translated onto chat generation (see responses.py)."""
 
@@ -370,6 +383,7 @@ HANDLERS = [
     (r"mlx/v1/models", ModelsHandler),
     (r"mlx/v1/models/(.+)", ModelHandler),
     (r"mlx/health", HealthHandler),
+    (r"mlx/api/inline-completions", InlineCompletionHandler),
     (r"mlx/api/status", StatusHandler),
     (r"mlx/api/models/load", LoadHandler),
     (r"mlx/api/models/unload", UnloadHandler),

@@ -145,7 +145,7 @@ class Scheduler:
         sub.entry = entry
         entry.active_requests += 1
         batch = self.batches.get(entry.id) or self.batches.setdefault(entry.id, Batch(entry, self.config))
-        batch.waiting.append(sub)
+        batch.wait(sub)
         self._admit_waiting(batch)
 
     def _admit_waiting(self, batch: Batch) -> None:
