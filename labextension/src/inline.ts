@@ -85,12 +85,18 @@ export class MLXInlineProvider implements IInlineCompletionProvider {
     if (completion.aborted) {
       return { items: [] };
     }
+    const prefix = request.text.slice(0, request.offset);
+    const above = cellsAbove(context.widget, this.settings.contextCells);
+    if (!prefix && !above.length) {
+      this._end(completion);
+      return { items: [] }; // an empty first cell: nothing to go on yet
+    }
     const body = {
       model,
       adapter: this.settings.adapter || null,
-      prefix: request.text.slice(0, request.offset),
+      prefix,
       suffix: request.text.slice(request.offset),
-      context: cellsAbove(context.widget, this.settings.contextCells),
+      context: above,
       max_tokens: this.settings.maxTokens,
       stop_at: this.settings.stopAt,
       stream: true

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import InvalidForModel
 from .requests import Infill
 
 
@@ -74,6 +75,12 @@ def infill_tokens(tokenizer, infill: Infill, room: int | None) -> list[int]:
     markers = fim_tokens(tokenizer)
     prefix = tokenizer.encode(infill.prefix, add_special_tokens=False)
     if markers is None:
+        if not (head or prefix):
+            raise InvalidForModel(
+                "Nothing to complete: the code before the cursor is empty, and this model has neither "
+                "fill-in-the-middle tokens nor a BOS token to start from.",
+                param="prefix",
+            )
         return head + _tail(prefix, None if room is None else room - len(head))
     suffix = tokenizer.encode(infill.suffix, add_special_tokens=False) if infill.suffix else []
     if room is not None:

@@ -95,6 +95,10 @@ def test_an_unknown_model_and_an_empty_prompt_then_the_server_carries_on(http, o
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
     # The demo tokenizer adds a BOS: an empty cell is still a prompt, and gets a completion.
     assert inline(http, prefix="", max_tokens=3).status_code == 200
+    # demo-chatml's adds none and has no FIM tokens: nothing to start from, for this model.
+    empty = http.post(PATH, json={"model": "demo-chatml", "prefix": ""})
+    assert empty.status_code == 400 and empty.json()["error"]["code"] == "invalid_for_model"
+    assert empty.json()["error"]["param"] == "prefix"
     assert inline(http, prefix=COUNT).json()["choices"][0]["text"] == text_completion(openai_client, COUNT, ["\n\n"])
 
 
