@@ -73,16 +73,19 @@ def page(lab, browser, page_errors):
 
 
 def open_notebook(lab, page: Page, name: str, cells: list):
-    """The notebook of `cells`, open (more than one: the placeholder cell of a notebook
-    still loading is not taken for it), its ghost text watched; its cells."""
+    """The notebook of `cells` (the first not empty), open, its ghost text watched; its cells."""
     notebook = nbformat.v4.new_notebook(
         cells=cells,
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
     )
     nbformat.write(notebook, lab.root_dir / name)
     page.goto(f"{lab.url}lab/tree/{name}")
+    # This notebook in front, its cells loaded (not a notebook restored from the last page,
+    # nor the placeholder cell of one still loading).
+    expect(page.locator(".jp-mod-current.lm-TabBar-tab")).to_contain_text(name, timeout=60_000)
     cells = page.locator(f"{SHOWN} .jp-Cell")
     expect(cells).to_have_count(len(notebook.cells), timeout=60_000)
+    expect(cells.first).to_contain_text(notebook.cells[0].source)
     page.evaluate(WATCH_GHOST)
     return cells
 
@@ -128,10 +131,11 @@ def test_typed_code_gets_the_streamed_greedy_completion_and_tab_accepts_it(lab, 
     page.wait_for_function(f"!document.querySelector('{SHOWN} .jp-GhostText-streamingIndicator')")  # streaming over
     seen = page.evaluate("window.mlxGhost")
     first = seen["frames"][0]
+    server_ttft = re.findall(r"mlx inline demo \(stream\): prompt .* TTFT (\d+) ms", lab.log())[-1]
     print(
         f"\nkeystroke -> first ghost character: {first['at'] - seen['key']:.0f} ms "
-        f"({len(first['text'])} of {len(expected)} characters), whole completion: "
-        f"{seen['frames'][-1]['at'] - seen['key']:.0f} ms, {len(seen['frames'])} ghost states"
+        f"({len(first['text'])} of {len(expected)} characters; the server's TTFT of it: {server_ttft} ms), "
+        f"whole completion: {seen['frames'][-1]['at'] - seen['key']:.0f} ms, {len(seen['frames'])} ghost states"
     )
     assert all(expected.startswith(f["text"]) for f in seen["frames"])  # it only ever grew toward the answer
     assert_drawn(screenshot("ghost-text", of=cell), min_colors=8)
@@ -155,7 +159,7 @@ def test_a_keystroke_cancels_the_running_completion_on_the_server(lab, page, scr
         assert editor_text(cell) == ENDLESS
         page.wait_for_function("window.mlxGhost.frames.some(f => f.streaming)", timeout=30_000)
         expect(status_item).to_contain_text("completing")
-        assert_drawn(screenshot("streaming", of=page), min_colors=500)
+        assert_drawn(screenshot("streaming", of=page), min_colors=300)
         streaming = http(lab, "mlx/api/status")
         page.keyboard.press("!")  # the user types on
         deadline = time.monotonic() + 30
@@ -167,4 +171,4 @@ def test_a_keystroke_cancels_the_running_completion_on_the_server(lab, page, scr
     assert editor_text(cell) == ENDLESS + "!"  # nothing of the cancelled ghost text was inserted
     page.keyboard.press("Escape")  # dismiss the completion of the new text
     expect(status_item).not_to_contain_text("completing", timeout=60_000)
-    assert_drawn(screenshot("after-cancel", of=page), min_colors=500)
+    assert_drawn(screenshot("after-cancel", of=page), min_colors=300)
