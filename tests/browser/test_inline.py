@@ -1,8 +1,9 @@
 """Inline completion in a real notebook: typed code gets the demo model's streamed ghost
 text, equal to the server's greedy text completion of the same prefix (the cell above
 included), and Tab accepts it; a keystroke while a completion streams cancels it on the
-server, and the status bar says when one runs. Keystroke to first ghost character is
-measured in the page and printed (not asserted: timings belong to the benchmark)."""
+server, and the status bar says when one runs; the settings show in the Settings Editor.
+Keystroke to first ghost character is measured in the page and printed (not asserted:
+timings belong to the benchmark)."""
 
 from __future__ import annotations
 
@@ -172,3 +173,14 @@ def test_a_keystroke_cancels_the_running_completion_on_the_server(lab, page, scr
     page.keyboard.press("Escape")  # dismiss the completion of the new text
     expect(status_item).not_to_contain_text("completing", timeout=60_000)
     assert_drawn(screenshot("after-cancel", of=page), min_colors=300)
+
+
+def test_the_settings_are_in_the_settings_editor(page, screenshot):
+    """Under MLX Workbench, with the values this module set."""
+    page.keyboard.press("Control+Comma")  # JupyterLab's Settings Editor
+    page.locator(".jp-PluginList").get_by_text("MLX Workbench", exact=True).click()
+    form = page.locator(".jp-SettingsPanel, .jp-SettingsEditor").first
+    for field in ["Inline completion", "Model", "Adapter", "Maximum tokens", "Debounce (ms)", "Stop at", "Enabled"]:
+        expect(form.get_by_text(field, exact=True).first).to_be_visible(timeout=30_000)
+    expect(form.locator("input[type=checkbox]").first).to_be_checked()
+    assert_drawn(screenshot("settings", of=page), min_colors=300)
