@@ -1,13 +1,17 @@
 /**
  * MLX Workbench in JupyterLab: the pool and memory in the status bar, a
- * sidebar panel to load, unload and pin models, and palette commands that copy
- * the OpenAI base URL or a ready-to-run Python snippet.
+ * sidebar panel to load, unload and pin models, palette commands that copy
+ * the OpenAI base URL or a ready-to-run Python snippet, and inline completion
+ * (ghost text) in cells from a pool model, configured in the Settings editor.
  */
 import { ILabShell, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { Clipboard, ICommandPalette, Notification } from '@jupyterlab/apputils';
+import { ICompletionProviderManager } from '@jupyterlab/completer';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
 import { PoolClient } from './api';
+import { DEFAULT_INLINE_SETTINGS, IInlineSettings, MLXInlineProvider } from './inline';
 import { PoolModel } from './model';
 import { PoolPanel } from './panel';
 import { openaiSnippet } from './snippet';
@@ -24,15 +28,30 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'The MLX model pool and memory in the JupyterLab UI.',
   autoStart: true,
   requires: [ILabShell],
-  optional: [IStatusBar, ICommandPalette],
+  optional: [IStatusBar, ICommandPalette, ICompletionProviderManager, ISettingRegistry],
   activate: (
     app: JupyterFrontEnd,
     shell: ILabShell,
     statusBar: IStatusBar | null,
-    palette: ICommandPalette | null
+    palette: ICommandPalette | null,
+    completions: ICompletionProviderManager | null,
+    settingRegistry: ISettingRegistry | null
   ) => {
     const client = new PoolClient();
     const model = new PoolModel(client);
+    const inline = new MLXInlineProvider(() => defaultModel(model), client.settings);
+    completions?.registerInlineProvider(inline);
+    settingRegistry
+      ?.load(plugin.id)
+      .then(settings => {
+        const apply = () => {
+          const chosen = settings.composite.inlineCompletion as Partial<IInlineSettings>;
+          inline.settings = { ...DEFAULT_INLINE_SETTINGS, ...chosen };
+        };
+        settings.changed.connect(apply);
+        apply();
+      })
+      .catch(error => console.warn('mlx-workbench: settings not loaded, defaults used', error));
     const panel = new PoolPanel(model);
     shell.add(panel, 'left', { rank: 1000, type: 'MLX model pool' });
 
@@ -64,7 +83,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
 
     statusBar?.registerStatusItem(plugin.id, {
-      item: new PoolStatusItem(model, () => void commands.execute(CommandIDs.showPool)),
+      item: new PoolStatusItem(model, inline, () => void commands.execute(CommandIDs.showPool)),
       align: 'left',
       rank: 10
     });

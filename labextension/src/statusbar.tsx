@@ -1,14 +1,23 @@
-/** The status bar item: "MLX: demo · 12 MiB / 8 GiB", coloured near the budget. */
+/**
+ * The status bar item: "MLX: demo · 12 MiB / 8 GiB", coloured near the budget, and
+ * "· completing" while an inline completion runs.
+ */
 import { VDomRenderer } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
+import { MLXInlineProvider } from './inline';
 import { PoolModel } from './model';
 import { formatPercent, memoryRatio, statusLevel, statusText } from './format';
 
 export class PoolStatusItem extends VDomRenderer<PoolModel> {
-  constructor(model: PoolModel, onClick: () => void) {
+  constructor(
+    model: PoolModel,
+    private readonly _inline: MLXInlineProvider,
+    onClick: () => void
+  ) {
     super(model);
     this._onClick = onClick;
+    _inline.runningChanged.connect(() => this.update(), this);
     this.addClass('mlx-StatusItem');
     this.addClass('jp-mod-highlighted'); // clickable, like the kernel status item
   }
@@ -24,6 +33,7 @@ export class PoolStatusItem extends VDomRenderer<PoolModel> {
         onClick={this._onClick}
       >
         {statusText(status, error)}
+        {this._inline.running && <span className="mlx-StatusItem-inline"> · completing</span>}
       </span>
     );
   }

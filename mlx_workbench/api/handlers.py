@@ -46,6 +46,7 @@ from .remote_events import remote_events
 from .response_objects import DeletedResponse, Response
 from .response_requests import CreateResponse, template_message
 from .responses import ResponsesBuilder, output_messages
+from .inline import InlineCompletionRequest
 from .sse import ClientGone, EventStream
 from .tracing import RequestSpan
 
@@ -277,6 +278,18 @@ class CompletionsHandler(GenerationHandler):
         await self.generate(body, requests, builder)
 
 
+class InlineCompletionHandler(GenerationHandler):
+    """Code completion at a notebook's cursor, for the lab extension (see inline.py)."""
+
+    endpoint = "inline"
+
+    @web.authenticated
+    async def post(self):
+        body: InlineCompletionRequest = self.parse(InlineCompletionRequest)
+        request = body.request(*self.model_id(body.model, body.adapter), self.workbench.max_tokens_cap)
+        await self.generate(body, [request], TextBuilder(body.model, 1, False, [""]))
+
+
 class ResponsesHandler(GenerationHandler):
     """The Responses API, translated onto chat generation (see responses.py)."""
 
@@ -421,6 +434,7 @@ HANDLERS = [
     (r"mlx/v1/models", ModelsHandler),
     (r"mlx/v1/models/(.+)", ModelHandler),
     (r"mlx/health", HealthHandler),
+    (r"mlx/api/inline-completions", InlineCompletionHandler),
     (r"mlx/api/status", StatusHandler),
     (r"mlx/api/models/load", LoadHandler),
     (r"mlx/api/models/unload", UnloadHandler),

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from . import anthropic, response_objects, response_requests
+from . import anthropic, inline, response_objects, response_requests
 from . import request_schemas as req
 from . import response_schemas as res
 
@@ -167,6 +167,20 @@ _OPERATIONS = [
         "Liveness and version (no authentication)",
         {"200": (res.HealthResponse, "Engine running or starting."), "503": (res.HealthResponse, "Engine down.")},
         authenticated=False,
+    ),
+    Operation(
+        "post",
+        "/mlx/api/inline-completions",
+        "Complete the code at a notebook's cursor (the lab extension's ghost text)",
+        {
+            "200": (res.Completion, "The completion, or with stream=true an event stream of chunks."),
+            **_GENERATION_ERRORS,
+        },
+        request=inline.InlineCompletionRequest,
+        chunk=res.Completion,
+        description="The prompt is framed with the model's fill-in-the-middle tokens when its tokenizer has "
+        "them (else the code before the cursor alone) and trimmed to its context; the request runs at low "
+        "priority. A client that hangs up cancels it.",
     ),
     Operation(
         "get",

@@ -29,6 +29,13 @@ class Batch:
         self.waiting: deque[Submission] = deque()
         self.scoring: Submission | None = None  # the request whose prompt is being scored
 
+    def wait(self, sub: Submission) -> None:
+        """Queue `sub` for a place: a low-priority request goes behind every normal one."""
+        if sub.request.priority == "low":
+            return self.waiting.append(sub)
+        first_low = next((i for i, s in enumerate(self.waiting) if s.request.priority == "low"), len(self.waiting))
+        self.waiting.insert(first_low, sub)
+
     def has_room(self, n: int) -> bool:
         # Places are taken already by the other choices of a request with n > 1, which join
         # after its prefill (Scheduler._fork_choices), and by a request to generate once scored.

@@ -219,8 +219,8 @@ class Engine:
         if self._state != "running":
             raise EngineNotReady(f"The engine is {self._state}." + (f" {self._error}" if self._error else ""))
         model, adapter = self._resolve(request.model, request.adapter)
-        if (request.messages is None) == (request.prompt is None):
-            raise InvalidRequest("Give exactly one of messages and prompt.", param="messages")
+        if sum(p is not None for p in (request.messages, request.prompt, request.infill)) != 1:
+            raise InvalidRequest("Give exactly one of messages, prompt and infill.", param="messages")
         if request.sampling.max_tokens < 0:
             raise InvalidRequest("max_tokens must not be negative.", param="max_tokens")
         if request.n < 1:

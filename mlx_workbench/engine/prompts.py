@@ -5,12 +5,15 @@ vocabulary; and a prompt that cannot fit the model's context refused."""
 from __future__ import annotations
 
 from .errors import ContextLengthExceeded, EngineError, InvalidForModel, InvalidRequest
+from .infill import infill_tokens
 from .pool import Entry
 from .requests import GenerationRequest
 
 
 def prompt_param(request: GenerationRequest) -> str:
     """The request field that holds the prompt."""
+    if request.infill is not None:
+        return "prefix"
     return "messages" if request.messages is not None else "prompt"
 
 
@@ -52,7 +55,11 @@ def _refuse_surely_too_long(entry: Entry, request: GenerationRequest) -> None:
 
 
 def _tokenize(entry: Entry, request: GenerationRequest) -> list[int]:
-    if request.messages is not None:
+    if request.infill is not None:  # trimmed to leave room for the completion
+        limit = entry.context_length
+        room = None if limit is None else limit - 1 - min(request.sampling.max_tokens, limit // 2)
+        tokens = infill_tokens(entry.tokenizer, request.infill, room)
+    elif request.messages is not None:
         assert entry.family is not None  # a loaded entry knows its family
         tokens = list(entry.family.render(entry.tokenizer, request.messages, request.tools))
     elif isinstance(request.prompt, str):

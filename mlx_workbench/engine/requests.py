@@ -56,12 +56,27 @@ class SamplingParams:
     constraint: Constraint | None = None
 
 
+@dataclass(frozen=True)
+class Infill:
+    """Code to complete at a cursor: `prefix` is the code before it (the cells above
+    included), `suffix` the code after it. `infill.py` frames them with the model's
+    fill-in-the-middle tokens, when its tokenizer has them."""
+
+    prefix: str
+    suffix: str = ""
+
+
+# "low": admitted after every "normal" request waiting for the same batch (inline completions).
+Priority = Literal["normal", "low"]
+
+
 @dataclass
 class GenerationRequest:
     """One chat or text completion; `n` choices share the prompt.
 
-    Exactly one of `messages` (chat: the family's template renders them) and
-    `prompt` (text completion: a string or token ids) is set.
+    Exactly one of `messages` (chat: the family's template renders them),
+    `prompt` (text completion: a string or token ids) and `infill` (code
+    completion at a cursor) is set.
     """
 
     model: str
@@ -74,6 +89,8 @@ class GenerationRequest:
     # Score the prompt: its tokens' logprobs, with this many alternatives each. (With
     # sampling.max_tokens 0 nothing is generated.)
     prompt_logprobs: int | None = None
+    infill: Infill | None = None
+    priority: Priority = "normal"
     id: str = field(default_factory=lambda: f"req-{next(_ids)}")
 
 

@@ -158,7 +158,7 @@ class Scheduler:
         batch = self.batches.get(entry.model) or self.batches.setdefault(
             entry.model, Batch(self.pool.entry(entry.model), self.config)
         )
-        batch.waiting.append(sub)
+        batch.wait(sub)
         self._admit_waiting(batch)
 
     def _admit_waiting(self, batch: Batch) -> None:

@@ -40,6 +40,10 @@ def lab_environment(home: Path, server_config: dict) -> dict:
     (notification / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False})
     )
+    # No ghost text in the tests that type in cells without looking for it (test_inline.py turns it on).
+    workbench = home / "settings" / "mlx-workbench"
+    workbench.mkdir(parents=True)
+    (workbench / "plugin.jupyterlab-settings").write_text(json.dumps({"inlineCompletion": {"enabled": False}}))
     return {
         "JUPYTER_CONFIG_DIR": str(config_dir),
         "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
