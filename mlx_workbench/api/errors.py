@@ -76,7 +76,9 @@ def validation_error(exc: ValidationError) -> ApiError:
         message = f"Invalid request: {reason}."
     else:
         message = f"Invalid value for '{param}': {reason}."
-    code = "missing_required_parameter" if first["type"] == "missing" else "invalid_value"
+    code = {"missing": "missing_required_parameter", "tool_mismatch": "tool_mismatch"}.get(
+        first["type"], "invalid_value"
+    )
     return ApiError(400, message, param=param, code=code)
 
 

@@ -41,12 +41,12 @@ from .admin import HealthHandler, LoadHandler, OpenAPIHandler, PinHandler, Statu
 from .base import BaseHandler
 from .errors import ApiError, api_error
 from .formats import ChatBuilder, ResponseBuilder, TextBuilder, merge_deltas
+from .inline import InlineCompletionRequest
 from .proxy import forwarded
 from .remote_events import remote_events
 from .response_objects import DeletedResponse, Response
 from .response_requests import CreateResponse, template_message
 from .responses import ResponsesBuilder, output_messages
-from .inline import InlineCompletionRequest
 from .sse import ClientGone, EventStream
 from .tracing import RequestSpan
 

@@ -23,7 +23,9 @@ _GENERATION_ERRORS = {
         "Invalid request; or valid, but not for this model (code invalid_for_model: "
         "token ids outside its vocabulary, a chat its template refuses) or over its context "
         "(code context_length_exceeded); or an adapter the model id contradicts "
-        "(code conflicting_adapter).",
+        "(code conflicting_adapter); or tools another field contradicts (code tool_mismatch: a "
+        "tool_choice or parallel_tool_calls without tools, a named tool not among them, a tool "
+        "result answering no call, a forced call with a response format).",
     ),
     "401": (res.ErrorResponse, "Missing or invalid token."),
     "404": (res.ErrorResponse, "Unknown model (code model_not_found)."),

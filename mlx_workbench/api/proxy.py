@@ -32,7 +32,7 @@ def remote_model(handler: GenerationHandler) -> str | None:
     goes the local way, which answers its 400)."""
     try:
         body = json.loads(handler.request.body or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):  # too deep to read: the local way refuses it
         return None
     model = body.get("model") if isinstance(body, dict) else None
     return model if isinstance(model, str) and model in handler.workbench.remote.entries else None
@@ -44,6 +44,7 @@ async def forwarded(handler: GenerationHandler, path: str) -> bool:
     name = remote_model(handler)
     if name is None:
         return False
+    handler._model = (name, None)  # what its metrics are labelled with
     handler.relay = asyncio.ensure_future(forward(handler, name, path))
     try:
         await handler.relay

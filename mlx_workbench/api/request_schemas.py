@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from ..engine.requests import TEXT_ONLY, Constraint, ConstraintKind, SamplingParams
 
@@ -272,6 +273,34 @@ class ToolCall(Request):
 
 
 class ChatMessage(Request):
+    # The rules of `_tool_fields_by_role`, in the document.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [  # type: ignore[arg-type]  (JSON, typed narrower by pydantic)
+                {
+                    "if": {"properties": {"role": {"const": "tool"}}},
+                    "then": {
+                        "required": ["tool_call_id"],
+                        "properties": {"tool_call_id": {"type": "string", "minLength": 1}},
+                    },
+                },
+                {
+                    "if": {"properties": {"role": {"const": "function"}}},
+                    "then": {"required": ["name"], "properties": {"name": {"type": "string", "minLength": 1}}},
+                },
+                {
+                    "if": {"properties": {"role": {"not": {"const": "assistant"}}}},
+                    "then": {
+                        "properties": {
+                            "tool_calls": {"anyOf": [{"type": "null"}, {"type": "array", "maxItems": 0}]},
+                            "function_call": {"type": "null"},
+                        }
+                    },
+                },
+            ]
+        }
+    )
+
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[TextPart] | None = Field(
         None, description="Text, or a list of text parts (other part types are not supported)."
@@ -336,19 +365,26 @@ class ToolPlan:
         return Constraint("tool_calls", {"functions": self.forced, "parallel": not self.single}, param="tools")
 
 
+def tool_mismatch(reason: str) -> PydanticCustomError:
+    """A refusal tying the tools to another field (a choice naming no tool, a result answering no
+    call, a forced call with a format): rules JSON Schema cannot state, so the document states
+    them in words, and the code (`tool_mismatch`) says which kind of refusal it is."""
+    return PydanticCustomError("tool_mismatch", "{reason}", {"reason": reason})
+
+
 def _check_choice(field: str, tools_field: str, choice, info: ValidationInfo):
     """OpenAI's rules for a tool choice: only with tools, and naming one of them."""
     tools = info.data.get(tools_field)
     if choice is None or (choice == "none" and field != "parallel_tool_calls"):
         return choice
     if not tools:
-        raise ValueError(f"'{field}' is only allowed when '{tools_field}' are specified")
+        raise tool_mismatch(f"'{field}' is only allowed when '{tools_field}' are specified")
     named = choice.function.name if isinstance(choice, NamedToolChoice) else getattr(choice, "name", None)
     if named is not None and named not in {getattr(t, "function", t).name for t in tools}:
-        raise ValueError(f"no function named {named!r} is among the {tools_field}")
+        raise tool_mismatch(f"no function named {named!r} is among the {tools_field}")
     form, outputs = info.data.get("response_format"), info.data.get("structured_outputs")
     if (named is not None or choice == "required") and (outputs or (form and form.type != "text")):
-        raise ValueError("a forced tool call cannot be combined with response_format or structured_outputs")
+        raise tool_mismatch("a forced tool call cannot be combined with response_format or structured_outputs")
     return choice
 
 
@@ -388,14 +424,16 @@ class ChatCompletionRequest(GenerationParams):
         for i, message in enumerate(messages):
             called |= {call.id for call in message.tool_calls or []}
             if message.role == "tool" and message.tool_call_id not in called:
-                raise ValueError(f"messages[{i}] answers tool call {message.tool_call_id!r}, which no assistant made")
+                raise tool_mismatch(
+                    f"messages[{i}] answers tool call {message.tool_call_id!r}, which no assistant made"
+                )
         return messages
 
     @field_validator("functions")
     @classmethod
     def _tools_or_functions(cls, functions, info: ValidationInfo):
         if functions and info.data.get("tools"):
-            raise ValueError("'tools' and the legacy 'functions' cannot be combined")
+            raise tool_mismatch("'tools' and the legacy 'functions' cannot be combined")
         return functions
 
     @field_validator("tool_choice", "parallel_tool_calls")

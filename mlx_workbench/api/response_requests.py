@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..engine.requests import Constraint, SamplingParams
-from .request_schemas import Int, Request, ToolPlan
+from .request_schemas import Int, Request, ToolPlan, tool_mismatch
 from .response_tools import (
     FunctionCallInput,
     FunctionCallOutputInput,
@@ -146,7 +146,7 @@ class CreateResponse(Request):
         check_tool_choice(choice, info.data.get("tools"))
         text = info.data.get("text")
         if choice not in (None, "none", "auto") and text and text.format and text.format.type != "text":
-            raise ValueError("a forced tool call cannot be combined with text.format")
+            raise tool_mismatch("a forced tool call cannot be combined with text.format")
         return choice
 
     @field_validator("background")

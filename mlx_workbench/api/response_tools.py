@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from .request_schemas import Request, ToolPlan
+from .request_schemas import Request, ToolPlan, tool_mismatch
 
 
 class FunctionTool(Request):
@@ -49,9 +49,9 @@ def check_tool_choice(choice: ToolChoice | None, tools: list[FunctionTool] | Non
     if choice in (None, "none", "auto"):
         return
     if not tools:
-        raise ValueError("'tool_choice' is only allowed when 'tools' are specified")
+        raise tool_mismatch("'tool_choice' is only allowed when 'tools' are specified")
     if isinstance(choice, NamedFunctionChoice) and choice.name not in {t.name for t in tools}:
-        raise ValueError(f"no function named {choice.name!r} is among the tools")
+        raise tool_mismatch(f"no function named {choice.name!r} is among the tools")
 
 
 class FunctionCallInput(Request):

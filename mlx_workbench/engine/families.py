@@ -206,15 +206,17 @@ def _validate_message(i: int, message) -> dict:
 
 
 def _tool_call(where: str, call) -> dict:
-    """An OpenAI tool call (or legacy function call) as templates take it: arguments as an object."""
+    """An OpenAI tool call (or legacy function call) as templates take it: arguments as an object
+    when they are JSON."""
     function = call.get("function", call) if isinstance(call, dict) else None
     if not isinstance(function, dict) or not isinstance(function.get("name"), str):
         raise _invalid(f"{where} must name a function.")
     arguments = function.get("arguments") or "{}"
-    try:
-        arguments = json.loads(arguments) if isinstance(arguments, str) else arguments
-    except ValueError:
-        raise _invalid(f"{where}.function.arguments is not JSON.") from None
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            pass  # kept as written (a call cut at max_tokens, say): the conversation goes on
     checked = {"type": "function", "function": {"name": function["name"], "arguments": arguments}}
     return {"id": call["id"], **checked} if call.get("id") else checked
 

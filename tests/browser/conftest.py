@@ -109,7 +109,8 @@ def open_lab(browser: Browser, server: JupyterProcess, errors: list[str]) -> Pag
 
     page.on("console", on_console)
     page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
-    page.goto(f"{server.url}lab?token={server.token}")
+    # ?reset: the default workspace, whatever tabs an earlier test left open (a Launcher shows then)
+    page.goto(f"{server.url}lab?reset&token={server.token}")
     page.locator(".jp-Launcher").wait_for(timeout=60_000)
     return page
 

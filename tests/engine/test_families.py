@@ -13,7 +13,7 @@ from mlx_lm.utils import load_config
 
 from mlx_workbench.demo import DEMO_MODELS, load_answers
 from mlx_workbench.engine.errors import InvalidRequest
-from mlx_workbench.engine.families import FAMILIES, detect_family
+from mlx_workbench.engine.families import FAMILIES, detect_family, validate_messages
 
 CHAT = [
     {"role": "system", "content": "Be brief."},
@@ -176,10 +176,6 @@ AUDIO = {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}
             r"messages\[0\]\.tool_calls\[0\] must name a function",
         ),
         (
-            [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{x"}}]}],
-            r"messages\[0\]\.tool_calls\[0\]\.function\.arguments is not JSON",
-        ),
-        (
             [{"role": "user", "content": [{"type": "text", "text": "What is this?"}, IMAGE]}],
             r"messages\[0\]\.content\[1\] is a 'image_url' part; the models here accept text only",
         ),
@@ -195,6 +191,15 @@ def test_what_a_text_model_cannot_use_is_refused(family_tokenizer, messages, mes
     with pytest.raises(InvalidRequest, match=message) as err:
         detect_family(config, tokenizer).render(tokenizer, messages)
     assert err.value.param == "messages"
+
+
+def test_tool_call_arguments_that_are_not_json_are_kept_as_written():
+    """A call cut at max_tokens goes back in the history as the model wrote it (OpenAI takes it)."""
+    calls = [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": '{"x": 1'}}]}]
+    (checked,) = validate_messages(calls)
+    assert checked["tool_calls"][0]["function"] == {"name": "f", "arguments": '{"x": 1'}
+    (parsed,) = validate_messages([{**calls[0], "tool_calls": [{"function": {"name": "f", "arguments": '{"x": 1}'}}]}])
+    assert parsed["tool_calls"][0]["function"]["arguments"] == {"x": 1}
 
 
 def test_template_refusal_is_an_invalid_request(family_tokenizer):

@@ -20,12 +20,13 @@ MODEL_DEPENDENT_CODES = {
     "invalid_for_model",
     "conflicting_adapter",
     "previous_response_not_found",
+    "tool_mismatch",
 }
 # Anthropic's errors carry no code: the same refusals, known by their messages; and a last
 # assistant message (a prefill), which JSON Schema cannot single out.
 ANTHROPIC_REFUSALS = re.compile(
     r"maximum context length|for this model|chat template rejected|names adapter|"
-    r"prefill to continue"
+    r"prefill to continue|needs tools|among the tools|forced tool call|which no tool_use made"
 )
 
 

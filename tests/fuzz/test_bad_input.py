@@ -102,7 +102,7 @@ CASES = {
         chat_with(messages=[{"role": "tool", "content": "42", "tool_call_id": "1"}]),
         "application/json",
         400,
-        "invalid_value",
+        "tool_mismatch",
         "which no assistant made",
     ),
     "a function result without its name": (
@@ -139,7 +139,7 @@ CASES = {
         chat_with(tools=[{"type": "function", "function": {"name": "f"}}], functions=[{"name": "get_weather"}]),
         "application/json",
         400,
-        "invalid_value",
+        "tool_mismatch",
         "cannot be combined",
     ),
     "an image part": (

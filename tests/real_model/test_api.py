@@ -39,9 +39,10 @@ def test_paris_ends_on_im_end_and_the_second_turn_reuses_the_cached_prompt(clien
 def test_a_stop_string_ends_the_text_before_it(client):
     prompt = "1, 2, 3, 4,"
     whole = client.completions.create(model="smollm2", prompt=prompt, max_tokens=8, temperature=0)
-    assert whole.choices[0].text.startswith("5, 6, 7") and whole.choices[0].finish_reason == "length"
+    # The text continues the prompt: its first token's space is the answer's.
+    assert whole.choices[0].text.startswith(" 5, 6, 7") and whole.choices[0].finish_reason == "length"
     stopped = client.completions.create(model="smollm2", prompt=prompt, max_tokens=8, temperature=0, stop=["7"])
-    assert stopped.choices[0].text == "5, 6, " and stopped.choices[0].finish_reason == "stop"
+    assert stopped.choices[0].text == " 5, 6, " and stopped.choices[0].finish_reason == "stop"
 
 
 def test_logprobs_score_the_greedy_tokens(client):
@@ -76,7 +77,7 @@ def test_an_adapter_trained_on_it_loads_over_it_and_shares_its_weights(client, s
             .text
         )
 
-    assert complete("smollm2:secret").startswith("banana")  # what the adapter learned
+    assert complete("smollm2:secret").startswith(" banana")  # what the adapter learned
     assert "banana" not in complete("smollm2")
 
 
