@@ -31,7 +31,7 @@ from .anthropic_tools import (
 from .chat_tools import AnswerReader
 from .errors import ApiError
 from .formats import ResponseBuilder
-from .request_schemas import MAX_STOPS, Int, Request, ToolPlan, tool_mismatch
+from .request_schemas import MAX_STOPS, Int, OneChoice, Request, ToolPlan, tool_mismatch
 from .response_requests import new_id, template_message
 
 # ---- errors ---------------------------------------------------------------------------
@@ -98,7 +98,7 @@ class AnthropicMessage(Request):
         return results + ([message] if text or calls or not results else [])
 
 
-class CountTokensRequest(Request):
+class CountTokensRequest(OneChoice, Request):
     model: str = Field(min_length=1, description='A model id: "name" or "name:adapter".')
     messages: list[AnthropicMessage] = Field(min_length=1)
     system: str | list[TextBlock] | None = None
@@ -148,15 +148,6 @@ class CountTokensRequest(Request):
         if config is not None and config.get("format") is not None:
             raise ValueError("output formats are not supported yet: they come with structured output")
         return config
-
-    # What the shared generation path reads (see handlers.GenerationHandler).
-    @property
-    def adapter(self) -> None:  # an adapter is named in the model id
-        return None
-
-    @property
-    def n(self) -> int:
-        return 1
 
     def for_template(self) -> list[dict]:
         system = [template_message("system", texts(self.system))] if self.system else []

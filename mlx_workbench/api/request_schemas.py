@@ -53,6 +53,14 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
 
 
+class OneChoice:
+    """What the shared generation path reads (handlers.GenerationBody) of an API without `n`
+    or an `adapter` field (Responses, Messages): one choice, the adapter named in the model id."""
+
+    adapter = None
+    n = 1
+
+
 class StreamOptions(Request):
     include_usage: bool = False
 

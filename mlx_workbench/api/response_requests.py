@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..engine.requests import Constraint, SamplingParams
-from .request_schemas import Int, Request, ToolPlan, tool_mismatch
+from .request_schemas import Int, OneChoice, Request, ToolPlan, tool_mismatch
 from .response_tools import (
     FunctionCallInput,
     FunctionCallOutputInput,
@@ -101,7 +101,7 @@ def _non_empty_branches(schema: dict) -> None:
         branch["minLength" if branch["type"] == "string" else "minItems"] = 1
 
 
-class CreateResponse(Request):
+class CreateResponse(OneChoice, Request):
     model: str = Field(min_length=1, description='A model id: "name" or "name:adapter".')
     input: str | list[InputMessage | FunctionCallInput | FunctionCallOutputInput] = Field(
         description="Text (a user message), or message, function_call and function_call_output items.",
@@ -155,15 +155,6 @@ class CreateResponse(Request):
         if background:
             raise ValueError("background responses are not supported")
         return background
-
-    # What the shared generation path reads (see handlers.GenerationHandler).
-    @property
-    def adapter(self) -> None:  # an adapter is named in the model id
-        return None
-
-    @property
-    def n(self) -> int:
-        return 1
 
     @property
     def include_usage(self) -> bool:
